@@ -1,0 +1,36 @@
+# Two entry points on a fresh machine: `make run` (the app) and `make test` (the suite).
+# Each creates .venv and installs the pinned dependencies it needs, once per requirements change.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# This machine keeps the CPU build of torch in /opt/wheels; elsewhere pip finds it on PyPI.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+PIP := $(PY) -m pip install --disable-pip-version-check -q $(FIND_LINKS)
+
+.PHONY: run test bench install install-dev clean
+
+$(VENV)/.runtime: requirements/runtime.txt setup.cfg
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) -r requirements/runtime.txt
+	$(PIP) --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
+	$(PIP) -r requirements/dev.txt
+	touch $@
+
+install: $(VENV)/.runtime
+install-dev: $(VENV)/.dev
+
+run: $(VENV)/.runtime
+	$(PY) main.py
+
+test: $(VENV)/.dev
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
+
+bench: $(VENV)/.runtime
+	$(VENV)/bin/pipnet bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,110 @@
+"""Training configuration: TOML files under configs/, checked key by key.
+
+A misspelt key is the most common way to waste a training run, so unknown keys and wrong types
+are errors that name the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from .errors import PipnetError
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "mobilenet_v2"
+    input_size: int = 256
+    stride: int = 32
+    num_points: int = 68
+    num_neighbours: int = 10
+    crop_scale: float = 1.2  # crop side / longer edge of the landmark box
+    # ImageNet weights: a file path; "imagenet" for the torch hub cache, then download; "" for none.
+    pretrained: str = "imagenet"
+
+
+@dataclass
+class DataConfig:
+    root: str = "../shared/data"
+    # Each source: {path = "...", repeat = 1.0}; repeat scales how often it is drawn per epoch.
+    train: list[dict] = field(default_factory=list)
+    val_fraction: float = 0.05  # held out of every source, never trained on
+
+
+@dataclass
+class AugmentConfig:
+    rotation_deg: float = 30.0
+    rotation_prob: float = 0.5
+    scale_min: float = 0.9
+    scale_max: float = 1.1
+    translate: float = 0.05  # fraction of the crop side
+    flip_prob: float = 0.5
+    occlusion_prob: float = 0.4
+    blur_prob: float = 0.2
+    grey_prob: float = 0.2
+    colour_prob: float = 0.5
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 60
+    batch_size: int = 16
+    lr: float = 1e-4
+    lr_milestones: list[int] = field(default_factory=lambda: [30, 50])
+    lr_gamma: float = 0.1
+    score_weight: float = 10.0
+    offset_weight: float = 1.0
+    neighbour_weight: float = 1.0
+    workers: int = 1
+    threads: int = 0  # torch threads; 0: one per core
+    seed: int = 0
+    out_dir: str = "runs/default"
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], origin: str = "config") -> "Config":
+        sections = {}
+        hints = get_type_hints(cls)
+        for name, value in raw.items():
+            if name not in hints:
+                raise PipnetError(f"{origin}: unknown section [{name}] (known: {', '.join(hints)})")
+            if not isinstance(value, dict):
+                raise PipnetError(f"{origin}: [{name}] must be a table")
+            sections[name] = _build_section(hints[name], value, f"{origin}: [{name}]")
+        return cls(**sections)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise PipnetError(f"{path}: cannot read config ({exc.strerror})") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise PipnetError(f"{path}: invalid TOML ({exc})") from None
+        return cls.from_dict(raw, str(path))
+
+
+def _build_section(section_type: type, values: dict[str, Any], where: str):
+    hints = get_type_hints(section_type)
+    for key, value in values.items():
+        if key not in hints:
+            raise PipnetError(f"{where} unknown key {key!r} (known: {', '.join(hints)})")
+        expected = getattr(hints[key], "__origin__", hints[key])
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise PipnetError(f"{where} {key} = {value!r}: expected {expected.__name__}")
+    return section_type(**values)

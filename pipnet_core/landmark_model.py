@@ -1,0 +1,73 @@
+"""The interface every landmark network offers, whatever runs it (ONNX Runtime or torch).
+
+A model takes BGR crops made by ``crop.warp`` and returns points in crop pixels; the crop recipe
+and codec tables travel with the model as ``ModelInfo``, so a model file is self-describing.
+"""
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from .codec import GridOutputs, PIPCodec
+from .crop import to_network_input
+from .errors import PipnetError
+
+METADATA_KEY = "pipnet"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    codec: PIPCodec
+    crop_scale: float
+    backbone: str
+    name: str = "pipnet"
+    version: str = "0"
+
+    @property
+    def input_size(self) -> int:
+        return self.codec.input_size
+
+    @property
+    def num_points(self) -> int:
+        return self.codec.num_points
+
+    def to_json(self) -> str:
+        return json.dumps({
+            "format": FORMAT_VERSION,
+            "name": self.name,
+            "version": self.version,
+            "backbone": self.backbone,
+            "crop_scale": self.crop_scale,
+            "input": "BGR uint8 crop as float32 NCHW 0..255; ImageNet normalisation is inside the graph",
+            "codec": self.codec.to_dict(),
+        })
+
+    @classmethod
+    def from_json(cls, text: str, origin: str) -> "ModelInfo":
+        try:
+            data = json.loads(text)
+            if data.get("format") != FORMAT_VERSION:
+                raise ValueError(f"format {data.get('format')!r}, expected {FORMAT_VERSION}")
+            return cls(PIPCodec.from_dict(data["codec"]), float(data["crop_scale"]), data["backbone"],
+                       data.get("name", "pipnet"), str(data.get("version", "0")))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise PipnetError(f"{origin}: PIPNet metadata is invalid ({exc})") from None
+
+
+class LandmarkModel(ABC):
+    info: ModelInfo
+
+    @abstractmethod
+    def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
+        """Raw network outputs for a float32 (B, 3, S, S) batch."""
+
+    def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """BGR uint8 crops (B, S, S, 3) -> points (B, N, 2) in crop pixels, confidence (B, N)."""
+        if len(crops) == 0:
+            n = self.info.num_points
+            return np.zeros((0, n, 2), np.float32), np.zeros((0, n), np.float32)
+        return self.info.codec.decode(self.grid_outputs(to_network_input(crops)))

@@ -1,0 +1,59 @@
+"""PIPNet through ONNX Runtime: the runtime path, with no torch import.
+
+The model file carries its ModelInfo (codec tables, crop recipe) as ONNX metadata under the key
+``pipnet``; a ``.json`` sidecar with the same text is accepted for models exported elsewhere.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .codec import GridOutputs
+from .errors import PipnetError
+from .landmark_model import METADATA_KEY, LandmarkModel, ModelInfo
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "pipnet_mbv2_68.onnx"
+
+
+def default_model_path() -> Path:
+    """The shipped model, unless PIPNET_MODEL names another."""
+    return Path(os.environ.get("PIPNET_MODEL", DEFAULT_MODEL))
+
+
+class OnnxLandmarkModel(LandmarkModel):
+    def __init__(self, path: str | Path | None = None, threads: int = 2):
+        import onnxruntime as ort
+
+        self.path = Path(path) if path else default_model_path()
+        if not self.path.is_file():
+            raise PipnetError(f"{self.path}: model file not found")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime reports a bad file through several exception types
+            raise PipnetError(f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0][:120]})") from None
+        self.info = ModelInfo.from_json(self._metadata_text(), str(self.path))
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if len(self.output_names) != len(GridOutputs.__dataclass_fields__):
+            raise PipnetError(f"{self.path}: expected 5 PIPNet outputs, found {len(self.output_names)}")
+        self.grid_outputs(np.zeros((1, 3, self.info.input_size, self.info.input_size), np.float32))  # warm-up
+
+    def _metadata_text(self) -> str:
+        custom = self.session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY in custom:
+            return custom[METADATA_KEY]
+        sidecar = self.path.with_suffix(".json")
+        if sidecar.is_file():
+            return sidecar.read_text()
+        raise PipnetError(f"{self.path}: not a PIPNet model (no '{METADATA_KEY}' metadata and no {sidecar.name})")
+
+    def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
+        return GridOutputs(*self.session.run(self.output_names, {self.input_name: batch}))

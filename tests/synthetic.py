@@ -1,0 +1,63 @@
+"""Test data made by the tests: a symmetric 68-point face template, drawn faces, real photos."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("PIPNET_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+def _arc(cx, cy, rx, ry, start_deg, end_deg, n):
+    t = np.deg2rad(np.linspace(start_deg, end_deg, n))
+    return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)
+
+
+def _eye(cx, cy):
+    # 300-W order: left corner, two upper lid points, right corner, two lower lid points.
+    return np.array([[cx - 12, cy], [cx - 4, cy - 5], [cx + 4, cy - 5], [cx + 12, cy], [cx + 4, cy + 5], [cx - 4, cy + 5]])
+
+
+def template_points() -> np.ndarray:
+    """A left-right symmetric 68-point face in the 300-W order, centred on x = 0, about 140 px wide."""
+    jaw = _arc(0, 0, 70, 80, 180, 0, 17)  # through the chin (y grows downwards)
+    brow_r = _arc(-35, -35, 22, 8, 180, 360, 5)
+    brow_l = _arc(35, -35, 22, 8, 180, 360, 5)
+    bridge = np.stack([np.zeros(4), np.linspace(-20, 15, 4)], axis=1)
+    nostrils = np.stack([np.linspace(-14, 14, 5), [22, 24, 25, 24, 22]], axis=1)
+    eye_r = _eye(-30, -15)
+    eye_l = _eye(30, -15)
+    mouth_top = np.stack([np.linspace(-30, 30, 7), [45, 40, 38, 39, 38, 40, 45]], axis=1)
+    mouth_bottom = np.stack([np.linspace(20, -20, 5), [52, 56, 57, 56, 52]], axis=1)
+    inner_top = np.stack([np.linspace(-22, 22, 5), [45, 43, 43, 43, 45]], axis=1)
+    inner_bottom = np.stack([np.linspace(11, -11, 3), [48, 49, 48]], axis=1)
+    points = np.concatenate([jaw, brow_r, brow_l, bridge, nostrils, eye_r, eye_l,
+                             mouth_top, mouth_bottom, inner_top, inner_bottom])
+    assert points.shape == (68, 2)
+    return points.astype(np.float32)
+
+
+def drawn_face(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """A cartoon face at a random pose on a noisy background, with its 68 points."""
+    scale = rng.uniform(0.8, 1.1) * size / 320
+    angle = np.deg2rad(rng.uniform(-15, 15))
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = size / 2 + rng.uniform(-0.08, 0.08, size=2) * size
+    points = (template_points() @ rot.T + centre).astype(np.float32)
+    image = rng.integers(40, 90, size=(size, size, 3), dtype=np.uint8)
+    cv2.fillPoly(image, [np.round(np.concatenate([points[:17], points[26:16:-1]])).astype(np.int32)], (150, 180, 210))
+    from pipnet_core.scheme import CONTOURS
+
+    for _, idx, closed in CONTOURS:
+        cv2.polylines(image, [np.round(points[list(idx)]).astype(np.int32)], closed, (30, 30, 120), 2, cv2.LINE_AA)
+    return image, points
+
+
+def astronaut_bgr() -> np.ndarray:
+    """The public-domain astronaut portrait that scikit-image ships (512x512)."""
+    from skimage import data
+
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
