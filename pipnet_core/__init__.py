@@ -1,0 +1,18 @@
+"""pipnet-live: real-time 68-point facial landmarks with PIPNet on the CPU.
+
+    import cv2
+    from pipnet_core import Landmarker
+
+    landmarker = Landmarker()  # shipped model, BlazeFace detector, smoothing on
+    faces = landmarker.process_image(cv2.imread("face.jpg"))
+    print(faces[0].points.shape, faces[0].pose.yaw)  # (68, 2), degrees
+
+The package imports no torch: training and export load it on demand.
+"""
+from .draw import OverlayOptions, draw_faces
+from .errors import PipnetError
+from .landmarker import Face, Landmarker
+from .smooth import SmoothingParams
+
+__version__ = "0.1.0"
+__all__ = ["Face", "Landmarker", "OverlayOptions", "PipnetError", "SmoothingParams", "draw_faces"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from .errors import PipnetError
 
@@ -20,11 +21,32 @@ def _eval(args) -> None:
 
     model = load_landmark_model(args.model, args.threads)
     samples = read_labeled(args.data)
-    result = evaluate(model, samples, progress=_progress("evaluating"))
+    if args.detector:
+        from .evaluate import evaluate_pipeline
+        from .landmarker import Landmarker
+
+        landmarker = Landmarker(model, detector=args.detector, smoothing=False, max_faces=3)
+        result = evaluate_pipeline(landmarker, samples, progress=_progress("evaluating"))
+        crops = f"crops from the {landmarker.detector.name} detector"
+    else:
+        result = evaluate(model, samples, progress=_progress("evaluating"))
+        crops = "crops from the ground-truth landmark box"
     summary = result.summary()
-    print(f"{args.data}: {summary['faces']} faces  NME {100 * summary['nme']:.2f}%  "
-          f"FR@0.10 {100 * summary['fr@0.10']:.2f}%  AUC@0.10 {summary['auc@0.10']:.4f}")
+    missed = f" ({summary['missed']} not detected, counted as failures)" if summary["missed"] else ""
+    print(f"{args.data}: {summary['faces']} faces{missed}, {crops}\n"
+          f"NME {100 * summary['nme']:.2f}%  FR@0.10 {100 * summary['fr@0.10']:.2f}%  AUC@0.10 {summary['auc@0.10']:.4f}")
     write_reports(result, str(args.model), str(args.data), args.csv, args.json, args.plot)
+
+
+def _calibrate(args) -> None:
+    from .data import read_labeled
+    from .detect import CALIBRATION_FILE, calibrate, create_detector, save_calibration
+
+    samples = [s for path in args.data for s in read_labeled(path)]
+    detector = create_detector(args.detector, min_score=0.3)
+    calibration, matched = calibrate(detector, samples, progress=_progress("detecting"))
+    save_calibration(detector.name, calibration)
+    print(f"{detector.name}: fitted on {matched}/{len(samples)} faces: {calibration}; saved to {CALIBRATION_FILE}")
 
 
 def _export(args) -> None:
@@ -38,9 +60,81 @@ def _export(args) -> None:
         raise PipnetError(f"{report.path}: ONNX Runtime disagrees with torch")
 
 
+def _landmarker(args, **overrides):
+    from .landmarker import Landmarker
+
+    options = dict(model=args.model, detector=args.detector, threads=args.threads, max_faces=args.max_faces)
+    options.update(overrides)
+    return Landmarker(**options)
+
+
+def _detect(args) -> None:
+    import json
+    from pathlib import Path
+
+    import cv2
+
+    from .data import load_image
+    from .draw import OverlayOptions, draw_faces
+    from .writers import face_to_dict
+
+    landmarker = _landmarker(args, smoothing=False)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failed = 0
+    for name in args.images:
+        try:
+            image = load_image(Path(name))
+        except PipnetError as exc:
+            print(f"pipnet detect: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        faces = landmarker.process_image(image)
+        stem = Path(name).stem
+        cv2.imwrite(str(out / f"{stem}_landmarks.png"), draw_faces(image, faces, OverlayOptions(pose_axes=True)))
+        if args.json:
+            record = {"image": str(name), "width": image.shape[1], "height": image.shape[0],
+                      "faces": [face_to_dict(f) for f in faces]}
+            (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
+        print(f"{name}: {len(faces)} face(s)" + ("" if faces else " (no face found)"))
+    if failed:
+        raise PipnetError(f"{failed} of {len(args.images)} images could not be read")
+
+
+def _bench(args) -> None:
+    from .bench import bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
+
+    landmarker = _landmarker(args, max_faces=max(args.faces))
+    print(f"model {landmarker.model.info.name} ({landmarker.model.info.backbone}, input {landmarker.model.info.input_size}), "
+          f"{args.threads} threads, detector {landmarker.detector.name}")
+    print(f"landmark network alone: {bench_model(landmarker):.2f} ms per face")
+    for faces in args.faces:
+        frames = load_frames(args.video, faces, args.frames)
+        if not frames:
+            raise PipnetError(f"{args.video}: no frames could be read")
+        landmarker.set_max_faces(faces)
+        label = f"{len(frames[0][0])}x{len(frames[0])} {'video' if args.video else 'sample clip'}, {faces} face(s)"
+        result = bench_pipeline(landmarker, frames, args.frames, label)
+        print(result.line())
+        if result.memory_mb:
+            trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in result.memory_mb)
+            print(f"  resident memory (frame: MB): {trace}")
+        if args.compare:
+            for name, fps in (("MediaPipe Face Mesh", bench_face_mesh(frames, min(args.frames, 300), faces)),
+                              ("dlib 68-point", bench_dlib(frames, min(args.frames, 300)))):
+                if fps is not None:
+                    print(f"  {name} on the same frames: {fps:.1f} FPS; pipnet-live is {result.fps / fps:.2f}x its speed")
+
+
 def _progress(label: str):
-    """A one-line counter on stderr, for loops that are not worth a tqdm dependency at run time."""
+    """A one-line counter on a terminal's stderr (nothing when redirected), at most 5 updates/s."""
+    last = [0.0]
+
     def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if not sys.stderr.isatty() or (now - last[0] < 0.2 and done < total):
+            return
+        last[0] = now
         print(f"\r{label} {done}/{total}", end="\n" if done == total else "", file=sys.stderr, flush=True)
     return show
 
@@ -63,7 +157,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="write the summary and per-landmark NME here")
     p.add_argument("--plot", help="write the cumulative error distribution as a PNG here")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    p.add_argument("--detector", choices=["mediapipe", "haar"],
+                   help="start from this face detector's boxes instead of the ground-truth landmark box")
     p.set_defaults(run=_eval)
+
+    p = sub.add_parser("calibrate", help="fit a detector's box -> model crop mapping on labeled training faces")
+    p.add_argument("--data", required=True, nargs="+", help="labeled folders or CSVs (training data, never test sets)")
+    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
+    p.set_defaults(run=_calibrate)
+
+    def add_runtime_options(p):
+        p.add_argument("--model", help="ONNX model (default: the shipped models/pipnet_mbv2_68.onnx)")
+        p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
+        p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+
+    p = sub.add_parser("detect", help="landmarks on still images: annotated PNGs and JSON")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--out", default="landmarks", help="output folder (default: landmarks/)")
+    p.add_argument("--json", action="store_true", help="also write IMAGE.json with every face's points")
+    p.add_argument("--max-faces", type=int, default=5)
+    add_runtime_options(p)
+    p.set_defaults(run=_detect)
+
+    p = sub.add_parser("bench", help="per-stage timings and FPS of the real-time pipeline")
+    p.add_argument("--video", help="a video file (default: the synthetic sample clip)")
+    p.add_argument("--faces", type=int, nargs="+", default=[1, 3], help="face counts to run (default: 1 3)")
+    p.add_argument("--frames", type=int, default=300, help="frames per run; 10000 also traces memory")
+    p.add_argument("--no-compare", dest="compare", action="store_false", help="skip MediaPipe Face Mesh / dlib")
+    p.set_defaults(max_faces=1)
+    add_runtime_options(p)
+    p.set_defaults(run=_bench)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX and verify it against torch")
     p.add_argument("--checkpoint", required=True, help="a training checkpoint, e.g. runs/NAME/best.pt")

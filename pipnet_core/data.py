@@ -31,10 +31,11 @@ class Sample:
 
 def load_image(path: Path) -> np.ndarray:
     """A BGR uint8 image, or a PipnetError naming the file."""
+    if not Path(path).is_file():
+        raise PipnetError(f"{path}: does not exist")
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if image is None:
-        reason = "does not exist" if not Path(path).exists() else "is not a readable image"
-        raise PipnetError(f"{path}: {reason}")
+        raise PipnetError(f"{path}: is not a readable image")
     return image
 
 

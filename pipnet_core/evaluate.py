@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from .crop import invert, landmark_crop_matrix, transform_points, warp
+from .crop import landmark_crop_matrix
 from .data import Sample, load_image
 from .errors import PipnetError
 from .landmark_model import LandmarkModel
@@ -64,30 +64,51 @@ def landmark_box_crops(crop_scale: float, size: int) -> CropFinder:
 
 def evaluate(model: LandmarkModel, samples: list[Sample], find_crop: CropFinder | None = None,
              batch_size: int = 32, progress: Callable[[int, int], None] | None = None) -> Evaluation:
-    info = model.info
-    size = info.input_size
-    find_crop = find_crop or landmark_box_crops(info.crop_scale, size)
+    find_crop = find_crop or landmark_box_crops(model.info.crop_scale, model.info.input_size)
     names, errors, missed = [], [], 0
     for start in range(0, len(samples), batch_size):
-        crops, matrices, truths = [], [], []
+        images, matrices, truths = [], [], []
         for sample in samples[start:start + batch_size]:
             image = load_image(sample.image_path)
             matrix = find_crop(image, sample)
             if matrix is None:
                 missed += 1
                 continue
-            crops.append(warp(image, matrix, size))
+            images.append(image)
             matrices.append(matrix)
             truths.append(sample.points)
             names.append(sample.image_path.name)
-        if crops:
-            predicted, _ = model.predict(np.stack(crops))
-            frame_points = np.stack([transform_points(p, invert(m)) for p, m in zip(predicted, matrices)])
-            errors.append(point_errors(frame_points, np.stack(truths)))
+        if images:
+            predicted, _ = model.predict_in_frames(images, matrices)
+            errors.append(point_errors(predicted, np.stack(truths)))
         if progress:
             progress(min(start + batch_size, len(samples)), len(samples))
     if not errors:
         raise PipnetError("no face could be evaluated")
+    return Evaluation(names, np.concatenate(errors), missed)
+
+
+def evaluate_pipeline(landmarker, samples: list[Sample], progress: Callable[[int, int], None] | None = None) -> Evaluation:
+    """Accuracy of the whole still-image pipeline (detector, calibrated crop, landmarks): what a
+    user gets. Each labeled face is matched to the found face whose points overlap it most."""
+    from .crop import CropBox
+    from .track import iou
+
+    names, errors, missed = [], [], 0
+    for i, sample in enumerate(samples, start=1):
+        truth_box = CropBox.around_points(sample.points, 1.0)
+        faces = landmarker.process_image(load_image(sample.image_path))
+        overlaps = [iou(CropBox.around_points(f.points, 1.0), truth_box) for f in faces]
+        if overlaps and max(overlaps) >= 0.3:
+            face = faces[int(np.argmax(overlaps))]
+            errors.append(point_errors(face.points[None], sample.points[None]))
+            names.append(sample.image_path.name)
+        else:
+            missed += 1
+        if progress:
+            progress(i, len(samples))
+    if not errors:
+        raise PipnetError("the detector found none of the labeled faces")
     return Evaluation(names, np.concatenate(errors), missed)
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from time import perf_counter
+from typing import Sequence
 
 import numpy as np
 
 from .codec import GridOutputs, PIPCodec
-from .crop import to_network_input
+from .crop import invert, to_network_input, transform_points, warp
 from .errors import PipnetError
 
 METADATA_KEY = "pipnet"
@@ -71,3 +73,19 @@ class LandmarkModel(ABC):
             n = self.info.num_points
             return np.zeros((0, n, 2), np.float32), np.zeros((0, n), np.float32)
         return self.info.codec.decode(self.grid_outputs(to_network_input(crops)))
+
+    def predict_in_frames(self, frames: Sequence[np.ndarray], matrices: Sequence[np.ndarray],
+                          timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """One crop per (frame, frame->crop matrix) pair, run as one batch; points come back in
+        frame pixels. ``timings`` (if given) receives milliseconds for crop, infer and decode."""
+        size = self.info.input_size
+        t0 = perf_counter()
+        crops = np.stack([warp(frame, matrix, size) for frame, matrix in zip(frames, matrices)])
+        t1 = perf_counter()
+        outputs = self.grid_outputs(to_network_input(crops))
+        t2 = perf_counter()
+        points, confidence = self.info.codec.decode(outputs)
+        points = np.stack([transform_points(p, invert(m)) for p, m in zip(points, matrices)])
+        if timings is not None:
+            timings.update(crop=1000 * (t1 - t0), infer=1000 * (t2 - t1), decode=1000 * (perf_counter() - t2))
+        return points.astype(np.float32), confidence

@@ -1,0 +1,120 @@
+"""`pipnet bench`: per-stage milliseconds and end-to-end FPS of the real-time pipeline.
+
+Frames are decoded up front, so the numbers are the pipeline's own, not the video decoder's.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from time import perf_counter
+
+import numpy as np
+
+from .landmarker import STAGES, Landmarker
+
+
+def resident_mb() -> float:
+    """This process's resident memory, from /proc (Linux); 0 where unavailable."""
+    try:
+        with open(f"/proc/{os.getpid()}/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
+
+
+@dataclass
+class BenchResult:
+    label: str
+    frames: int
+    seconds: float
+    stage_ms: dict[str, float]
+    faces_per_frame: float
+    memory_mb: list[tuple[int, float]] = field(default_factory=list)  # (frame, resident MB)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds
+
+    def line(self) -> str:
+        stages = "  ".join(f"{k} {v:.2f}" for k, v in self.stage_ms.items())
+        return f"{self.label}: {self.fps:.1f} FPS end to end ({self.faces_per_frame:.2f} faces/frame); ms per frame: {stages}"
+
+
+def load_frames(video: str | None, faces: int, count: int) -> list[np.ndarray]:
+    if video:
+        from .frames import iterate, open_source
+
+        source = open_source(video)
+        frames = [f.image for _, f in zip(range(count), iterate(source))]
+        source.close()
+        return frames
+    from .sample_clip import ClipSpec, generate
+
+    return [frame for frame, _, _ in generate(ClipSpec(frames=min(count, 300), faces=faces))]
+
+
+def bench_pipeline(landmarker: Landmarker, frames: list[np.ndarray], total: int, label: str,
+                   fps: float = 30.0, warmup: int = 10) -> BenchResult:
+    """Run ``total`` frames (cycling through ``frames``), timing each stage."""
+    for i in range(warmup):
+        landmarker.process(frames[i % len(frames)], i / fps)
+    landmarker.reset()
+    sums = dict.fromkeys(STAGES, 0.0)
+    faces = 0
+    memory = []
+    start = perf_counter()
+    for i in range(total):
+        faces += len(landmarker.process(frames[i % len(frames)], i / fps))
+        for stage, ms in landmarker.timings.items():
+            sums[stage] += ms
+        if total >= 1000 and (i + 1) % (total // 10) == 0:
+            memory.append((i + 1, resident_mb()))
+    seconds = perf_counter() - start
+    return BenchResult(label, total, seconds, {k: v / total for k, v in sums.items()}, faces / total, memory)
+
+
+def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
+    """Milliseconds per face of the landmark network alone (batch of one, crop prepared)."""
+    size = landmarker.model.info.input_size
+    batch = np.random.default_rng(0).integers(0, 256, (1, 3, size, size)).astype(np.float32)
+    for _ in range(10):
+        landmarker.model.grid_outputs(batch)
+    start = perf_counter()
+    for _ in range(repeats):
+        landmarker.model.grid_outputs(batch)
+    return 1000 * (perf_counter() - start) / repeats
+
+
+def bench_face_mesh(frames: list[np.ndarray], total: int, max_faces: int) -> float | None:
+    """MediaPipe Face Mesh (468 points) on the same frames, in FPS; None if it is not importable."""
+    try:
+        import cv2
+        import mediapipe as mp
+
+        mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
+    except Exception:  # mediapipe missing or its graph failed to load: nothing to compare with
+        return None
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+    start = perf_counter()
+    for i in range(total):
+        mesh.process(rgb[i % len(rgb)])
+    seconds = perf_counter() - start
+    mesh.close()
+    return total / seconds
+
+
+def bench_dlib(frames: list[np.ndarray], total: int) -> float | None:
+    """dlib's HOG detector + 68-point shape predictor, in FPS, when dlib and its model are present."""
+    predictor_path = os.environ.get("DLIB_SHAPE_PREDICTOR", "shape_predictor_68_face_landmarks.dat")
+    try:
+        import dlib
+
+        detector, predictor = dlib.get_frontal_face_detector(), dlib.shape_predictor(predictor_path)
+    except Exception:  # dlib is optional and its model file is not shipped
+        return None
+    start = perf_counter()
+    for i in range(total):
+        frame = frames[i % len(frames)]
+        for box in detector(frame, 0):
+            predictor(frame, box)
+    return total / (perf_counter() - start)

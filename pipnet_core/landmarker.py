@@ -1,0 +1,152 @@
+"""The real-time pipeline: frame -> detect/track -> crop -> landmarks -> smooth -> pose.
+
+    from pipnet_core import Landmarker
+    landmarker = Landmarker()                      # the shipped model, BlazeFace, smoothing on
+    for face in landmarker.process(frame_bgr, timestamp):
+        print(face.id, face.points[36], face.pose.yaw)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+
+from .crop import CropBox, crop_matrix
+from .detect import BoxCalibration, FaceDetector, create_detector, load_calibrations
+from .frames import as_bgr
+from .landmark_model import LandmarkModel
+from .pose import HeadPose, estimate_pose
+from .smooth import LandmarkSmoother, SmoothingParams
+from .track import Tracker
+
+STAGES = ("detect", "track", "crop", "infer", "decode", "smooth", "pose")
+
+
+@dataclass(frozen=True)
+class Face:
+    id: int  # stable while the face is tracked
+    box: tuple[float, float, float, float]  # landmark bounding box x, y, w, h in frame pixels
+    score: float  # detector score at the face's last detection
+    points: np.ndarray  # (68, 2) frame pixels
+    confidence: np.ndarray  # (68,) score-map peaks, 0..1
+    pose: HeadPose | None
+    success: bool
+
+    @property
+    def mean_confidence(self) -> float:
+        return float(self.confidence.mean())
+
+
+def _load_model(model: str | Path | LandmarkModel | None, threads: int) -> LandmarkModel:
+    if isinstance(model, LandmarkModel):
+        return model
+    from .ort_model import OnnxLandmarkModel
+
+    return OnnxLandmarkModel(model, threads)
+
+
+class Landmarker:
+    def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
+                 smoothing: SmoothingParams | bool = True, max_faces: int = 1, redetect_interval: int = 10,
+                 min_confidence: float = 0.25, detector_threshold: float = 0.5, min_face_size: int = 24,
+                 threads: int = 2, pose: bool = True, calibration: BoxCalibration | None = None):
+        self.model = _load_model(model, threads)
+        self.detector = detector if not isinstance(detector, str) else create_detector(detector, detector_threshold, min_face_size)
+        self.calibration = calibration or load_calibrations().get(self.detector.name, BoxCalibration())
+        self.smoothing = SmoothingParams() if smoothing is True else smoothing or None
+        self.tracker = Tracker(max_faces, redetect_interval, min_confidence)
+        self.min_face_size = min_face_size
+        self.with_pose = pose
+        self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._frames = 0
+
+    # -- settings the GUI changes live ------------------------------------------------------------
+    def set_smoothing(self, params: SmoothingParams | None) -> None:
+        self.smoothing = params
+        for track in self.tracker.tracks:
+            track.smoother = self._new_smoother()
+
+    def set_max_faces(self, count: int) -> None:
+        self.tracker.max_faces = count
+        del self.tracker.tracks[count:]
+
+    def _new_smoother(self) -> LandmarkSmoother:
+        return LandmarkSmoother(self.model.info.codec.mean_face, self.smoothing or SmoothingParams())
+
+    def reset(self) -> None:
+        """Forget all faces (a new video, a jump in time)."""
+        self.tracker.reset()
+
+    # -- the pipeline -------------------------------------------------------------------------------
+    def detector_crop(self, detection) -> CropBox:
+        """The model crop a detection implies, through the calibrated box mapping."""
+        box = self.calibration.landmark_box(detection)
+        return CropBox(box.cx, box.cy, box.side * self.model.info.crop_scale)
+
+    def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[Face]:
+        """Faces in one video frame; ``timestamp`` in seconds drives the smoothing (default 30 fps)."""
+        timings = dict.fromkeys(STAGES, 0.0)
+        self.timings = timings
+        frame = as_bgr(frame)
+        if timestamp is None:
+            timestamp = self._frames / 30.0
+        self._frames += 1
+        height, width = frame.shape[:2]
+        if min(height, width) < self.min_face_size:
+            self.tracker.reset()
+            return []
+        tracker = self.tracker
+        t0 = perf_counter()
+        if tracker.needs_detection():
+            detections = self.detector.detect(frame)
+            tracker.add_detections([self.detector_crop(d) for d in detections], [d.score for d in detections],
+                                   self._new_smoother)
+        timings["detect"] = 1000 * (perf_counter() - t0)
+        tracker.next_frame()
+        tracks = list(tracker.tracks)
+        if not tracks:
+            return []
+
+        size = self.model.info.input_size
+        points, confidence = self.model.predict_in_frames([frame] * len(tracks), [crop_matrix(t.crop, size) for t in tracks], timings)
+        # A crop straight from the detector is only roughly placed: run those faces once more from
+        # their own landmarks, which is the crop the model was trained on.
+        fresh = [i for i, t in enumerate(tracks) if t.frames == 0]
+        if fresh:
+            scale = self.model.info.crop_scale
+            again = [crop_matrix(CropBox.around_points(points[i], scale), size) for i in fresh]
+            points[fresh], confidence[fresh] = self.model.predict_in_frames([frame] * len(fresh), again)
+
+        faces, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
+        for track, pts, conf in zip(tracks, points, confidence):
+            t1 = perf_counter()
+            kept = tracker.update(track, pts, conf, self.model.info.crop_scale)
+            t2 = perf_counter()
+            if not kept:
+                track_ms += t2 - t1
+                continue
+            shown = track.smoother(pts, timestamp) if self.smoothing else pts
+            t3 = perf_counter()
+            pose = estimate_pose(shown, (width, height)) if self.with_pose else None
+            t4 = perf_counter()
+            track_ms, smooth_ms, pose_ms = track_ms + t2 - t1, smooth_ms + t3 - t2, pose_ms + t4 - t3
+            lo, hi = shown.min(axis=0), shown.max(axis=0)
+            faces.append(Face(track.id, (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+                              track.detector_score, shown, conf, pose, True))
+        t5 = perf_counter()
+        tracker.drop_duplicates()
+        timings.update(track=1000 * (track_ms + perf_counter() - t5), smooth=1000 * smooth_ms, pose=1000 * pose_ms)
+        live = {t.id for t in tracker.tracks}
+        return [f for f in faces if f.id in live]
+
+    def process_image(self, image: np.ndarray) -> list[Face]:
+        """Faces in a still image: fresh detection, no tracking history, no smoothing."""
+        smoothing, self.smoothing = self.smoothing, None
+        self.reset()
+        try:
+            return self.process(image, 0.0)
+        finally:
+            self.smoothing = smoothing
+            self.reset()

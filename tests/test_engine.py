@@ -1,0 +1,143 @@
+"""The real-time engine on the shipped model: detection, tracking, smoothing, batching, bad input."""
+import numpy as np
+import pytest
+
+from pipnet_core.crop import CropBox, crop_matrix, transform_points
+from pipnet_core.detect import HaarDetector, MediaPipeDetector
+from pipnet_core.errors import PipnetError
+from pipnet_core.landmarker import Landmarker
+from pipnet_core.metrics import nme
+from pipnet_core.ort_model import OnnxLandmarkModel
+from pipnet_core.sample_clip import ClipSpec, face_photo, generate
+from pipnet_core.smooth import SmoothingParams
+
+# The astronaut's face in scikit-image's photo (x0, y0, x1, y1), checked by eye.
+ASTRONAUT_FACE = (170, 75, 280, 200)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OnnxLandmarkModel()
+
+
+def inside(point, box, margin=0):
+    return box[0] - margin <= point[0] <= box[2] + margin and box[1] - margin <= point[1] <= box[3] + margin
+
+
+@pytest.mark.parametrize("detector_type", [MediaPipeDetector, HaarDetector])
+def test_detectors_find_the_astronaut(detector_type):
+    detections = detector_type().detect(face_photo())
+    assert len(detections) == 1
+    x, y, w, h = detections[0].box
+    assert inside((x + w / 2, y + h / 2), ASTRONAUT_FACE) and 60 < w < 160
+
+
+def test_still_image_landmarks_land_on_the_face(model):
+    faces = Landmarker(model).process_image(face_photo())
+    assert len(faces) == 1
+    face = faces[0]
+    assert all(inside(p, ASTRONAUT_FACE, margin=10) for p in face.points)
+    assert face.mean_confidence > 0.3 and face.success
+    assert abs(face.pose.yaw) < 25 and abs(face.pose.roll) < 15
+
+
+def clip_frames(faces=1, frames=60):
+    return list(generate(ClipSpec(frames=frames, faces=faces)))
+
+
+def run(landmarker, frames):
+    return [landmarker.process(frame, t) for frame, t, _ in frames]
+
+
+def test_tracking_keeps_one_id_on_a_moving_face(model):
+    results = run(Landmarker(model, redetect_interval=10), clip_frames(frames=90))
+    assert all(len(faces) == 1 for faces in results)
+    assert {faces[0].id for faces in results} == {0}
+
+
+def test_a_face_that_leaves_and_returns_gets_a_new_id(model):
+    frames = clip_frames(frames=60)
+    blank = [(np.full_like(frames[0][0], 90), t, []) for _, t, _ in frames[20:35]]
+    sequence = frames[:20] + blank + frames[35:]
+    results = run(Landmarker(model), sequence)
+    assert {f.id for faces in results[:20] for f in faces} == {0}
+    assert all(not faces for faces in results[21:35])  # the frame it vanishes may still show it once
+    assert {f.id for faces in results[40:] for f in faces} == {1}
+
+
+def test_three_faces_are_tracked_with_distinct_stable_ids(model):
+    results = run(Landmarker(model, max_faces=3), clip_frames(faces=3, frames=40))
+    assert all(len(faces) == 3 for faces in results[1:])
+    assert {f.id for f in results[-1]} == {f.id for f in results[1]}
+    assert len({f.id for f in results[-1]}) == 3
+
+
+def test_max_faces_caps_the_number_of_tracks(model):
+    results = run(Landmarker(model, max_faces=2), clip_frames(faces=3, frames=5))
+    assert all(len(faces) <= 2 for faces in results) and len(results[-1]) == 2
+
+
+def test_a_batch_gives_the_same_points_as_one_by_one(model):
+    frame, _, matrices = clip_frames(faces=3, frames=1)[0]
+    reference = Landmarker(model, max_faces=3).process_image(frame)
+    crops = [crop_matrix(CropBox.around_points(f.points, model.info.crop_scale), model.info.input_size) for f in reference]
+    together, _ = model.predict_in_frames([frame] * 3, crops)
+    for i, matrix in enumerate(crops):
+        alone, _ = model.predict_in_frames([frame], [matrix])
+        np.testing.assert_allclose(alone[0], together[i], atol=1e-3)
+
+
+def test_smoothing_cuts_jitter_at_least_2x_and_costs_at_most_10_percent_nme(model):
+    """Ground truth from the motion: the model's points on the still photo, moved like the photo."""
+    frames = clip_frames(frames=150)
+    reference = Landmarker(model).process_image(face_photo())[0].points
+    truth = np.stack([transform_points(reference, matrices[0]) for _, _, matrices in frames])
+
+    def track(smoothing):
+        return np.stack([faces[0].points for faces in run(Landmarker(model, smoothing=smoothing), frames)])
+
+    def jitter(points):  # frame-to-frame change of the error: what the eye sees as trembling
+        return np.linalg.norm(np.diff(points - truth, axis=0), axis=-1).mean()
+
+    raw, smooth = track(False), track(SmoothingParams())
+    assert jitter(raw) >= 2 * jitter(smooth)
+    assert nme(smooth, truth).mean() <= 1.10 * nme(raw, truth).mean()
+    assert nme(raw, truth).mean() < 0.05  # and the tracked points are where the face is
+
+
+@pytest.mark.parametrize("frame", [
+    np.zeros((480, 640, 3), np.uint8),
+    np.zeros((1, 1, 3), np.uint8),
+    np.zeros((480, 640), np.uint8),
+    np.zeros((480, 640, 4), np.uint8),
+], ids=["black", "1x1", "grey", "rgba"])
+def test_degenerate_frames_give_no_face_and_no_exception(model, frame):
+    assert Landmarker(model).process(frame) == []
+
+
+def test_grey_and_rgba_versions_of_a_face_are_found(model):
+    import cv2
+
+    photo = face_photo()
+    for frame in (cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY), cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA)):
+        faces = Landmarker(model).process_image(frame)
+        assert len(faces) == 1 and inside(faces[0].points[30], ASTRONAUT_FACE)
+
+
+def test_missing_or_wrong_model_files_give_clear_errors(tmp_path):
+    with pytest.raises(PipnetError, match="model file not found"):
+        OnnxLandmarkModel(tmp_path / "nope.onnx")
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"this is not a model")
+    with pytest.raises(PipnetError, match="not a loadable ONNX model"):
+        OnnxLandmarkModel(garbage)
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    other = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(other))
+    with pytest.raises(PipnetError, match="not a PIPNet model"):
+        OnnxLandmarkModel(other)
