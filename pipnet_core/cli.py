@@ -101,6 +101,31 @@ def _detect(args) -> None:
         raise PipnetError(f"{failed} of {len(args.images)} images could not be read")
 
 
+def _annotate(args) -> None:
+    from pathlib import Path
+
+    from .annotate import AnnotateOptions, annotate
+
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    options = AnnotateOptions(Path(args.out), formats, Path(args.video_out) if args.video_out else None, max(args.every, 1),
+                              args.max_faces, not args.no_smooth, args.resume, args.model, args.detector, args.threads,
+                              show_progress=sys.stderr.isatty())
+    results = annotate(args.inputs, options, args.jobs)
+    failed = 0
+    for r in results:
+        if r.error:
+            failed += 1
+            print(f"pipnet annotate: error: {r.error}", file=sys.stderr)
+        if r.frames or not r.error:
+            resumed = f", resumed at frame {r.resumed_from}" if r.resumed_from else ""
+            fps = r.frames / r.seconds if r.seconds else 0.0
+            print(f"{r.path}: {r.frames} frames, {r.faces} faces, {fps:.1f} FPS{resumed} -> "
+                  + ", ".join(str(o) for o in r.outputs))
+    print(f"{len(results) - failed} of {len(results)} files complete")
+    if failed:
+        raise PipnetError(f"{failed} file(s) failed or are incomplete")
+
+
 def _bench(args) -> None:
     from .bench import bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
 
@@ -178,6 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-faces", type=int, default=5)
     add_runtime_options(p)
     p.set_defaults(run=_detect)
+
+    p = sub.add_parser("annotate", help="landmark tables (CSV / JSON Lines / .pts) and annotated video for media files")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, image files or folders of them")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--format", default="csv", help="comma-separated: csv, json, pts (default: csv)")
+    p.add_argument("--video-out", help="write the annotated video here (.mp4 or .avi); with several inputs, one per input")
+    p.add_argument("--every", type=int, default=1, help="process every Nth frame (default: 1)")
+    p.add_argument("--max-faces", type=int, default=1)
+    p.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks, no temporal smoothing")
+    p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (default: 1)")
+    p.add_argument("--resume", action="store_true", help="continue files an interrupted run left unfinished")
+    add_runtime_options(p)
+    p.set_defaults(run=_annotate)
 
     p = sub.add_parser("bench", help="per-stage timings and FPS of the real-time pipeline")
     p.add_argument("--video", help="a video file (default: the synthetic sample clip)")

@@ -1,0 +1,108 @@
+"""`pipnet annotate` end to end through the command line, on clips the tests write."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from pipnet_core.crop import transform_points
+from pipnet_core.landmarker import Landmarker
+from pipnet_core.metrics import nme
+from pipnet_core.sample_clip import ClipSpec, face_photo, generate, write_clip
+from pipnet_core.writers import CSV_COLUMNS
+
+
+def pipnet(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return write_clip(tmp_path_factory.mktemp("clips") / "clip.avi", ClipSpec(frames=60))
+
+
+def test_exported_points_follow_the_known_motion(clip, tmp_path):
+    result = pipnet("annotate", clip, "--out", tmp_path, "--format", "csv,json,pts", "--video-out", tmp_path / "seen.mp4")
+    assert result.returncode == 0, result.stderr
+    rows = read_csv(tmp_path / "clip.csv")
+    assert list(rows[0]) == CSV_COLUMNS and len(rows) == 60
+    assert [int(r["frame"]) for r in rows] == list(range(60))
+    points = np.stack([[[float(r[f"x_{i}"]), float(r[f"y_{i}"])] for i in range(68)] for r in rows])
+    reference = Landmarker().process_image(face_photo())[0].points
+    truth = np.stack([transform_points(reference, m[0]) for _, _, m in generate(ClipSpec(frames=60))])
+    assert nme(points, truth).mean() < 0.05
+    lines = (tmp_path / "clip.jsonl").read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["fps"] == pytest.approx(30) and (header["width"], header["height"]) == (640, 480) and header["frame_count"] == 60
+    assert len(lines) == 61 and len(json.loads(lines[5])["faces"][0]["points"]) == 68
+    assert len(list((tmp_path / "clip_pts").glob("*.pts"))) == 60
+    video = cv2.VideoCapture(str(tmp_path / "seen.mp4"))
+    assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+
+
+def test_frames_without_a_face_still_get_a_row(tmp_path):
+    path = tmp_path / "gap.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for i, (frame, _, _) in enumerate(generate(ClipSpec(frames=20))):
+        writer.write(frame if i < 10 else np.full_like(frame, 90))
+    writer.release()
+    assert pipnet("annotate", path, "--out", tmp_path, "--every", "2").returncode == 0
+    rows = read_csv(tmp_path / "gap.csv")
+    assert [int(r["frame"]) for r in rows] == list(range(0, 20, 2))
+    assert [r["success"] for r in rows[:5]] == ["1"] * 5
+    assert rows[-1]["success"] == "0" and rows[-1]["face_id"] == "-1" and rows[-1]["x_0"] == ""
+
+
+def test_a_killed_run_leaves_valid_rows_and_resume_completes_it(tmp_path):
+    clip = write_clip(tmp_path / "long.avi", ClipSpec(frames=240))
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(out)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    table = out / "long.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not table.exists() or table.read_text().count("\n") < 40):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rows = read_csv(table)
+    assert 39 <= len(rows) < 240
+    assert all(len(r) == len(CSV_COLUMNS) and None not in r.values() for r in rows)
+    result = pipnet("annotate", clip, "--out", out, "--resume")
+    assert result.returncode == 0, result.stderr
+    assert "resumed at frame" in result.stdout
+    frames = [int(r["frame"]) for r in read_csv(table)]
+    assert frames == list(range(240))
+
+
+def test_bad_inputs_fail_alone_with_one_line_each(clip, tmp_path):
+    truncated = tmp_path / "truncated.avi"
+    data = clip.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    not_media = tmp_path / "notes.mp4"
+    not_media.write_text("not a video")
+    result = pipnet("annotate", clip, truncated, not_media, tmp_path / "missing.avi", "--out", tmp_path / "out")
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("pipnet annotate: error:")]
+    assert any("truncated.avi: video ends early" in e for e in errors)
+    assert any("notes.mp4: cannot be opened as a video" in e for e in errors)
+    assert any("missing.avi: no such file" in e for e in errors)
+    assert "Traceback" not in result.stderr
+    assert len(read_csv(tmp_path / "out" / "clip.csv")) == 60  # the good file completed
+    assert 0 < len(read_csv(tmp_path / "out" / "truncated.csv")) < 60  # the decodable frames were exported
+
+
+def test_an_unwritable_output_path_is_a_clear_error(clip, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = pipnet("annotate", clip, "--out", blocker / "sub")
+    assert result.returncode == 2 and "cannot create the output folder" in result.stderr and "Traceback" not in result.stderr
