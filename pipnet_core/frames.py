@@ -130,9 +130,14 @@ def iterate(source: FrameSource) -> Iterator[Frame]:
 def probe_cameras(max_index: int = 4) -> list[int]:
     """Indices of the cameras that open and deliver a frame."""
     found = []
-    for index in range(max_index):
-        capture = cv2.VideoCapture(index)
-        if capture.isOpened() and capture.read()[0]:
-            found.append(index)
-        capture.release()
+    previous = cv2.getLogLevel()
+    cv2.setLogLevel(0)  # silent: each absent camera index would log a warning and an error
+    try:
+        for index in range(max_index):
+            capture = cv2.VideoCapture(index)
+            if capture.isOpened() and capture.read()[0]:
+                found.append(index)
+            capture.release()
+    finally:
+        cv2.setLogLevel(previous)
     return found

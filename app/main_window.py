@@ -1,0 +1,353 @@
+"""The main window: live view, sources, overlay options, status bar, recording and export."""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QColor, QFont, QImage, QKeySequence, QPainter
+from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog,
+                               QFormLayout, QLabel, QMainWindow, QMessageBox, QSlider, QSpinBox, QToolBar,
+                               QVBoxLayout, QWidget)
+
+from pipnet_core import OverlayOptions, PipnetError
+from pipnet_core.frames import probe_cameras
+from pipnet_core.ort_model import MODELS_DIR
+from pipnet_core.sample_clip import cached_clip
+
+from .worker import ProcessingWorker, Settings
+
+VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
+OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point indices", "box": "Face box",
+                  "face_id": "Face id", "pose_axes": "Head pose axes"}
+OVERLAY_KEYS = {"points": "P", "contours": "C", "indices": "N", "box": "B", "face_id": "I", "pose_axes": "H"}
+
+
+def to_qimage(bgr: np.ndarray) -> QImage:
+    h, w = bgr.shape[:2]
+    return QImage(bgr.data, w, h, bgr.strides[0], QImage.Format.Format_BGR888).copy()
+
+
+class FrameView(QWidget):
+    """The annotated frame, scaled to fit with its aspect ratio, with the FPS in a corner."""
+
+    def __init__(self):
+        super().__init__()
+        self.setMinimumSize(320, 240)
+        self.image: QImage | None = None
+        self.fps_text = ""
+        self.placeholder = "Starting..."
+
+    def show_frame(self, bgr: np.ndarray, fps_text: str) -> None:
+        self.image, self.fps_text = to_qimage(bgr), fps_text
+        self.update()
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(25, 25, 28))
+        if self.image is None:
+            painter.setPen(QColor(200, 200, 200))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
+            return
+        scaled = self.image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
+        x, y = (self.width() - scaled.width()) // 2, (self.height() - scaled.height()) // 2
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        painter.drawImage(self.rect().adjusted(x, y, -x, -y), self.image)
+        if self.fps_text:
+            painter.setFont(QFont("monospace", 11, QFont.Weight.Bold))
+            box = painter.fontMetrics().boundingRect(self.fps_text).adjusted(-6, -4, 6, 4)
+            box.moveTopLeft(QPoint(x + 8, y + 8))
+            painter.fillRect(box, QColor(0, 0, 0, 150))
+            painter.setPen(QColor(120, 255, 120))
+            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, self.fps_text)
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, source: str | int | None = None):
+        super().__init__()
+        self.setWindowTitle("pipnet-live: 68 facial landmarks")
+        self.store = QSettings("pipnet-live", "pipnet-live")
+        self.settings = self._load_settings()
+        self.worker = ProcessingWorker(self.settings)
+        self.worker.frame_ready.connect(self._on_frame)
+        self.worker.error.connect(self.show_error)
+        self.worker.source_ended.connect(lambda: self.statusBar().showMessage("End of the source", 5000))
+        self.current_source: str | int | None = None
+        self.last_stats: dict = {}
+
+        self.view = FrameView()
+        self.banner = QLabel()
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("background:#7a1f1f;color:white;padding:6px;font-weight:bold")
+        self.banner.hide()
+        self._banner_timer = QTimer(self, singleShot=True, interval=10000, timeout=self.banner.hide)
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.banner)
+        layout.addWidget(self.view, 1)
+        self.setCentralWidget(central)
+
+        self._build_actions()
+        self._build_options_dock()
+        self._build_status_bar()
+        self._restore_window()
+        self.worker.start()
+        QTimer.singleShot(0, lambda: self._open_initial(source))
+
+    # -- settings -------------------------------------------------------------------------------------
+    def _load_settings(self) -> Settings:
+        s = self.store
+        overlay = OverlayOptions(**{k: s.value(f"overlay/{k}", getattr(OverlayOptions(), k), type=bool) for k in OVERLAY_LABELS})
+        return Settings(overlay, s.value("smoothing", True, type=bool), s.value("smoothing_strength", 0.5, type=float),
+                        s.value("detector_threshold", 0.5, type=float), s.value("max_faces", 1, type=int),
+                        s.value("model_path", "", type=str))
+
+    def _save_settings(self) -> None:
+        s, st = self.store, self.settings
+        for key in OVERLAY_LABELS:
+            s.setValue(f"overlay/{key}", getattr(st.overlay, key))
+        for key in ("smoothing", "smoothing_strength", "detector_threshold", "max_faces", "model_path"):
+            s.setValue(key, getattr(st, key))
+        s.setValue("geometry", self.saveGeometry())
+        s.setValue("window_state", self.saveState())
+
+    def _restore_window(self) -> None:
+        geometry = self.store.value("geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1100, 680)
+        state = self.store.value("window_state")
+        if isinstance(state, QByteArray):
+            self.restoreState(state)
+
+    def change_settings(self, **changes) -> None:
+        self.settings = replace(self.settings, **changes)
+        self.worker.update_settings(self.settings)
+
+    def set_overlay(self, **changes) -> None:
+        self.change_settings(overlay=replace(self.settings.overlay, **changes))
+
+    # -- building the window --------------------------------------------------------------------------
+    def _action(self, text: str, shortcut: str | None, slot, checkable: bool = False) -> QAction:
+        action = QAction(text, self, checkable=checkable)
+        if shortcut:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(slot)
+        self.addAction(action)
+        return action
+
+    def _build_actions(self) -> None:
+        bar = QToolBar("Source", objectName="source_toolbar")
+        self.addToolBar(bar)
+        self.camera_box = QComboBox(toolTip="Cameras that open on this machine")
+        self.camera_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.camera_box.activated.connect(lambda i: self.open_source(self.camera_box.itemData(i)))
+        bar.addWidget(QLabel(" Camera "))
+        bar.addWidget(self.camera_box)
+        self.actions_by_name = {
+            "refresh": self._action("Find cameras", "F5", self.refresh_cameras),
+            "video": self._action("Open video...", "Ctrl+O", self.choose_video),
+            "image": self._action("Open image...", "Ctrl+I", self.choose_image),
+            "sample": self._action("Sample clip", "Ctrl+D", lambda: self.open_source(str(cached_clip()))),
+            "pause": self._action("Pause", "Space", self.toggle_pause, checkable=True),
+            "loop": self._action("Loop", "Ctrl+L", lambda on: self.open_source(self.current_source) if self.current_source is not None else None, checkable=True),
+            "screenshot": self._action("Screenshot", "Ctrl+S", self.choose_screenshot),
+            "record": self._action("Record video", "Ctrl+R", self.toggle_recording, checkable=True),
+            "export": self._action("Export landmarks", "Ctrl+E", self.toggle_export, checkable=True),
+            "quit": self._action("Quit", "Ctrl+Q", self.close),
+        }
+        self.actions_by_name["loop"].setChecked(True)
+        for name in ("video", "image", "sample", "pause", "screenshot", "record", "export"):
+            bar.addAction(self.actions_by_name[name])
+        menus = {"&Source": ("refresh", "video", "image", "sample", None, "pause", "loop", None, "quit"),
+                 "&Output": ("screenshot", "record", "export")}
+        for title, names in menus.items():
+            menu = self.menuBar().addMenu(title)
+            for name in names:
+                menu.addSeparator() if name is None else menu.addAction(self.actions_by_name[name])
+
+    def _build_options_dock(self) -> None:
+        dock = QDockWidget("Overlay and tracking", self, objectName="options_dock")
+        panel = QWidget()
+        form = QFormLayout(panel)
+        self.overlay_boxes: dict[str, QCheckBox] = {}
+        for key, label in OVERLAY_LABELS.items():
+            box = QCheckBox(f"{label}  ({OVERLAY_KEYS[key]})", checked=getattr(self.settings.overlay, key))
+            box.setShortcut(QKeySequence(OVERLAY_KEYS[key]))
+            box.toggled.connect(lambda on, key=key: self.set_overlay(**{key: on}))
+            form.addRow(box)
+            self.overlay_boxes[key] = box
+        self.smoothing_box = QCheckBox("Smoothing  (M)", checked=self.settings.smoothing)
+        self.smoothing_box.setShortcut(QKeySequence("M"))
+        self.smoothing_box.toggled.connect(lambda on: self.change_settings(smoothing=on))
+        form.addRow(self.smoothing_box)
+        self.strength = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=int(100 * self.settings.smoothing_strength))
+        self.strength.valueChanged.connect(lambda v: self.change_settings(smoothing_strength=v / 100))
+        form.addRow("Strength", self.strength)
+        self.threshold = QDoubleSpinBox(minimum=0.1, maximum=0.95, singleStep=0.05, value=self.settings.detector_threshold)
+        self.threshold.valueChanged.connect(lambda v: self.change_settings(detector_threshold=round(v, 2)))
+        form.addRow("Detector threshold", self.threshold)
+        self.max_faces = QSpinBox(minimum=1, maximum=8, value=self.settings.max_faces)
+        self.max_faces.valueChanged.connect(lambda v: self.change_settings(max_faces=v))
+        form.addRow("Maximum faces", self.max_faces)
+        self.model_box = QComboBox()
+        self._fill_models()
+        self.model_box.activated.connect(self._on_model_chosen)
+        form.addRow("Model", self.model_box)
+        dock.setWidget(panel)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+    def _fill_models(self) -> None:
+        self.model_box.clear()
+        self.model_box.addItem("shipped model", "")
+        for path in sorted(MODELS_DIR.rglob("*.onnx")):
+            self.model_box.addItem(str(path.relative_to(MODELS_DIR)), str(path))
+        if self.settings.model_path and self.model_box.findData(self.settings.model_path) < 0:
+            self.model_box.addItem(Path(self.settings.model_path).name, self.settings.model_path)
+        self.model_box.addItem("Other...", None)
+        self.model_box.setCurrentIndex(max(self.model_box.findData(self.settings.model_path), 0))
+
+    def _build_status_bar(self) -> None:
+        self.status = QLabel()
+        self.statusBar().addPermanentWidget(self.status)
+
+    # -- sources ---------------------------------------------------------------------------------------
+    def refresh_cameras(self) -> list[int]:
+        cameras = probe_cameras()
+        self.camera_box.clear()
+        for index in cameras:
+            self.camera_box.addItem(f"Camera {index}", index)
+        if not cameras:
+            self.camera_box.addItem("no camera found", None)
+        return cameras
+
+    def _open_initial(self, source) -> None:
+        if source is not None:
+            self.open_source(source)
+            return
+        cameras = self.refresh_cameras()
+        if cameras:
+            self.open_source(cameras[0])
+        else:
+            self.view.placeholder = "Preparing the sample clip..."
+            self.view.update()
+            self.show_error("No camera could be opened: playing a sample clip instead (open a camera, video or image from the toolbar).")
+            self.open_source(str(cached_clip()))
+
+    def open_source(self, target) -> bool:
+        if target is None:
+            return False
+        try:
+            self.worker.open(target, loop=self.actions_by_name["loop"].isChecked())
+        except PipnetError as exc:
+            self.show_error(str(exc))
+            return False
+        self.current_source = target
+        self.actions_by_name["pause"].setChecked(False)
+        name = f"camera {target}" if isinstance(target, int) else Path(str(target)).name
+        self.setWindowTitle(f"pipnet-live: {name}")
+        return True
+
+    def choose_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
+        if path:
+            self.open_source(path)
+
+    def choose_image(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an image", "", IMAGE_FILTER)
+        if path:
+            self.open_source(path)
+
+    def toggle_pause(self, paused: bool) -> None:
+        self.worker.set_paused(paused)
+
+    def _on_model_chosen(self, index: int) -> None:
+        path = self.model_box.itemData(index)
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a PIPNet ONNX model", str(MODELS_DIR), "ONNX models (*.onnx)")
+            if not path:
+                self.model_box.setCurrentIndex(max(self.model_box.findData(self.settings.model_path), 0))
+                return
+        self.change_settings(model_path=path)
+
+    # -- outputs -----------------------------------------------------------------------------------------
+    def save_screenshot(self, path: str | Path) -> bool:
+        """The annotated frame at full resolution (not the scaled view)."""
+        last = self.worker.last
+        if last is None:
+            self.show_error("Nothing to save yet")
+            return False
+        if not to_qimage(last.annotated).save(str(path)):
+            self.show_error(f"{path}: cannot save the screenshot there")
+            return False
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    def choose_screenshot(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "pipnet-live.png", "PNG images (*.png)")
+        if path:
+            self.save_screenshot(path)
+
+    def toggle_recording(self, on: bool) -> None:
+        if not on:
+            self.worker.stop_recording()
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Record the annotated view", "pipnet-live.mp4", "Videos (*.mp4 *.avi)")
+        if path:
+            self.worker.start_recording(Path(path))
+        else:
+            self.actions_by_name["record"].setChecked(False)
+
+    def toggle_export(self, on: bool) -> None:
+        if not on:
+            self.worker.stop_export()
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export landmarks", "landmarks.csv", "CSV (*.csv);;JSON Lines (*.jsonl)")
+        if not path:
+            self.actions_by_name["export"].setChecked(False)
+            return
+        try:
+            self.worker.start_export(Path(path))
+        except PipnetError as exc:
+            self.actions_by_name["export"].setChecked(False)
+            self.show_error(str(exc))
+
+    # -- feedback -------------------------------------------------------------------------------------------
+    def show_error(self, message: str) -> None:
+        self.banner.setText(message)
+        self.banner.show()
+        self._banner_timer.start()
+        self.statusBar().showMessage(message, 10000)
+
+    def _on_frame(self, annotated: np.ndarray, stats: dict) -> None:
+        self.last_stats = stats
+        self.view.show_frame(annotated, f"{stats['process_fps']:.0f} FPS")
+        stages = " ".join(f"{k} {v:.1f}" for k, v in stats["stages"].items())
+        self.status.setText(f"capture {stats['capture_fps']:.1f} FPS | processing {stats['process_fps']:.1f} FPS | "
+                            f"{stats['faces']} face(s) | ms: {stages}")
+
+    def closeEvent(self, event) -> None:
+        self._save_settings()
+        self.worker.stop()
+        super().closeEvent(event)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv if argv is None else argv
+    app = QApplication(argv)
+    app.setApplicationName("pipnet-live")
+    source = argv[1] if len(argv) > 1 else None
+    if source is not None and source.isdigit():
+        source = int(source)
+    try:
+        window = MainWindow(source)
+    except PipnetError as exc:  # e.g. the shipped model is missing: say so in a dialog, not a traceback
+        QMessageBox.critical(None, "pipnet-live", str(exc))
+        return 1
+    window.show()
+    return app.exec()
