@@ -62,6 +62,26 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0: one per core
     seed: int = 0
     out_dir: str = "runs/default"
+    save_epochs: list[int] = field(default_factory=list)  # also keep epoch_NNN.pt after these epochs
+
+
+@dataclass
+class STCConfig:
+    """Self-training with curriculum (see stc.py); off while ``unlabeled`` is empty."""
+
+    unlabeled: str = ""  # folder of unlabeled images, relative to [data] root
+    start_epoch: int = 10  # supervised epochs before the first round
+    epochs_per_round: int = 5
+    strides: list[int] = field(default_factory=lambda: [96, 64, 32])  # one per round, coarse to fine
+    min_confidence: float = 0.5  # pseudo-labels with a lower mean score-map peak are dropped
+    weight: float = 1.0  # weight of the pseudo-labeled loss
+    init: str = ""  # a supervised checkpoint saved after start_epoch epochs, shared with the baseline run
+
+    def round_of(self, epoch: int) -> int | None:
+        """The round a (0-based) epoch belongs to; None before self-training starts."""
+        if not self.unlabeled or epoch < self.start_epoch:
+            return None
+        return min((epoch - self.start_epoch) // self.epochs_per_round, len(self.strides) - 1)
 
 
 @dataclass
@@ -70,6 +90,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    stc: STCConfig = field(default_factory=STCConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

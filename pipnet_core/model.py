@@ -179,6 +179,10 @@ class PIPNet(nn.Module):
             nn.init.normal_(head.weight, std=0.001)
             nn.init.zeros_(head.bias)
 
+    def features(self, bgr: torch.Tensor) -> torch.Tensor:
+        """Backbone features at stride 32."""
+        return self.backbone(self.normalise(bgr))
+
     def forward(self, bgr: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        features = self.pool(self.backbone(self.normalise(bgr)))
+        features = self.pool(self.features(bgr))
         return tuple(head(features) for head in self.heads)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ class Source:
     repeat: float
 
 
-def load_sources(data: DataConfig, seed: int, root: str | None = None) -> list[Source]:
+def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) -> list[Source]:
     """Every configured source, split into train and a held-out validation slice."""
     if not data.train:
         raise PipnetError("config: [data] train lists no sources")
@@ -199,24 +199,36 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     network = build_network(cfg).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(network.parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, t.lr_milestones, t.lr_gamma)
-    start_epoch, best_nme = 0, math.inf
-    if resume and last_path.exists():
-        state = load_checkpoint(last_path)
+    start_epoch, best_nme, state = 0, math.inf, {}
+    # Where training continues from: this run's last checkpoint, or a shared supervised warm-up.
+    source = last_path if resume and last_path.exists() else Path(cfg.stc.init) if cfg.stc.init else None
+    if source is not None:
+        state = load_checkpoint(source)
         network.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best_nme = state["epoch"] + 1, state["best_nme"]
-        info = ModelInfo.from_json(state["info"], str(last_path))
-        log(f"resumed from {last_path} after epoch {start_epoch}")
+        start_epoch = state["epoch"] + 1
+        best_nme = state["best_nme"] if source == last_path else math.inf
+        info = ModelInfo.from_json(state["info"], str(source))
+        if source != last_path:  # a warm-up from another run: the model is this run's
+            info = replace(info, name=out.name)
+        log(f"continuing from {source} after epoch {start_epoch}")
     else:
         if resume:
             log(f"no checkpoint in {out}; starting fresh")
         weights = find_pretrained(cfg.model.backbone, cfg.model.pretrained)
         if weights:
             load_imagenet_weights(network.backbone, weights)
-        info = ModelInfo(fit_codec(train_samples, cfg), cfg.model.crop_scale, cfg.model.backbone,
-                         name=Path(out).name)
+        info = ModelInfo(fit_codec(train_samples, cfg), cfg.model.crop_scale, cfg.model.backbone, name=Path(out).name)
+    if source != last_path:
         RunLog(out).csv_path.unlink(missing_ok=True)
+    self_trainer = None
+    if cfg.stc.unlabeled:
+        from .stc import SelfTrainer
+
+        self_trainer = SelfTrainer(cfg, network, info, Path(data_root or cfg.data.root), out, log)
+        if "self_training" in state:
+            self_trainer.load_state_dict(state["self_training"])
     if start_epoch >= t.epochs:
         log(f"already trained for {t.epochs} epochs")
         return best_path
@@ -233,22 +245,29 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     for epoch in range(start_epoch, t.epochs):
         network.train()
         train_set.epoch = epoch
+        lr = optimiser.param_groups[0]["lr"]
+        stride = self_trainer.begin_epoch(epoch, model, lr) if self_trainer is not None else None
         indices = epoch_indices(sources, epoch, t.seed)
         loader = DataLoader(train_set, batch_size=t.batch_size, sampler=indices.tolist(), drop_last=True,
                             num_workers=t.workers, persistent_workers=False)
         totals = np.zeros(4)
         began = time.time()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{t.epochs}", unit="batch", dynamic_ncols=True, mininterval=2)
+        label = f"epoch {epoch + 1}/{t.epochs}" + (f" (STC stride {stride})" if stride else "")
+        bar = tqdm(loader, desc=label, unit="batch", dynamic_ncols=True, mininterval=2)
         for step, (crops, _, *targets) in enumerate(bar, start=1):
             loss, parts = pip_loss(network(to_batch(crops)), targets, cfg)
+            if stride:
+                loss = loss + self_trainer.loss()
+                self_trainer.optimiser.zero_grad(set_to_none=True)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()
+            if stride:
+                self_trainer.optimiser.step()
             totals += (loss.item(), parts["score"], parts["offset"], parts["neighbour"])
             bar.set_postfix(loss=f"{totals[0] / step:.4f}", refresh=False)
         bar.close()
         seconds = time.time() - began
-        lr = optimiser.param_groups[0]["lr"]
         scheduler.step()
         val_nme = validate(model, val_loader)
         means = totals / max(len(loader), 1)
@@ -260,9 +279,13 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
         state = {"model": network.state_dict(), "optimiser": optimiser.state_dict(),
                  "scheduler": scheduler.state_dict(), "epoch": epoch, "best_nme": best_nme,
                  "config": cfg.to_dict(), "info": info.to_json()}
+        if self_trainer is not None:
+            state["self_training"] = self_trainer.state_dict()
         save_checkpoint(last_path, state)
         if improved:
             save_checkpoint(best_path, state)
+        if epoch + 1 in t.save_epochs:
+            save_checkpoint(out / f"epoch_{epoch + 1:03d}.pt", state)
         log(f"epoch {epoch + 1}: loss {means[0]:.4f}, validation NME {100 * val_nme:.2f}%"
             f"{' (best)' if improved else ''}, {seconds:.0f}s")
     log(f"best validation NME {100 * best_nme:.2f}%; checkpoint {best_path}")

@@ -1,0 +1,68 @@
+"""Self-training with curriculum: schedule, pseudo-labels, and a short run that resumes."""
+import json
+
+import cv2
+import numpy as np
+
+from pipnet_core.config import Config, DataConfig, ModelConfig, STCConfig, TrainConfig
+from pipnet_core.data import write_pts
+from pipnet_core.landmarker import Landmarker
+from pipnet_core.ort_model import OnnxLandmarkModel
+from pipnet_core.sample_clip import face_photo
+from pipnet_core.stc import pseudo_label
+from pipnet_core.train import train
+from synthetic import drawn_face
+from test_training_export import NO_AUGMENTATION, log_rows
+
+
+def test_the_curriculum_moves_through_the_strides_in_order():
+    stc = STCConfig(unlabeled="pool", start_epoch=2, epochs_per_round=2, strides=[96, 64, 32])
+    rounds = [stc.round_of(epoch) for epoch in range(9)]
+    assert rounds == [None, None, 0, 0, 1, 1, 2, 2, 2]
+    assert [stc.strides[r] for r in rounds if r is not None] == [96, 96, 64, 64, 32, 32, 32]
+    assert STCConfig(unlabeled="").round_of(50) is None  # off without an unlabeled folder
+
+
+def test_pseudo_labels_are_the_models_own_predictions(tmp_path):
+    model = OnnxLandmarkModel()
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), face_photo())
+    kept, found = pseudo_label(model, [path], "mediapipe", min_confidence=0.0)
+    expected = Landmarker(model, smoothing=False).process_image(face_photo())[0].points
+    assert found == 1 and len(kept) == 1
+    np.testing.assert_allclose(kept[0].points, expected, atol=1e-4)
+    assert pseudo_label(model, [path], "mediapipe", min_confidence=1.01)[0] == []  # the threshold drops faces
+
+
+def stc_config(root, out, epochs):
+    return Config(
+        model=ModelConfig(input_size=128, pretrained=""),
+        data=DataConfig(root=str(root), train=[{"path": "labeled", "repeat": 2.0}], val_fraction=0.25),
+        augment=NO_AUGMENTATION,
+        train=TrainConfig(epochs=epochs, batch_size=4, lr=1e-3, lr_milestones=[100], workers=0, threads=2, out_dir=str(out)),
+        stc=STCConfig(unlabeled="unlabeled", start_epoch=1, epochs_per_round=1, strides=[64, 32], min_confidence=0.0),
+    )
+
+
+def test_a_short_stc_run_completes_and_resumes(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "labeled").mkdir()
+    (tmp_path / "unlabeled").mkdir()
+    for i in range(8):
+        image, points = drawn_face(rng, size=160)
+        cv2.imwrite(str(tmp_path / "labeled" / f"{i}.png"), image)
+        write_pts(tmp_path / "labeled" / f"{i}.pts", points)
+    photo = face_photo()
+    for i in range(4):  # real faces for the detector: the photo at a few scales
+        scale = 0.8 + 0.1 * i
+        cv2.imwrite(str(tmp_path / "unlabeled" / f"{i}.jpg"), cv2.resize(photo, None, fx=scale, fy=scale))
+    out = tmp_path / "run"
+    messages = []
+    train(stc_config(tmp_path, out, epochs=3), log=messages.append)
+    assert [int(r["epoch"]) for r in log_rows(out)] == [1, 2, 3]
+    assert any("round 1: pseudo-labeled 4 of 4" in m for m in messages)
+    rounds = [json.loads((out / f"pseudo_round{r}.json").read_text()) for r in (0, 1)]
+    assert all(len(r["samples"]) == 4 for r in rounds)
+    train(stc_config(tmp_path, out, epochs=4), resume=True, log=messages.append)
+    assert [int(r["epoch"]) for r in log_rows(out)] == [1, 2, 3, 4]
+    assert any("continuing from" in m and "after epoch 3" in m for m in messages)
