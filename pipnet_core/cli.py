@@ -151,6 +151,19 @@ def _bench(args) -> None:
                     print(f"  {name} on the same frames: {fps:.1f} FPS; pipnet-live is {result.fps / fps:.2f}x its speed")
 
 
+def _bench_train(args) -> None:
+    from .bench import bench_training
+    from .config import Config
+
+    cfg = Config.load(args.config)
+    if args.input_size:
+        cfg.model.input_size = args.input_size
+    alone, with_pipeline = bench_training(cfg, args.steps, args.data_root)
+    print(f"training at input {cfg.model.input_size}, batch {cfg.train.batch_size}, {cfg.train.workers} loader worker(s): "
+          f"network alone {alone:.1f} images/s, with the data pipeline {with_pipeline:.1f} images/s "
+          f"({100 * with_pipeline / alone:.0f}%)")
+
+
 def _progress(label: str):
     """A one-line counter on a terminal's stderr (nothing when redirected), at most 5 updates/s."""
     last = [0.0]
@@ -225,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(max_faces=1)
     add_runtime_options(p)
     p.set_defaults(run=_bench)
+
+    p = sub.add_parser("bench-train", help="training images/s: network alone and with the data pipeline")
+    p.add_argument("--config", default="configs/pipnet_mbv2_68.toml")
+    p.add_argument("--input-size", type=int, help="override [model] input_size, e.g. 256")
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--data-root", help="override [data] root")
+    p.set_defaults(run=_bench_train)
 
     p = sub.add_parser("export", help="export a checkpoint to ONNX and verify it against torch")
     p.add_argument("--checkpoint", required=True, help="a training checkpoint, e.g. runs/NAME/best.pt")

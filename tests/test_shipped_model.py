@@ -1,0 +1,45 @@
+"""The model in models/ on real faces."""
+import numpy as np
+import pytest
+
+from pipnet_core.data import read_labeled
+from pipnet_core.evaluate import evaluate
+from pipnet_core.ort_model import DEFAULT_MODEL, OnnxLandmarkModel
+from pipnet_core.landmarker import Landmarker
+from pipnet_core.sample_clip import face_photo
+from synthetic import SHARED_DATA
+
+HELEN_TEST = SHARED_DATA / "300w_subset" / "helen" / "testset"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OnnxLandmarkModel()
+
+
+def test_the_shipped_model_is_small_and_self_describing(model):
+    assert DEFAULT_MODEL.stat().st_size < 25 * 2**20
+    assert model.info.num_points == 68 and model.info.codec.num_neighbours == 10
+
+
+def test_features_land_in_anatomical_order_on_the_astronaut(model):
+    faces = Landmarker(model).process_image(face_photo())
+    assert len(faces) == 1
+    p = faces[0].points
+    right_eye, left_eye = p[36:42].mean(axis=0), p[42:48].mean(axis=0)  # image left, image right
+    nose_tip, mouth, chin = p[30], p[48:68].mean(axis=0), p[8]
+    brows = p[17:27].mean(axis=0)
+    assert brows[1] < min(right_eye[1], left_eye[1])
+    assert max(right_eye[1], left_eye[1]) < nose_tip[1] < mouth[1] < chin[1]
+    assert right_eye[0] < nose_tip[0] < left_eye[0]
+    assert p[48, 0] < p[54, 0] and p[0, 0] < p[16, 0]  # mouth corners and jaw ends left to right
+    # Inside the face of the photo (x 170-280, y 75-200, checked by eye), eyes roughly level.
+    assert (p[:, 0] > 160).all() and (p[:, 0] < 290).all() and (p[:, 1] > 70).all() and (p[:, 1] < 210).all()
+    assert abs(right_eye[1] - left_eye[1]) < 10
+
+
+@pytest.mark.skipif(not HELEN_TEST.is_dir(), reason="../shared/data is not present")
+def test_nme_on_20_helen_test_faces_is_below_5_percent(model):
+    samples = read_labeled(HELEN_TEST)[:20]
+    result = evaluate(model, samples).summary()
+    assert result["faces"] == 20 and result["nme"] < 0.05
