@@ -29,8 +29,10 @@ def face_colour(face_id: int) -> tuple[int, int, int]:
 
 
 def draw_faces(image: np.ndarray, faces: list[Face], options: OverlayOptions = OverlayOptions()) -> np.ndarray:
-    """Draw in place on ``image`` (BGR uint8) and return it."""
+    """Draw in place on ``image`` (BGR uint8) and return it; unsuccessful faces are not drawn."""
     for face in faces:
+        if not face.success:
+            continue
         colour = face_colour(face.id)
         size = max(face.box[2], face.box[3])
         thickness = 1 if size < 150 else 2

@@ -32,7 +32,7 @@ class Face:
     points: np.ndarray  # (68, 2) frame pixels
     confidence: np.ndarray  # (68,) score-map peaks, 0..1
     pose: HeadPose | None
-    success: bool
+    success: bool  # False: confidence collapsed this frame (occluded, left the view); re-detecting
 
     @property
     def mean_confidence(self) -> float:
@@ -122,24 +122,22 @@ class Landmarker:
         faces, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
         for track, pts, conf in zip(tracks, points, confidence):
             t1 = perf_counter()
-            kept = tracker.update(track, pts, conf, self.model.info.crop_scale)
+            success = tracker.update(track, pts, conf, self.model.info.crop_scale)
             t2 = perf_counter()
-            if not kept:
-                track_ms += t2 - t1
-                continue
-            shown = track.smoother(pts, timestamp) if self.smoothing else pts
+            shown = track.smoother(pts, timestamp) if self.smoothing and success else pts
             t3 = perf_counter()
             pose = estimate_pose(shown, (width, height)) if self.with_pose else None
             t4 = perf_counter()
             track_ms, smooth_ms, pose_ms = track_ms + t2 - t1, smooth_ms + t3 - t2, pose_ms + t4 - t3
             lo, hi = shown.min(axis=0), shown.max(axis=0)
             faces.append(Face(track.id, (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
-                              track.detector_score, shown, conf, pose, True))
+                              track.detector_score, shown, conf, pose, success))
         t5 = perf_counter()
         tracker.drop_duplicates()
         timings.update(track=1000 * (track_ms + perf_counter() - t5), smooth=1000 * smooth_ms, pose=1000 * pose_ms)
+        # A lost face is reported once, unsuccessful; a duplicate of another track is not reported.
         live = {t.id for t in tracker.tracks}
-        return [f for f in faces if f.id in live]
+        return [f for f in faces if f.id in live or not f.success]
 
     def process_image(self, image: np.ndarray) -> list[Face]:
         """Faces in a still image: fresh detection, no tracking history, no smoothing."""

@@ -51,6 +51,7 @@ class FaceRecord:
     points: np.ndarray
     confidence: np.ndarray
     pose = None
+    success = True  # only successful faces are read back
 
     @property
     def mean_confidence(self) -> float:
