@@ -329,7 +329,7 @@ class MainWindow(QMainWindow):
         self.view.show_frame(annotated, f"{stats['process_fps']:.0f} FPS")
         stages = " ".join(f"{k} {v:.1f}" for k, v in stats["stages"].items())
         self.status.setText(f"capture {stats['capture_fps']:.1f} FPS | processing {stats['process_fps']:.1f} FPS | "
-                            f"{stats['faces']} face(s) | ms: {stages}")
+                            f"{stats['faces']} face(s) | {stats['detector']} | ms: {stages}")
 
     def closeEvent(self, event) -> None:
         self._save_settings()

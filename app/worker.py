@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -213,8 +214,12 @@ class ProcessingWorker(QThread):
         old = self._settings
         if self._landmarker is None or new.model_path != old.model_path or new.detector_threshold != old.detector_threshold:
             try:
-                self._landmarker = Landmarker(new.model_path or None, detector_threshold=new.detector_threshold,
-                                              max_faces=new.max_faces)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", RuntimeWarning)
+                    self._landmarker = Landmarker(new.model_path or None, detector_threshold=new.detector_threshold,
+                                                  max_faces=new.max_faces)
+                for warning in caught:  # e.g. MediaPipe unavailable, Haar cascade in use
+                    self.error.emit(str(warning.message))
             except PipnetError as exc:
                 self.error.emit(str(exc))
                 new = replace(new, model_path=old.model_path, detector_threshold=old.detector_threshold)
@@ -241,6 +246,7 @@ class ProcessingWorker(QThread):
             self.frames_processed += 1
             self.last = Processed(frame.image, annotated, faces)
             stats = {"capture_fps": self.capture_rate, "process_fps": self.meter.rate, "faces": len(faces),
+                     "detector": self._landmarker.detector.name,
                      "stages": dict(self._landmarker.timings), "total_ms": total_ms, "frame": frame.index}
             self.frame_ready.emit(annotated, stats)
 

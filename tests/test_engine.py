@@ -141,3 +141,15 @@ def test_missing_or_wrong_model_files_give_clear_errors(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(other))
     with pytest.raises(PipnetError, match="not a PIPNet model"):
         OnnxLandmarkModel(other)
+
+
+def test_the_haar_cascade_stands_in_with_a_warning_when_mediapipe_cannot_load(monkeypatch):
+    from pipnet_core import detect
+
+    def broken(*args, **kwargs):
+        raise ImportError("no mediapipe here")
+
+    monkeypatch.setitem(detect.DETECTORS, "mediapipe", broken)
+    with pytest.warns(RuntimeWarning, match="using OpenCV's Haar cascade"):
+        detector = detect.create_detector("mediapipe")
+    assert detector.name == "haar" and len(detector.detect(face_photo())) == 1
