@@ -7,6 +7,9 @@ import time
 
 from .errors import PipnetError
 
+# Installed by requirements/dev.txt only: the runtime (app, detect, annotate, bench) never needs them.
+TRAINING_MODULES = {"torch", "onnx"}
+
 
 def _train(args) -> None:
     from .config import Config
@@ -259,6 +262,12 @@ def main(argv: list[str] | None = None) -> int:
         args.run(args)
     except PipnetError as exc:
         print(f"pipnet {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        if exc.name not in TRAINING_MODULES:
+            raise
+        print(f"pipnet {args.command}: error: this command needs {exc.name}, a training dependency: "
+              "run `make install-dev` (or pip install -r requirements/dev.txt)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"pipnet {args.command}: interrupted", file=sys.stderr)
