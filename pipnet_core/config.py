@@ -63,6 +63,11 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/default"
     save_epochs: list[int] = field(default_factory=list)  # also keep epoch_NNN.pt after these epochs
+    # Start from another run's checkpoint: "full" continues its training state (weights, optimiser,
+    # schedule, epoch count; e.g. an STC run branching off its baseline), "weights" only its weights
+    # and codec, with this config's fresh optimiser and schedule (fine-tuning).
+    init: str = ""
+    init_state: str = "full"
 
 
 @dataclass
@@ -75,7 +80,6 @@ class STCConfig:
     strides: list[int] = field(default_factory=lambda: [96, 64, 32])  # one per round, coarse to fine
     min_confidence: float = 0.5  # pseudo-labels with a lower mean score-map peak are dropped
     weight: float = 1.0  # weight of the pseudo-labeled loss
-    init: str = ""  # a supervised checkpoint saved after start_epoch epochs, shared with the baseline run
 
     def round_of(self, epoch: int) -> int | None:
         """The round a (0-based) epoch belongs to; None before self-training starts."""

@@ -200,19 +200,24 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     optimiser = torch.optim.Adam(network.parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, t.lr_milestones, t.lr_gamma)
     start_epoch, best_nme, state = 0, math.inf, {}
-    # Where training continues from: this run's last checkpoint, or a shared supervised warm-up.
-    source = last_path if resume and last_path.exists() else Path(cfg.stc.init) if cfg.stc.init else None
+    # Where training continues from: this run's last checkpoint, or another run's (train.init).
+    source = last_path if resume and last_path.exists() else Path(t.init) if t.init else None
+    if t.init_state not in ("full", "weights"):
+        raise PipnetError(f"config: [train] init_state = {t.init_state!r}: choose 'full' or 'weights'")
     if source is not None:
         state = load_checkpoint(source)
         network.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        scheduler.load_state_dict(state["scheduler"])
-        start_epoch = state["epoch"] + 1
-        best_nme = state["best_nme"] if source == last_path else math.inf
         info = ModelInfo.from_json(state["info"], str(source))
-        if source != last_path:  # a warm-up from another run: the model is this run's
+        if source == last_path or t.init_state == "full":
+            optimiser.load_state_dict(state["optimiser"])
+            scheduler.load_state_dict(state["scheduler"])
+            start_epoch = state["epoch"] + 1
+        if source == last_path:
+            best_nme = state["best_nme"]
+        else:  # another run's model becomes this run's
             info = replace(info, name=out.name)
-        log(f"continuing from {source} after epoch {start_epoch}")
+            state = {}
+        log(f"continuing from {source} at epoch {start_epoch + 1}")
     else:
         if resume:
             log(f"no checkpoint in {out}; starting fresh")

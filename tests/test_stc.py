@@ -65,4 +65,4 @@ def test_a_short_stc_run_completes_and_resumes(tmp_path):
     assert all(len(r["samples"]) == 4 for r in rounds)
     train(stc_config(tmp_path, out, epochs=4), resume=True, log=messages.append)
     assert [int(r["epoch"]) for r in log_rows(out)] == [1, 2, 3, 4]
-    assert any("continuing from" in m and "after epoch 3" in m for m in messages)
+    assert any("continuing from" in m and "at epoch 4" in m for m in messages)

@@ -69,3 +69,13 @@ def test_export_matches_torch_and_both_evaluate_the_same(trained_run, tmp_path):
     from_onnx = evaluate(load_landmark_model(report.path), samples).summary()
     assert from_torch["nme"] == pytest.approx(from_onnx["nme"], rel=1e-4)
     assert from_onnx["nme"] < 0.15  # it learnt the drawn faces, not just their mean
+
+
+def test_fine_tuning_starts_from_another_runs_weights_with_a_fresh_schedule(trained_run, tmp_path):
+    root, out, best = trained_run
+    cfg = tiny_config(root, tmp_path / "tuned", epochs=2)
+    cfg.train.init, cfg.train.init_state, cfg.train.lr = str(best), "weights", 1e-4
+    train(cfg, log=lambda *_: None)
+    tuned = log_rows(tmp_path / "tuned")
+    assert [int(r["epoch"]) for r in tuned] == [1, 2] and float(tuned[0]["lr"]) == 1e-4
+    assert float(tuned[0]["loss"]) < 0.5 * float(log_rows(out)[0]["loss"])  # not from scratch
