@@ -50,7 +50,7 @@ def _load_model(model: str | Path | LandmarkModel | None, threads: int) -> Landm
 class Landmarker:
     def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
                  smoothing: SmoothingParams | bool = True, max_faces: int = 1, redetect_interval: int = 10,
-                 min_confidence: float = 0.25, detector_threshold: float = 0.5, min_face_size: int = 24,
+                 min_confidence: float = 0.4, detector_threshold: float = 0.5, min_face_size: int = 24,
                  threads: int = 2, pose: bool = True, calibration: BoxCalibration | None = None):
         self.model = _load_model(model, threads)
         self.detector = detector if not isinstance(detector, str) else create_detector(detector, detector_threshold, min_face_size)

@@ -35,8 +35,7 @@ class Track:
 
 
 class Tracker:
-    def __init__(self, max_faces: int = 1, redetect_interval: int = 10, min_confidence: float = 0.3,
-                 match_iou: float = 0.3):
+    def __init__(self, max_faces: int, redetect_interval: int, min_confidence: float, match_iou: float = 0.3):
         self.max_faces = max_faces
         self.redetect_interval = redetect_interval
         self.min_confidence = min_confidence
