@@ -10,6 +10,7 @@ from time import perf_counter
 
 import numpy as np
 
+from .detect import quiet_native_stderr
 from .landmarker import STAGES, Landmarker
 
 
@@ -87,14 +88,17 @@ def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
 
 def bench_face_mesh(frames: list[np.ndarray], total: int, max_faces: int) -> float | None:
     """MediaPipe Face Mesh (468 points) on the same frames, in FPS; None if it is not importable."""
-    try:
-        import cv2
-        import mediapipe as mp
+    import cv2
 
-        mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+    try:
+        with quiet_native_stderr():
+            import mediapipe as mp
+
+            mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
+            mesh.process(rgb[0])  # warm-up, as for our own models: loads the graphs
     except Exception:  # mediapipe missing or its graph failed to load: nothing to compare with
         return None
-    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
     start = perf_counter()
     for i in range(total):
         mesh.process(rgb[i % len(rgb)])

@@ -77,7 +77,7 @@ def save_calibration(name: str, calibration: BoxCalibration, path: Path = CALIBR
 
 
 @contextmanager
-def _quiet_native_stderr():
+def quiet_native_stderr():
     """MediaPipe's C++ (glog, TFLite) writes start-up chatter straight to file descriptor 2;
     hide it while the graph loads so users see only our messages."""
     sys.stderr.flush()
@@ -99,7 +99,7 @@ class MediaPipeDetector:
     def __init__(self, min_score: float = 0.5, min_size: int = 24):
         os.environ.setdefault("GLOG_minloglevel", "2")
         self.min_size = min_size
-        with _quiet_native_stderr():
+        with quiet_native_stderr():
             import mediapipe as mp
 
             self._detector = mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
@@ -167,9 +167,7 @@ def create_detector(name: str = "mediapipe", min_score: float = 0.5, min_size: i
 
 def match_detection(detections: list[Detection], landmark_box: CropBox, calibration: BoxCalibration) -> Detection | None:
     """The detection whose implied landmark box overlaps the given one most (IoU >= 0.3)."""
-    from .track import iou
-
-    scored = [(iou(calibration.landmark_box(d), landmark_box), d) for d in detections]
+    scored = [(calibration.landmark_box(d).iou(landmark_box), d) for d in detections]
     best = max(scored, key=lambda pair: pair[0], default=(0.0, None))
     return best[1] if best[0] >= 0.3 else None
 
