@@ -32,6 +32,14 @@ class CoarseHeads(nn.Module):
         self.pools = {s: nn.AvgPool2d(s // 32) for s in strides if s != 32}
         self.heads = nn.ModuleDict({str(s): nn.ModuleList(nn.Conv2d(width, n, 1) for n in sizes) for s in self.pools})
 
+    @torch.no_grad()
+    def start_from(self, full_heads: nn.ModuleList, stride: int) -> None:
+        """Begin a stride's heads as copies of the trained full-resolution heads. Scores and offsets
+        are in cell units at every stride, so the copies start close to right; randomly initialised
+        heads instead send large, meaningless gradients into the backbone when a round begins."""
+        for coarse, full in zip(self.heads[str(stride)], full_heads):
+            coarse.load_state_dict(full.state_dict())
+
     def forward(self, features: torch.Tensor, stride: int) -> tuple[torch.Tensor, ...]:
         pooled = self.pools[stride](features)
         return tuple(head(pooled) for head in self.heads[str(stride)])
@@ -103,6 +111,9 @@ class SelfTrainer:
         stride = self.cfg.stc.strides[round_index]
         if round_index != self._round:
             self._round = round_index
+            starts_round = epoch == self.cfg.stc.start_epoch + round_index * self.cfg.stc.epochs_per_round
+            if starts_round and stride != self.cfg.model.stride:  # (a resumed round keeps its trained heads)
+                self.coarse.start_from(self.network.heads, stride)
             samples = self._pseudo_labels(round_index, model)
             self._dataset = LandmarkDataset(samples, preload(samples), codec_for_stride(self.info.codec, stride),
                                             self.cfg, augment=True)
