@@ -18,8 +18,12 @@ def _train(args) -> None:
     train(Config.load(args.config), resume=args.resume, data_root=args.data_root, out_dir=args.out)
 
 
+def _scores(summary: dict) -> str:
+    return f"NME {100 * summary['nme']:.2f}%  FR@0.10 {100 * summary['fr@0.10']:.2f}%  AUC@0.10 {summary['auc@0.10']:.4f}"
+
+
 def _eval(args) -> None:
-    from .data import read_labeled
+    from .data import conflicting_labels, read_labeled
     from .evaluate import evaluate, load_landmark_model, write_reports
 
     model = load_landmark_model(args.model, args.threads)
@@ -36,8 +40,13 @@ def _eval(args) -> None:
         crops = "crops from the ground-truth landmark box"
     summary = result.summary()
     missed = f" ({summary['missed']} not detected, counted as failures)" if summary["missed"] else ""
-    print(f"{args.data}: {summary['faces']} faces{missed}, {crops}\n"
-          f"NME {100 * summary['nme']:.2f}%  FR@0.10 {100 * summary['fr@0.10']:.2f}%  AUC@0.10 {summary['auc@0.10']:.4f}")
+    print(f"{args.data}: {summary['faces']} faces{missed}, {crops}\n{_scores(summary)}")
+    conflicting = {path.name for path in conflicting_labels(samples)}
+    if conflicting:
+        rows = sum(s.image_path.name in conflicting for s in samples)
+        print(f"note: {len(conflicting)} images carry {rows} rows that label the same face differently, so some "
+              f"labels belong to another picture; without them ({summary['faces'] - rows} faces): "
+              f"{_scores(result.without(conflicting).summary())}")
     write_reports(result, str(args.model), str(args.data), args.csv, args.json, args.plot)
 
 

@@ -32,6 +32,8 @@ class DataConfig:
     # Each source: {path = "...", repeat = 1.0}; repeat scales how often it is drawn per epoch.
     train: list[dict] = field(default_factory=list)
     val_fraction: float = 0.05  # held out of every source, never trained on
+    # Leave out images labeled twice for one face with different points (see data.conflicting_labels).
+    drop_conflicting: bool = True
 
 
 @dataclass

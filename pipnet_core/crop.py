@@ -29,6 +29,16 @@ class CropBox:
     def as_xywh(self) -> tuple[float, float, float, float]:
         return (self.cx - self.side / 2, self.cy - self.side / 2, self.side, self.side)
 
+    def iou(self, other: "CropBox") -> float:
+        """Intersection over union of two squares."""
+        x0, y0, ox0, oy0 = self.cx - self.side / 2, self.cy - self.side / 2, other.cx - other.side / 2, other.cy - other.side / 2
+        w = min(x0 + self.side, ox0 + other.side) - max(x0, ox0)
+        h = min(y0 + self.side, oy0 + other.side) - max(y0, oy0)
+        if w <= 0 or h <= 0:
+            return 0.0
+        inter = w * h
+        return inter / (self.side ** 2 + other.side ** 2 - inter)
+
 
 def crop_matrix(box: CropBox, size: int, angle_deg: float = 0.0, flip: bool = False) -> np.ndarray:
     """Affine frame->crop matrix: the box fills the crop, rotated by ``angle_deg`` about its centre

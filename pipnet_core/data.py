@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .crop import CropBox
 from .errors import PipnetError
 from .scheme import NUM_POINTS
 
@@ -94,6 +95,24 @@ def read_landmark_csv(csv_path: Path, image_dir: Path | None = None, num_points:
     if not samples:
         raise PipnetError(f"{csv_path}: no labeled rows")
     return samples
+
+
+def conflicting_labels(samples: list[Sample], tolerance_px: float = 1.0) -> set[Path]:
+    """Images labeled twice for the same face with different points. Several faces of one image
+    are fine; two labelings of one face cannot both be right. (``ytf68`` has such rows: frames of
+    different videos of one person share a file name, and only one of them is the file on disk.)"""
+    by_image: dict[Path, list[np.ndarray]] = {}
+    for sample in samples:
+        by_image.setdefault(sample.image_path, []).append(sample.points)
+    conflicting = set()
+    for path, labelings in by_image.items():
+        boxes = [CropBox.around_points(points, 1.0) for points in labelings]
+        for i in range(len(labelings)):
+            for j in range(i):
+                same_face = boxes[i].iou(boxes[j]) >= 0.3
+                if same_face and np.abs(labelings[i] - labelings[j]).mean() > tolerance_px:
+                    conflicting.add(path)
+    return conflicting
 
 
 def read_labeled(path: Path, num_points: int = NUM_POINTS) -> list[Sample]:

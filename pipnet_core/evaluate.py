@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -37,7 +37,7 @@ def load_landmark_model(path: str | Path, threads: int = 2) -> LandmarkModel:
 class Evaluation:
     names: list[str]
     point_errors: np.ndarray  # (faces, points), divided by the outer-eye-corner distance
-    missed: int = 0  # faces with no crop (detector found nothing); counted as failures
+    missed: list[str] = field(default_factory=list)  # faces with no crop (detector found nothing): failures
 
     @property
     def per_face(self) -> np.ndarray:
@@ -46,15 +46,21 @@ class Evaluation:
     def summary(self) -> dict:
         faces = self.per_face
         # A missed face is a failure at any threshold: give it an infinite error.
-        all_faces = np.concatenate([faces, np.full(self.missed, np.inf)])
+        all_faces = np.concatenate([faces, np.full(len(self.missed), np.inf)])
         return {
             "faces": len(all_faces),
-            "missed": self.missed,
+            "missed": len(self.missed),
             "nme": float(faces.mean()),
             "fr@0.10": failure_rate(all_faces, FAILURE_THRESHOLD),
             "auc@0.10": auc(all_faces, FAILURE_THRESHOLD),
             "per_landmark_nme": np.round(self.point_errors.mean(axis=0), 6).tolist(),
         }
+
+    def without(self, names: set[str]) -> "Evaluation":
+        """The same evaluation with the faces of these images left out."""
+        keep = [name not in names for name in self.names]
+        return Evaluation([n for n, k in zip(self.names, keep) if k], self.point_errors[keep],
+                          [n for n in self.missed if n not in names])
 
 
 def landmark_box_crops(crop_scale: float, size: int) -> CropFinder:
@@ -65,14 +71,14 @@ def landmark_box_crops(crop_scale: float, size: int) -> CropFinder:
 def evaluate(model: LandmarkModel, samples: list[Sample], find_crop: CropFinder | None = None,
              batch_size: int = 32, progress: Callable[[int, int], None] | None = None) -> Evaluation:
     find_crop = find_crop or landmark_box_crops(model.info.crop_scale, model.info.input_size)
-    names, errors, missed = [], [], 0
+    names, errors, missed = [], [], []
     for start in range(0, len(samples), batch_size):
         images, matrices, truths = [], [], []
         for sample in samples[start:start + batch_size]:
             image = load_image(sample.image_path)
             matrix = find_crop(image, sample)
             if matrix is None:
-                missed += 1
+                missed.append(sample.image_path.name)
                 continue
             images.append(image)
             matrices.append(matrix)
@@ -92,19 +98,18 @@ def evaluate_pipeline(landmarker, samples: list[Sample], progress: Callable[[int
     """Accuracy of the whole still-image pipeline (detector, calibrated crop, landmarks): what a
     user gets. Each labeled face is matched to the found face whose points overlap it most."""
     from .crop import CropBox
-    from .track import iou
 
-    names, errors, missed = [], [], 0
+    names, errors, missed = [], [], []
     for i, sample in enumerate(samples, start=1):
         truth_box = CropBox.around_points(sample.points, 1.0)
         faces = landmarker.process_image(load_image(sample.image_path))
-        overlaps = [iou(CropBox.around_points(f.points, 1.0), truth_box) for f in faces]
+        overlaps = [CropBox.around_points(f.points, 1.0).iou(truth_box) for f in faces]
         if overlaps and max(overlaps) >= 0.3:
             face = faces[int(np.argmax(overlaps))]
             errors.append(point_errors(face.points[None], sample.points[None]))
             names.append(sample.image_path.name)
         else:
-            missed += 1
+            missed.append(sample.image_path.name)
         if progress:
             progress(i, len(samples))
     if not errors:

@@ -13,17 +13,6 @@ from .crop import CropBox
 from .smooth import LandmarkSmoother
 
 
-def iou(a: CropBox, b: CropBox) -> float:
-    """Intersection over union of two squares."""
-    ax0, ay0, bx0, by0 = a.cx - a.side / 2, a.cy - a.side / 2, b.cx - b.side / 2, b.cy - b.side / 2
-    w = min(ax0 + a.side, bx0 + b.side) - max(ax0, bx0)
-    h = min(ay0 + a.side, by0 + b.side) - max(ay0, by0)
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (a.side ** 2 + b.side ** 2 - inter)
-
-
 @dataclass
 class Track:
     id: int
@@ -60,7 +49,7 @@ class Tracker:
         self._since_detection, self._lost = 0, False
         unmatched = set(range(len(crops)))
         for track in self.tracks:
-            overlaps = {i: iou(track.crop, crops[i]) for i in unmatched}
+            overlaps = {i: track.crop.iou(crops[i]) for i in unmatched}
             best = max(overlaps, key=overlaps.get, default=None)
             if best is not None and overlaps[best] >= self.match_iou:
                 track.detector_score = scores[best]
@@ -89,6 +78,6 @@ class Tracker:
         """Two tracks that converged on one face: keep the older id."""
         kept: list[Track] = []
         for track in sorted(self.tracks, key=lambda t: t.id):
-            if all(iou(track.crop, other.crop) < 0.5 for other in kept):
+            if all(track.crop.iou(other.crop) < 0.5 for other in kept):
                 kept.append(track)
         self.tracks = kept

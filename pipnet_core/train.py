@@ -16,7 +16,7 @@ from .augment import training_crop
 from .codec import PIPCodec
 from .config import Config, DataConfig
 from .crop import landmark_crop, landmark_crop_matrix, transform_points
-from .data import Sample, load_image, read_labeled
+from .data import Sample, conflicting_labels, load_image, read_labeled
 from .errors import PipnetError
 from .landmark_model import ModelInfo
 from .metrics import nme
@@ -30,6 +30,7 @@ class Source:
     train: list[Sample]
     val: list[Sample]
     repeat: float
+    dropped: int = 0  # rows left out for conflicting labels
 
 
 def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) -> list[Source]:
@@ -44,8 +45,11 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         samples = read_labeled(base / entry["path"])
         order = np.random.default_rng(seed).permutation(len(samples))
         n_val = int(round(len(samples) * data.val_fraction))
-        sources.append(Source(entry["path"], [samples[i] for i in order[n_val:]],
-                              [samples[i] for i in order[:n_val]], float(entry.get("repeat", 1.0))))
+        # Split before leaving rows out, so a run with and one without them hold out the same faces.
+        conflicting = conflicting_labels(samples) if data.drop_conflicting else set()
+        train = [samples[i] for i in order[n_val:] if samples[i].image_path not in conflicting]
+        val = [samples[i] for i in order[:n_val] if samples[i].image_path not in conflicting]
+        sources.append(Source(entry["path"], train, val, float(entry.get("repeat", 1.0)), len(samples) - len(train) - len(val)))
     return sources
 
 
@@ -195,6 +199,9 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     val_samples = [s for src in sources for s in src.val]
     log(f"data: {len(train_samples)} training faces, {len(val_samples)} held out for validation "
         f"({', '.join(f'{s.name}: {len(s.train)}+{len(s.val)} x{s.repeat:g}' for s in sources)})")
+    for source in sources:
+        if source.dropped:
+            log(f"{source.name}: left out {source.dropped} rows that label one face of an image differently")
 
     network = build_network(cfg).to(memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(network.parameters(), lr=t.lr)

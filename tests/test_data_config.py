@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipnet_core.config import Config
-from pipnet_core.data import list_images, load_image, read_labeled, read_pts, write_pts
+from pipnet_core.data import Sample, conflicting_labels, list_images, load_image, read_labeled, read_pts, write_pts
 from pipnet_core.errors import PipnetError
 from synthetic import SHARED_DATA, drawn_face
 
@@ -45,6 +45,15 @@ def test_csv_layout_finds_images_in_the_same_named_folder(tmp_path):
         samples = read_labeled(path)
         assert len(samples) == 2 and samples[1].image_path == tmp_path / "train" / "f1.jpg"
         assert load_image(samples[0].image_path).shape == (256, 256, 3)
+
+
+def test_two_labelings_of_one_face_conflict_but_two_faces_of_one_image_do_not(tmp_path):
+    _, face = drawn_face(np.random.default_rng(2))
+    other_face = face + [300, 0]  # beside the first: a group photo
+    samples = [Sample(tmp_path / "group.jpg", face), Sample(tmp_path / "group.jpg", other_face),
+               Sample(tmp_path / "twice.jpg", face), Sample(tmp_path / "twice.jpg", face + 6),
+               Sample(tmp_path / "same.jpg", face), Sample(tmp_path / "same.jpg", face + 0.2)]
+    assert conflicting_labels(samples) == {tmp_path / "twice.jpg"}
 
 
 def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from pipnet_core.codec import PIPCodec
+from pipnet_core.evaluate import Evaluation
 from pipnet_core.metrics import auc, failure_rate, nme, point_errors
 from pipnet_core.scheme import FLIP_INDEX, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from synthetic import template_points
@@ -83,3 +84,13 @@ def test_nme_fr_auc_on_hand_computed_cases():
     # One face at 0 error and one at 0.05: the CED is 0.5 until 0.05, then 1 -> area 0.75.
     assert auc(np.array([0.0, 0.05]), 0.1) == pytest.approx(0.75, abs=1e-3)
     assert auc(np.array([0.5]), 0.1) == 0.0
+
+
+def test_an_evaluation_without_some_images_leaves_out_their_faces_and_misses():
+    errors = np.repeat([[0.02], [0.5], [0.04]], 68, axis=1)
+    result = Evaluation(["a.jpg", "b.jpg", "c.jpg"], errors, missed=["b.jpg", "d.jpg"])
+    kept = result.without({"b.jpg"})
+    assert kept.names == ["a.jpg", "c.jpg"] and kept.missed == ["d.jpg"]
+    summary = kept.summary()
+    assert summary["faces"] == 3 and summary["nme"] == pytest.approx(0.03)
+    assert summary["fr@0.10"] == pytest.approx(1 / 3)  # the missed face is a failure
