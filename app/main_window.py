@@ -322,7 +322,6 @@ class MainWindow(QMainWindow):
         self.banner.setText(message)
         self.banner.show()
         self._banner_timer.start()
-        self.statusBar().showMessage(message, 10000)
 
     def _on_frame(self, annotated: np.ndarray, stats: dict) -> None:
         self.last_stats = stats
