@@ -44,9 +44,9 @@ def _eval(args) -> None:
     conflicting = {path.name for path in conflicting_labels(samples)}
     if conflicting:
         rows = sum(s.image_path.name in conflicting for s in samples)
+        kept = result.without(conflicting).summary()
         print(f"note: {len(conflicting)} images carry {rows} rows that label the same face differently, so some "
-              f"labels belong to another picture; without them ({summary['faces'] - rows} faces): "
-              f"{_scores(result.without(conflicting).summary())}")
+              f"labels belong to another picture; without them ({kept['faces']} faces): {_scores(kept)}")
     write_reports(result, str(args.model), str(args.data), args.csv, args.json, args.plot)
 
 

@@ -111,7 +111,7 @@ class SelfTrainer:
         stride = self.cfg.stc.strides[round_index]
         if round_index != self._round:
             self._round = round_index
-            starts_round = epoch == self.cfg.stc.start_epoch + round_index * self.cfg.stc.epochs_per_round
+            starts_round = self.cfg.stc.round_of(epoch - 1) != round_index
             if starts_round and stride != self.cfg.model.stride:  # (a resumed round keeps its trained heads)
                 self.coarse.start_from(self.network.heads, stride)
             samples = self._pseudo_labels(round_index, model)
