@@ -2,7 +2,7 @@
 
 Geometry (scale, translation, rotation, mirror) is folded into the one affine warp that makes the
 crop, so every sample costs a single warpAffine; photometric changes (occlusion box, blur,
-greyscale, brightness/contrast) follow on the small crop.
+greyscale, brightness/contrast, low resolution) follow on the small crop.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def training_crop(image: np.ndarray, points: np.ndarray, crop_scale: float, size
     box = CropBox.around_points(points, crop_scale)
     side = box.side * rng.uniform(cfg.scale_min, cfg.scale_max)
     shift = rng.uniform(-cfg.translate, cfg.translate, size=2) * side
-    box = CropBox(box.cx + shift[0], box.cy + shift[1], side)
+    box = CropBox(box.cx + shift[0], box.cy + shift[1], side, box.roll)
     angle = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg) if rng.random() < cfg.rotation_prob else 0.0
     flip = rng.random() < cfg.flip_prob
     matrix = crop_matrix(box, size, angle, flip)
@@ -37,6 +37,10 @@ def _photometric(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
         w, h = (rng.uniform(0.1, 0.4, size=2) * size).astype(int)
         x, y = rng.integers(0, size - w), rng.integers(0, size - h)
         crop[y:y + h, x:x + w] = rng.integers(0, 256, size=3, dtype=np.uint8)
+    if rng.random() < cfg.lowres_prob:
+        side = max(int(size * rng.uniform(cfg.lowres_min, cfg.lowres_max)), 8)
+        small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(small, (size, size), interpolation=cv2.INTER_LINEAR)
     if rng.random() < cfg.blur_prob:
         sigma = rng.uniform(0.5, 2.0)
         crop = cv2.GaussianBlur(crop, (0, 0), sigma)

@@ -48,6 +48,11 @@ class AugmentConfig:
     blur_prob: float = 0.2
     grey_prob: float = 0.2
     colour_prob: float = 0.5
+    # Low resolution: the crop shrunk to a random side of lowres_min..lowres_max of its size and
+    # enlarged back, as a small or far face looks once cropped and scaled up to the input size.
+    lowres_prob: float = 0.0
+    lowres_min: float = 0.2
+    lowres_max: float = 0.6
 
 
 @dataclass
@@ -68,8 +73,11 @@ class TrainConfig:
     # Start from another run's checkpoint: "full" continues its training state (weights, optimiser,
     # schedule, epoch count; e.g. an STC run branching off its baseline), "weights" only its weights
     # and codec, with this config's fresh optimiser and schedule (fine-tuning).
+    # An exported .onnx model also works as init, with init_state = "weights" (see
+    # torch_model.network_from_onnx; it has no batch-norm statistics, so freeze batch norm).
     init: str = ""
     init_state: str = "full"
+    freeze_batchnorm: bool = False  # normalise with the running statistics and do not update them
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """`pipnet export`: checkpoint -> self-describing ONNX model, verified against torch."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +38,14 @@ def verification_crops(size: int, count: int = 8, seed: int = 0) -> np.ndarray:
     return np.stack([cv2.resize(n, (size, size), interpolation=cv2.INTER_CUBIC) for n in noise])
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17) -> ExportReport:
+def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, name: str | None = None,
+                version: str | None = None) -> ExportReport:
+    """Export; ``name`` and ``version`` (e.g. "1.1.0") replace the run's own in the metadata."""
     import onnx
 
     torch_model = TorchLandmarkModel.from_checkpoint(checkpoint)
+    torch_model.info = replace(torch_model.info, name=name or torch_model.info.name,
+                               version=version or torch_model.info.version)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = torch_model.info.input_size

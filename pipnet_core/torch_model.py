@@ -1,16 +1,18 @@
 """PIPNet checkpoints in torch: build, save, load and predict (training, evaluation, export)."""
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
+from torch import nn
 
 from .codec import GridOutputs
 from .config import Config
 from .errors import PipnetError
-from .landmark_model import LandmarkModel, ModelInfo
+from .landmark_model import METADATA_KEY, LandmarkModel, ModelInfo
 from .model import PIPNet
 
 
@@ -38,6 +40,29 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+@contextmanager
+def eval_mode(network: nn.Module) -> Iterator[nn.Module]:
+    """Evaluation mode for the duration, then every module back to the mode it had (training, or
+    batch norm frozen during training)."""
+    modes = [(module, module.training) for module in network.modules()]
+    network.eval()
+    try:
+        yield network
+    finally:
+        for module, training in modes:
+            module.train(training)
+
+
+def set_training_mode(network: nn.Module, freeze_batchnorm: bool) -> None:
+    """Training mode; with ``freeze_batchnorm``, batch norm keeps its running statistics (it
+    normalises with them and does not update them) while its scale and shift still learn."""
+    network.train()
+    if freeze_batchnorm:
+        for module in network.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.eval()
+
+
 class TorchLandmarkModel(LandmarkModel):
     def __init__(self, network: PIPNet, info: ModelInfo):
         self.network = network.eval()
@@ -54,3 +79,45 @@ class TorchLandmarkModel(LandmarkModel):
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
         outputs = self.network(torch.from_numpy(batch))
         return GridOutputs(*(o.numpy() for o in outputs))
+
+
+def network_from_onnx(path: str | Path) -> tuple[PIPNet, ModelInfo]:
+    """A trainable network rebuilt from an exported MobileNetV2 model, so a shipped model can be
+    fine-tuned without its training checkpoint. Export folds every batch norm into the convolution
+    before it; here each batch norm becomes that folded bias (scale 1, mean 0, variance 1 - eps),
+    so the network computes exactly what the file does. Its statistics are gone: train it with
+    ``[train] freeze_batchnorm = true``."""
+    import onnx
+    from onnx import numpy_helper
+
+    try:
+        proto = onnx.load(str(path))
+    except Exception as exc:  # onnx raises several types for a file that is not a model
+        raise PipnetError(f"{path}: not an ONNX model ({type(exc).__name__})") from None
+    metadata = {entry.key: entry.value for entry in proto.metadata_props}
+    if METADATA_KEY not in metadata:
+        raise PipnetError(f"{path}: not a PIPNet model (no '{METADATA_KEY}' metadata)")
+    info = ModelInfo.from_json(metadata[METADATA_KEY], str(path))
+    if info.backbone != "mobilenet_v2":
+        raise PipnetError(f"{path}: fine-tuning from ONNX supports mobilenet_v2, not {info.backbone}")
+    codec = info.codec
+    network = PIPNet(info.backbone, codec.num_points, codec.num_neighbours, codec.stride)
+    arrays = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
+    folded = [[arrays[name] for name in node.input[1:]] for node in proto.graph.node if node.op_type == "Conv"]
+    modules = list(network.modules()) + [None]
+    convs = [(m, after if isinstance(after, nn.BatchNorm2d) else None)
+             for m, after in zip(modules, modules[1:]) if isinstance(m, nn.Conv2d)]
+    if len(convs) != len(folded):
+        raise PipnetError(f"{path}: {len(folded)} convolutions, expected {len(convs)} for {info.backbone}")
+    with torch.no_grad():
+        for (conv, norm), (weight, bias) in zip(convs, folded):
+            if tuple(conv.weight.shape) != weight.shape:
+                raise PipnetError(f"{path}: convolution of shape {weight.shape}, expected {tuple(conv.weight.shape)}")
+            conv.weight.copy_(torch.tensor(weight))
+            target = norm.bias if norm is not None else conv.bias
+            target.copy_(torch.tensor(bias))
+            if norm is not None:
+                norm.weight.fill_(1.0)
+                norm.running_mean.zero_()
+                norm.running_var.fill_(1.0 - norm.eps)
+    return network.eval(), info

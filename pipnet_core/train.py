@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import math
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,43 +14,15 @@ from torch.utils.data import DataLoader, Dataset
 
 from .augment import training_crop
 from .codec import PIPCodec
-from .config import Config, DataConfig
+from .config import Config
 from .crop import landmark_crop, landmark_crop_matrix, transform_points
-from .data import Sample, conflicting_labels, load_image, read_labeled
+from .data import Sample, Source, load_image, load_sources
 from .errors import PipnetError
 from .landmark_model import ModelInfo
 from .metrics import nme
 from .model import find_pretrained, load_imagenet_weights
-from .torch_model import TorchLandmarkModel, build_network, load_checkpoint, save_checkpoint
-
-
-@dataclass
-class Source:
-    name: str
-    train: list[Sample]
-    val: list[Sample]
-    repeat: float
-    dropped: int = 0  # rows left out for conflicting labels
-
-
-def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) -> list[Source]:
-    """Every configured source, split into train and a held-out validation slice."""
-    if not data.train:
-        raise PipnetError("config: [data] train lists no sources")
-    base = Path(root or data.root)
-    sources = []
-    for entry in data.train:
-        if "path" not in entry:
-            raise PipnetError(f"config: [data] train entry {entry} has no path")
-        samples = read_labeled(base / entry["path"])
-        order = np.random.default_rng(seed).permutation(len(samples))
-        n_val = int(round(len(samples) * data.val_fraction))
-        # Split before leaving rows out, so a run with and one without them hold out the same faces.
-        conflicting = conflicting_labels(samples) if data.drop_conflicting else set()
-        train = [samples[i] for i in order[n_val:] if samples[i].image_path not in conflicting]
-        val = [samples[i] for i in order[:n_val] if samples[i].image_path not in conflicting]
-        sources.append(Source(entry["path"], train, val, float(entry.get("repeat", 1.0)), len(samples) - len(train) - len(val)))
-    return sources
+from .torch_model import (TorchLandmarkModel, build_network, eval_mode, load_checkpoint, network_from_onnx,
+                          save_checkpoint, set_training_mode)
 
 
 def preload(samples: list[Sample]) -> dict[Path, np.ndarray]:
@@ -123,12 +95,11 @@ def pip_loss(outputs, targets, cfg: Config) -> tuple[torch.Tensor, dict[str, flo
 def validate(model: TorchLandmarkModel, loader: DataLoader) -> float:
     """Mean NME (outer eye corners) of the held-out slice; crops are similarity transforms of the
     frame, so NME in crop pixels equals NME in frame pixels."""
-    model.network.eval()
     errors = []
-    for crops, points, *_ in loader:
-        predicted, _ = model.predict(crops.numpy())
-        errors.append(nme(predicted, points.numpy()))
-    model.network.train()
+    with eval_mode(model.network):
+        for crops, points, *_ in loader:
+            predicted, _ = model.predict(crops.numpy())
+            errors.append(nme(predicted, points.numpy()))
     return float(np.concatenate(errors).mean())
 
 
@@ -211,7 +182,17 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     source = last_path if resume and last_path.exists() else Path(t.init) if t.init else None
     if t.init_state not in ("full", "weights"):
         raise PipnetError(f"config: [train] init_state = {t.init_state!r}: choose 'full' or 'weights'")
-    if source is not None:
+    if source is not None and source.suffix == ".onnx":
+        if t.init_state != "weights":
+            raise PipnetError(f"config: [train] init = {t.init!r}: an ONNX model carries weights only; set init_state = 'weights'")
+        imported, info = network_from_onnx(source)
+        if info.input_size != cfg.model.input_size or info.backbone != cfg.model.backbone:
+            raise PipnetError(f"{source}: {info.backbone} at input {info.input_size}, but the config asks for "
+                              f"{cfg.model.backbone} at {cfg.model.input_size}")
+        network.load_state_dict(imported.state_dict())
+        info = replace(info, name=out.name)
+        log(f"starting from the weights of {source}")
+    elif source is not None:
         state = load_checkpoint(source)
         network.load_state_dict(state["model"])
         info = ModelInfo.from_json(state["info"], str(source))
@@ -255,7 +236,7 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     run_log = RunLog(out)
 
     for epoch in range(start_epoch, t.epochs):
-        network.train()
+        set_training_mode(network, t.freeze_batchnorm)
         train_set.epoch = epoch
         lr = optimiser.param_groups[0]["lr"]
         stride = self_trainer.begin_epoch(epoch, model, lr) if self_trainer is not None else None

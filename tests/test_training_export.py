@@ -79,3 +79,36 @@ def test_fine_tuning_starts_from_another_runs_weights_with_a_fresh_schedule(trai
     tuned = log_rows(tmp_path / "tuned")
     assert [int(r["epoch"]) for r in tuned] == [1, 2] and float(tuned[0]["lr"]) == 1e-4
     assert float(tuned[0]["loss"]) < 0.5 * float(log_rows(out)[0]["loss"])  # not from scratch
+
+
+def test_an_exported_model_fine_tunes_from_its_onnx_file_with_batch_norm_frozen(trained_run, tmp_path):
+    # No checkpoint ships with a model: fine-tuning starts from the ONNX file, whose batch norms
+    # are folded. The rebuilt network must compute what the file does, and training must leave
+    # the (identity) statistics alone: batch statistics would change what every layer computes.
+    from torch import nn
+
+    from pipnet_core.export import verification_crops
+    from pipnet_core.ort_model import OnnxLandmarkModel
+    from pipnet_core.torch_model import TorchLandmarkModel, eval_mode, load_checkpoint, network_from_onnx, set_training_mode
+
+    root, out, best = trained_run
+    exported = export_onnx(best, tmp_path / "tiny.onnx").path
+    network, info = network_from_onnx(exported)
+    crops = verification_crops(info.input_size)
+    rebuilt, _ = TorchLandmarkModel(network, info).predict(crops)
+    from_file, _ = OnnxLandmarkModel(exported).predict(crops)
+    assert np.abs(rebuilt - from_file).max() < 1e-3 * info.input_size
+
+    set_training_mode(network, freeze_batchnorm=True)
+    with eval_mode(network):
+        assert not any(m.training for m in network.modules())
+    norms = [m for m in network.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert network.training and not any(m.training for m in norms)  # modes restored, norms still frozen
+
+    cfg = tiny_config(root, tmp_path / "tuned", epochs=1)
+    cfg.train.init, cfg.train.init_state, cfg.train.lr, cfg.train.freeze_batchnorm = str(exported), "weights", 1e-4, True
+    train(cfg, log=lambda *_: None)
+    state = load_checkpoint(tmp_path / "tuned" / "last.pt")["model"]
+    variances = [v for k, v in state.items() if k.endswith("running_var")]
+    assert variances and all(float((v - (1 - 1e-5)).abs().max()) < 1e-6 for v in variances)
+    assert float(log_rows(tmp_path / "tuned")[0]["loss"]) < 0.5 * float(log_rows(out)[0]["loss"])  # not from scratch
