@@ -23,6 +23,9 @@ VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
 OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point indices", "box": "Face box",
                   "face_id": "Face id", "pose_axes": "Head pose axes"}
+# BlazeFace short range is the fastest and made for a webcam; full range finds small, far faces.
+DETECTOR_LABELS = {"mediapipe": "Near (webcam, fastest)", "mediapipe-full": "Far (small faces)",
+                   "mediapipe-both": "Near and far", "haar": "Haar cascade (upright faces only)"}
 OVERLAY_KEYS = {"points": "P", "contours": "C", "indices": "N", "box": "B", "face_id": "I", "pose_axes": "H"}
 
 
@@ -102,7 +105,9 @@ class MainWindow(QMainWindow):
     def _load_settings(self) -> Settings:
         s = self.store
         overlay = OverlayOptions(**{k: s.value(f"overlay/{k}", getattr(OverlayOptions(), k), type=bool) for k in OVERLAY_LABELS})
+        detector = s.value("detector", "mediapipe", type=str)
         return Settings(overlay, s.value("smoothing", True, type=bool), s.value("smoothing_strength", 0.5, type=float),
+                        detector if detector in DETECTOR_LABELS else "mediapipe",
                         s.value("detector_threshold", 0.5, type=float), s.value("max_faces", 1, type=int),
                         s.value("model_path", "", type=str))
 
@@ -110,7 +115,7 @@ class MainWindow(QMainWindow):
         s, st = self.store, self.settings
         for key in OVERLAY_LABELS:
             s.setValue(f"overlay/{key}", getattr(st.overlay, key))
-        for key in ("smoothing", "smoothing_strength", "detector_threshold", "max_faces", "model_path"):
+        for key in ("smoothing", "smoothing_strength", "detector", "detector_threshold", "max_faces", "model_path"):
             s.setValue(key, getattr(st, key))
         s.setValue("geometry", self.saveGeometry())
         s.setValue("window_state", self.saveState())
@@ -189,6 +194,12 @@ class MainWindow(QMainWindow):
         self.strength = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=int(100 * self.settings.smoothing_strength))
         self.strength.valueChanged.connect(lambda v: self.change_settings(smoothing_strength=v / 100))
         form.addRow("Strength", self.strength)
+        self.detector_box = QComboBox()
+        for name, label in DETECTOR_LABELS.items():
+            self.detector_box.addItem(label, name)
+        self.detector_box.setCurrentIndex(list(DETECTOR_LABELS).index(self.settings.detector))
+        self.detector_box.activated.connect(lambda i: self.change_settings(detector=self.detector_box.itemData(i)))
+        form.addRow("Face detector", self.detector_box)
         self.threshold = QDoubleSpinBox(minimum=0.1, maximum=0.95, singleStep=0.05, value=self.settings.detector_threshold)
         self.threshold.valueChanged.connect(lambda v: self.change_settings(detector_threshold=round(v, 2)))
         form.addRow("Detector threshold", self.threshold)

@@ -29,6 +29,7 @@ class Settings:
     overlay: OverlayOptions = OverlayOptions()
     smoothing: bool = True
     smoothing_strength: float = 0.5
+    detector: str = "mediapipe"  # see pipnet_core.detect.DETECTORS
     detector_threshold: float = 0.5
     max_faces: int = 1
     model_path: str = ""  # empty: the shipped model
@@ -212,17 +213,18 @@ class ProcessingWorker(QThread):
             return
         new = pending or self._settings
         old = self._settings
-        if self._landmarker is None or new.model_path != old.model_path or new.detector_threshold != old.detector_threshold:
+        rebuild = (new.model_path, new.detector, new.detector_threshold) != (old.model_path, old.detector, old.detector_threshold)
+        if self._landmarker is None or rebuild:
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", RuntimeWarning)
-                    self._landmarker = Landmarker(new.model_path or None, detector_threshold=new.detector_threshold,
-                                                  max_faces=new.max_faces)
+                    self._landmarker = Landmarker(new.model_path or None, detector=new.detector,
+                                                  detector_threshold=new.detector_threshold, max_faces=new.max_faces)
                 for warning in caught:  # e.g. MediaPipe unavailable, Haar cascade in use
                     self.error.emit(str(warning.message))
             except PipnetError as exc:
                 self.error.emit(str(exc))
-                new = replace(new, model_path=old.model_path, detector_threshold=old.detector_threshold)
+                new = replace(new, model_path=old.model_path, detector=old.detector, detector_threshold=old.detector_threshold)
                 if self._landmarker is None:
                     self._settings = new
                     return

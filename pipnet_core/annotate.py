@@ -29,7 +29,7 @@ class AnnotateOptions:
     smooth: bool = True
     resume: bool = False
     model: str | None = None
-    detector: str = "mediapipe"
+    detector: str = "mediapipe-both"  # video files come from anywhere: near and far faces
     threads: int = 2
     show_progress: bool = True
 

@@ -74,6 +74,24 @@ def bench_pipeline(landmarker: Landmarker, frames: list[np.ndarray], total: int,
     return BenchResult(label, total, seconds, {k: v / total for k, v in sums.items()}, faces / total, memory)
 
 
+def bench_detectors(frame: np.ndarray, names=("mediapipe", "mediapipe-full", "mediapipe-both"), repeats: int = 50) -> dict[str, float]:
+    """Milliseconds per frame of each face detector alone, and of the still-image search (the
+    frame and its three quarter turns) with each."""
+    from .detect import QuarterTurnDetector, create_detector
+
+    timings = {}
+    for name in names:
+        detector = create_detector(name)
+        for label, search in ((name, detector), (f"{name} + quarter turns", QuarterTurnDetector(detector))):
+            search.detect(frame)
+            start = perf_counter()
+            for _ in range(repeats):
+                search.detect(frame)
+            timings[label] = 1000 * (perf_counter() - start) / repeats
+        detector.close()
+    return timings
+
+
 def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
     """Milliseconds per face of the landmark network alone (batch of one, crop prepared)."""
     size = landmarker.model.info.input_size

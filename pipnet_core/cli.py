@@ -5,6 +5,7 @@ import argparse
 import sys
 import time
 
+from .detect import DETECTORS
 from .errors import PipnetError
 
 # Installed by requirements/dev.txt only: the runtime (app, detect, annotate, bench) never needs them.
@@ -27,14 +28,28 @@ def _eval(args) -> None:
     from .evaluate import evaluate, load_landmark_model, write_reports
 
     model = load_landmark_model(args.model, args.threads)
-    samples = read_labeled(args.data)
+    if args.validation_of:
+        from .config import Config
+        from .data import load_sources
+
+        cfg = Config.load(args.validation_of)
+        samples = [s for source in load_sources(cfg.data, cfg.train.seed) for s in source.val]
+        args.data = f"validation faces of {args.validation_of}"
+    else:
+        samples = read_labeled(args.data)
+    if args.limit:
+        samples = samples[:: max(len(samples) // args.limit, 1)][: args.limit]
+    if args.rotate or args.face_height:
+        return _eval_views(args, model, samples)
+    if args.roll_error:
+        return _eval_roll_errors(args, model, samples)
     if args.detector:
         from .evaluate import evaluate_pipeline
         from .landmarker import Landmarker
 
-        landmarker = Landmarker(model, detector=args.detector, smoothing=False, max_faces=3)
+        landmarker = Landmarker(model, detector=args.detector, still_detector=args.detector, smoothing=False)
         result = evaluate_pipeline(landmarker, samples, progress=_progress("evaluating"))
-        crops = f"crops from the {landmarker.detector.name} detector"
+        crops = f"crops from the {landmarker.still_detector.name} detector"
     else:
         result = evaluate(model, samples, progress=_progress("evaluating"))
         crops = "crops from the ground-truth landmark box"
@@ -50,21 +65,78 @@ def _eval(args) -> None:
     write_reports(result, str(args.model), str(args.data), args.csv, args.json, args.plot)
 
 
+def _eval_roll_errors(args, model, samples) -> None:
+    from .evaluate import evaluate, landmark_box_crops
+
+    print(f"{args.data}: {len(samples)} faces, one pass from the ground-truth box turned away from upright")
+    print("roll error   NME %   FR@0.10 %")
+    for error in args.roll_error:
+        finder = landmark_box_crops(model.info.crop_scale, model.info.input_size, error)
+        summary = evaluate(model, samples, finder, progress=_progress(f"{error:g} deg")).summary()
+        print(f"{error:6g} deg  {100 * summary['nme']:6.2f}  {100 * summary['fr@0.10']:9.2f}")
+
+
+def _eval_views(args, model, samples) -> None:
+    """The still-image pipeline on turned pictures (--rotate) or small faces in a large frame
+    (--face-height): one table row per angle or height."""
+    import json
+
+    import numpy as np
+
+    from .evaluate import rotated_view, small_face_view, evaluate_pipeline
+    from .landmarker import Landmarker
+
+    detector = args.detector or "mediapipe-both"
+    landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False)
+    if args.rotate:
+        label, views = "rotation", [(f"{a:g} deg", rotated_view(a)) for a in args.rotate]
+    else:
+        label, views = "landmark box height", [(f"{h:g} px", small_face_view(h)) for h in args.face_height]
+    print(f"{args.data}: {len(samples)} faces per row, {landmarker.still_detector.name} detector, whole still pipeline")
+    print(f"{label:>20}  found %   NME %   FR@0.10 %")
+    rows = []
+    for name, view in views:
+        result = evaluate_pipeline(landmarker, samples, view, progress=_progress(name))
+        summary = result.summary()
+        rows.append({"view": name, "found": result.found_fraction, **{k: summary[k] for k in ("nme", "fr@0.10", "auc@0.10")}})
+        print(f"{name:>20}  {100 * result.found_fraction:7.1f}  {100 * summary['nme']:6.2f}  {100 * summary['fr@0.10']:9.2f}")
+    worst = max(rows, key=lambda r: r["nme"] if np.isfinite(r["nme"]) else np.inf)
+    print(f"worst row: {worst['view']} (NME {100 * worst['nme']:.2f}%, found {100 * worst['found']:.1f}%)")
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).write_text(json.dumps({"model": str(args.model), "data": str(args.data), "rows": rows}, indent=2))
+
+
+def _eval_clip(args) -> None:
+    from .evaluate import evaluate_clip
+    from .sample_clip import ClipSpec
+
+    landmarker = _landmarker(args, max_faces=1)
+    frames = int(round(args.seconds * 30))
+    results = {}
+    for roll_speed in (args.roll_speed, 0.0):
+        results[roll_speed] = evaluate_clip(landmarker, ClipSpec(frames=frames, roll_speed=roll_speed))
+        print(f"sample clip, {frames} frames at 30 fps, rolling {roll_speed:g} deg/s: {results[roll_speed].line()}")
+    ratio = results[args.roll_speed].nme.mean() / results[0.0].nme.mean()
+    print(f"mean NME rolling / still: {ratio:.2f}x")
+
+
 def _calibrate(args) -> None:
     from .data import read_labeled
     from .detect import CALIBRATION_FILE, calibrate, create_detector, save_calibration
 
     samples = [s for path in args.data for s in read_labeled(path)]
     detector = create_detector(args.detector, min_score=0.3)
-    calibration, matched = calibrate(detector, samples, progress=_progress("detecting"))
-    save_calibration(detector.name, calibration)
-    print(f"{detector.name}: fitted on {matched}/{len(samples)} faces: {calibration}; saved to {CALIBRATION_FILE}")
+    for source, (calibration, matched) in calibrate(detector, samples, progress=_progress("detecting")).items():
+        save_calibration(source, calibration)
+        print(f"{source}: fitted on {matched}/{len(samples)} faces: {calibration}; saved to {CALIBRATION_FILE}")
 
 
 def _export(args) -> None:
     from .export import PARITY_TOLERANCE, export_onnx
 
-    report = export_onnx(args.checkpoint, args.out)
+    report = export_onnx(args.checkpoint, args.out, name=args.name, version=args.version)
     verdict = "verified" if report.verified else "PARITY FAILED"
     print(f"wrote {report.path} ({report.size_mb:.1f} MB); ONNX Runtime vs torch: largest landmark difference "
           f"{report.max_point_difference:.2e} of the crop (limit {PARITY_TOLERANCE:.0e}): {verdict}")
@@ -75,7 +147,7 @@ def _export(args) -> None:
 def _landmarker(args, **overrides):
     from .landmarker import Landmarker
 
-    options = dict(model=args.model, detector=args.detector, threads=args.threads, max_faces=args.max_faces)
+    options = dict(model=args.model, detector=args.detector, threads=args.threads)
     options.update(overrides)
     return Landmarker(**options)
 
@@ -90,7 +162,7 @@ def _detect(args) -> None:
     from .draw import OverlayOptions, draw_faces
     from .writers import face_to_dict
 
-    landmarker = _landmarker(args, smoothing=False)
+    landmarker = _landmarker(args, smoothing=False, still_detector=args.detector)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failed = 0
@@ -101,7 +173,7 @@ def _detect(args) -> None:
             print(f"pipnet detect: error: {exc}", file=sys.stderr)
             failed += 1
             continue
-        faces = landmarker.process_image(image)
+        faces = landmarker.process_image(image, args.max_faces)
         stem = Path(name).stem
         cv2.imwrite(str(out / f"{stem}_landmarks.png"), draw_faces(image, faces, OverlayOptions(pose_axes=True)))
         if args.json:
@@ -139,12 +211,16 @@ def _annotate(args) -> None:
 
 
 def _bench(args) -> None:
-    from .bench import bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
+    from .bench import bench_detectors, bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
 
     landmarker = _landmarker(args, max_faces=max(args.faces))
     print(f"model {landmarker.model.info.name} ({landmarker.model.info.backbone}, input {landmarker.model.info.input_size}), "
           f"{args.threads} threads, detector {landmarker.detector.name}")
     print(f"landmark network alone: {bench_model(landmarker):.2f} ms per face")
+    first = load_frames(args.video, 1, 1)[0]
+    detectors = bench_detectors(first)
+    print(f"face detectors alone, {first.shape[1]}x{first.shape[0]} (ms per frame): "
+          + ", ".join(f"{name} {ms:.2f}" for name, ms in detectors.items()))
     for faces in args.faces:
         frames = load_frames(args.video, faces, args.frames)
         if not frames:
@@ -202,31 +278,47 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="NME, FR@0.10 and AUC@0.10 on labeled faces")
     p.add_argument("--model", required=True, help="an .onnx model or a training checkpoint (.pt)")
-    p.add_argument("--data", required=True, help="a 300-W folder (images + .pts), a landmark CSV, or a folder with a same-named CSV")
+    data = p.add_mutually_exclusive_group(required=True)
+    data.add_argument("--data", help="a 300-W folder (images + .pts), a landmark CSV, or a folder with a same-named CSV")
+    data.add_argument("--validation-of", metavar="CONFIG",
+                      help="the faces a training config holds out for validation (for choices; test sets only report)")
     p.add_argument("--csv", help="write per-face NME here")
     p.add_argument("--json", help="write the summary and per-landmark NME here")
     p.add_argument("--plot", help="write the cumulative error distribution as a PNG here")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
-    p.add_argument("--detector", choices=["mediapipe", "haar"],
+    p.add_argument("--detector", choices=DETECTORS,
                    help="start from this face detector's boxes instead of the ground-truth landmark box")
+    views = p.add_mutually_exclusive_group()
+    views.add_argument("--rotate", type=float, nargs="+", metavar="DEG",
+                       help="turn each whole picture by these angles (clockwise, degrees) and run the still "
+                            "pipeline (detector default mediapipe-both); found rate and NME per angle")
+    views.add_argument("--face-height", type=float, nargs="+", metavar="PX",
+                       help="scale each face to this landmark-box height in a 1280x720 frame; found rate and NME per height")
+    views.add_argument("--roll-error", type=float, nargs="+", metavar="DEG",
+                       help="one pass from the ground-truth box turned this far from upright: how far off a first "
+                            "crop's roll may be")
+    p.add_argument("--limit", type=int, help="evaluate an evenly spread subset of this many faces")
     p.set_defaults(run=_eval)
 
     p = sub.add_parser("calibrate", help="fit a detector's box -> model crop mapping on labeled training faces")
     p.add_argument("--data", required=True, nargs="+", help="labeled folders or CSVs (training data, never test sets)")
-    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
+    p.add_argument("--detector", default="mediapipe-both", choices=DETECTORS,
+                   help="mediapipe-both (default) fits both BlazeFace ranges")
     p.set_defaults(run=_calibrate)
 
-    def add_runtime_options(p):
+    def add_runtime_options(p, detector="mediapipe"):
         p.add_argument("--model", help="ONNX model (default: the shipped models/pipnet_mbv2_68.onnx)")
-        p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "haar"])
+        p.add_argument("--detector", default=detector, choices=DETECTORS,
+                       help=f"face detector (default: {detector}; mediapipe is BlazeFace short range, "
+                            "mediapipe-full the full-range model for small and far faces, mediapipe-both the two)")
         p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
 
     p = sub.add_parser("detect", help="landmarks on still images: annotated PNGs and JSON")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--out", default="landmarks", help="output folder (default: landmarks/)")
     p.add_argument("--json", action="store_true", help="also write IMAGE.json with every face's points")
-    p.add_argument("--max-faces", type=int, default=5)
-    add_runtime_options(p)
+    p.add_argument("--max-faces", type=int, help="at most this many faces per image (default: all)")
+    add_runtime_options(p, detector="mediapipe-both")
     p.set_defaults(run=_detect)
 
     p = sub.add_parser("annotate", help="landmark tables (CSV / JSON Lines / .pts) and annotated video for media files")
@@ -239,8 +331,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks, no temporal smoothing")
     p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (default: 1)")
     p.add_argument("--resume", action="store_true", help="continue files an interrupted run left unfinished")
-    add_runtime_options(p)
+    add_runtime_options(p, detector="mediapipe-both")
     p.set_defaults(run=_annotate)
+
+    p = sub.add_parser("eval-clip", help="the video pipeline on the sample clip with its head rolling through 360 degrees")
+    p.add_argument("--roll-speed", type=float, default=36.0, help="degrees per second (default 36: a full turn in 10 s)")
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
+    add_runtime_options(p)
+    p.set_defaults(run=_eval_clip)
 
     p = sub.add_parser("bench", help="per-stage timings and FPS of the real-time pipeline")
     p.add_argument("--video", help="a video file (default: the synthetic sample clip)")
@@ -261,6 +359,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a checkpoint to ONNX and verify it against torch")
     p.add_argument("--checkpoint", required=True, help="a training checkpoint, e.g. runs/NAME/best.pt")
     p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--name", help="model name in the metadata (default: the run folder's name)")
+    p.add_argument("--version", help="model version in the metadata, e.g. 1.1.0")
     p.set_defaults(run=_export)
     return parser
 

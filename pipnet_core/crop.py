@@ -1,7 +1,11 @@
 """Face crop geometry shared by training, evaluation and the runtime.
 
-A crop is a square around the face, mapped to ``size`` x ``size`` pixels by one affine warp. The
-2x3 matrix maps frame pixels to crop pixels; its inverse brings predicted points back to the frame.
+A crop is a square around the face, turned so the face is upright, mapped to ``size`` x ``size``
+pixels by one similarity warp. The 2x3 matrix maps frame pixels to crop pixels; its inverse brings
+predicted points back to the frame. Because the model always sees an upright face, a face tilted
+by any angle (someone lying down, a phone on its side) is as easy as an upright one, provided the
+roll of the crop is roughly right: from the detector's eye keypoints for a new face, from the
+previous frame's landmarks for a tracked one.
 """
 from __future__ import annotations
 
@@ -10,27 +14,52 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .scheme import LEFT_EYE, NUM_POINTS, RIGHT_EYE
+
+
+def face_roll(points: np.ndarray) -> float:
+    """The angle of the line from the right eye's centre to the left eye's (68-point scheme), in
+    degrees: 0 for an upright face, positive when it tilts clockwise on screen (y points down).
+    Other point schemes have no known eyes: 0."""
+    if len(points) != NUM_POINTS:
+        return 0.0
+    dx, dy = points[LEFT_EYE].mean(axis=0) - points[RIGHT_EYE].mean(axis=0)
+    return float(np.degrees(np.arctan2(dy, dx)))
+
+
+def rotation(degrees: float) -> np.ndarray:
+    """2x2 matrix turning vectors by ``degrees`` clockwise on screen (y points down)."""
+    theta = np.deg2rad(degrees)
+    return np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+
 
 @dataclass(frozen=True)
 class CropBox:
-    """A square face region in frame pixels: centre and side length."""
+    """A square face region in frame pixels: centre, side length, and roll (degrees, as
+    ``face_roll``): the crop is turned by the roll so that the face in it is upright."""
 
     cx: float
     cy: float
     side: float
+    roll: float = 0.0
 
     @classmethod
     def around_points(cls, points: np.ndarray, scale: float) -> "CropBox":
-        """The model's crop: the landmark bounding box's centre, side = scale * its longer edge."""
-        lo, hi = points.min(axis=0), points.max(axis=0)
-        centre = (lo + hi) / 2
-        return cls(float(centre[0]), float(centre[1]), float(scale * max(hi - lo)))
+        """The model's crop: upright by the eye line; centre and longer edge of the landmark box
+        measured in the face's upright frame; side = scale * that edge."""
+        roll = face_roll(points)
+        turn = rotation(roll)
+        upright = points @ turn  # row vectors: points turned by -roll
+        lo, hi = upright.min(axis=0), upright.max(axis=0)
+        centre = turn @ ((lo + hi) / 2)
+        return cls(float(centre[0]), float(centre[1]), float(scale * max(hi - lo)), roll)
 
     def as_xywh(self) -> tuple[float, float, float, float]:
         return (self.cx - self.side / 2, self.cy - self.side / 2, self.side, self.side)
 
     def iou(self, other: "CropBox") -> float:
-        """Intersection over union of two squares."""
+        """Intersection over union of the two squares, both taken unturned: close enough to match
+        faces, whose boxes overlap far more than a difference in roll changes."""
         x0, y0, ox0, oy0 = self.cx - self.side / 2, self.cy - self.side / 2, other.cx - other.side / 2, other.cy - other.side / 2
         w = min(x0 + self.side, ox0 + other.side) - max(x0, ox0)
         h = min(y0 + self.side, oy0 + other.side) - max(y0, oy0)
@@ -40,11 +69,12 @@ class CropBox:
         return inter / (self.side ** 2 + other.side ** 2 - inter)
 
 
-def crop_matrix(box: CropBox, size: int, angle_deg: float = 0.0, flip: bool = False) -> np.ndarray:
-    """Affine frame->crop matrix: the box fills the crop, rotated by ``angle_deg`` about its centre
-    (counter-clockwise in the picture) and optionally mirrored left-right."""
+def crop_matrix(box: CropBox, size: int, extra_roll: float = 0.0, flip: bool = False) -> np.ndarray:
+    """Similarity frame->crop matrix: the box fills the crop, turned counter-clockwise on screen by
+    its roll plus ``extra_roll`` degrees (training's rotation augmentation), so a face whose roll
+    is the box's comes out upright; optionally mirrored left-right."""
     scale = size / box.side
-    theta = np.deg2rad(angle_deg)
+    theta = np.deg2rad(box.roll + extra_roll)
     cos, sin = scale * np.cos(theta), scale * np.sin(theta)
     linear = np.array([[cos, sin], [-sin, cos]])
     if flip:

@@ -1,8 +1,18 @@
-"""Face detection: MediaPipe's BlazeFace (short range) by default, OpenCV's Haar cascade as fallback.
+"""Face detection: MediaPipe's BlazeFace by default, OpenCV's Haar cascade as fallback.
+
+BlazeFace comes in two models, both bundled with mediapipe: short range (faces within about 2 m
+of a webcam, 128 px input) and full range (small and far faces, 192 px input). Each is best where
+the other is weak, so "mediapipe-both" runs the two and merges what they find.
+
+BlazeFace also places the two eyes, which give the face's roll, so the first crop of a new face is
+already upright. For stills, ``QuarterTurnDetector`` also searches the frame turned by 90, 180 and
+270 degrees, where a detector made for upright faces finds faces lying on their side or upside
+down, and ``TiledDetector`` searches overlapping tiles of a large frame for small, far faces.
 
 Detector boxes are not the crop the landmark model was trained on (a box around the 68 points,
-enlarged). ``BoxCalibration`` maps one to the other with offsets and a scale measured on training
-data by ``pipnet calibrate``; the result is kept in models/detector_calibration.json.
+enlarged, upright). ``BoxCalibration`` maps one to the other with offsets (in the face's upright
+frame) and a scale measured on training data by ``pipnet calibrate``; the result is kept in
+models/detector_calibration.json, one entry per detector model.
 """
 from __future__ import annotations
 
@@ -12,14 +22,14 @@ import os
 import sys
 import warnings
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import cv2
 import numpy as np
 
-from .crop import CropBox
+from .crop import CropBox, rotation
 from .errors import PipnetError
 
 log = logging.getLogger(__name__)
@@ -30,6 +40,18 @@ CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "models" / "detector
 class Detection:
     box: tuple[float, float, float, float]  # x, y, w, h in frame pixels
     score: float
+    source: str  # the detector model that found it: its box calibration
+    # The person's right eye then left eye (x, y, x, y) in frame pixels, when the detector gives them.
+    eyes: tuple[float, float, float, float] | None = None
+    roll_hint: float = 0.0  # roll to assume without eyes (the turn of the frame it was found in)
+
+    @property
+    def roll(self) -> float:
+        """The face's roll (degrees, as ``crop.face_roll``) from the eyes, else the hint."""
+        if self.eyes is None:
+            return self.roll_hint
+        rx, ry, lx, ly = self.eyes
+        return float(np.degrees(np.arctan2(ly - ry, lx - rx)))
 
 
 class FaceDetector(Protocol):
@@ -37,20 +59,24 @@ class FaceDetector(Protocol):
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]: ...
 
+    def close(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class BoxCalibration:
-    """Landmark box (centre, longer side) relative to a detector box, in units of the box size."""
+    """Landmark box (centre, longer side) relative to a detector box, in units of the box size,
+    with the centre offset measured in the face's upright frame."""
 
     dx: float = 0.0
     dy: float = 0.0
     scale: float = 1.0
 
     def landmark_box(self, detection: Detection) -> CropBox:
-        """The detector's estimate of the landmark bounding box, as centre and longer side."""
+        """The detector's estimate of the upright landmark box: centre, longer side and roll."""
         x, y, w, h = detection.box
         size = np.sqrt(w * h)
-        return CropBox(x + w / 2 + self.dx * size, y + h / 2 + self.dy * size, self.scale * size)
+        offset = rotation(detection.roll) @ (self.dx * size, self.dy * size)
+        return CropBox(x + w / 2 + offset[0], y + h / 2 + offset[1], self.scale * size, detection.roll)
 
     @classmethod
     def fit(cls, detections: list[Detection], landmark_boxes: list[CropBox]) -> "BoxCalibration":
@@ -59,7 +85,8 @@ class BoxCalibration:
         for det, box in zip(detections, landmark_boxes):
             x, y, w, h = det.box
             size = np.sqrt(w * h)
-            rel.append(((box.cx - x - w / 2) / size, (box.cy - y - h / 2) / size, box.side / size))
+            offset = rotation(det.roll).T @ (box.cx - x - w / 2, box.cy - y - h / 2)
+            rel.append((offset[0] / size, offset[1] / size, box.side / size))
         dx, dy, scale = np.median(np.array(rel), axis=0)
         return cls(round(float(dx), 4), round(float(dy), 4), round(float(scale), 4))
 
@@ -92,17 +119,19 @@ def quiet_native_stderr():
 
 
 class MediaPipeDetector:
-    """BlazeFace short range via mediapipe's bundled model (no download)."""
+    """BlazeFace via mediapipe's bundled models (no download): short or full range."""
 
-    name = "mediapipe"
+    RANGES = {"short": 0, "full": 1}
 
-    def __init__(self, min_score: float = 0.5, min_size: int = 24):
+    def __init__(self, min_score: float = 0.5, min_size: int = 24, model_range: str = "short"):
         os.environ.setdefault("GLOG_minloglevel", "2")
-        self.min_size = min_size
+        self.name = "mediapipe" if model_range == "short" else f"mediapipe-{model_range}"
+        self.min_size, self.min_score = min_size, min_score
         with quiet_native_stderr():
             import mediapipe as mp
 
-            self._detector = mp.solutions.face_detection.FaceDetection(model_selection=0, min_detection_confidence=min_score)
+            self._detector = mp.solutions.face_detection.FaceDetection(
+                model_selection=self.RANGES[model_range], min_detection_confidence=min_score)
             self._detector.process(np.zeros((64, 64, 3), np.uint8))  # warm-up: loads the TFLite graph
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
@@ -112,8 +141,14 @@ class MediaPipeDetector:
         for det in result.detections or ():
             rel = det.location_data.relative_bounding_box
             box = (rel.xmin * w, rel.ymin * h, rel.width * w, rel.height * h)
-            if min(box[2], box[3]) >= self.min_size:
-                found.append(Detection(box, float(det.score[0])))
+            # Keypoints 0 and 1: the eye on the left of an upright face in the picture (the
+            # person's right eye), then the other.
+            right, left = det.location_data.relative_keypoints[:2]
+            eyes = (right.x * w, right.y * h, left.x * w, left.y * h)
+            # MediaPipe's own threshold lets lower scores through (0.52 at a 0.6 setting, seen
+            # on a turned photo): check again.
+            if min(box[2], box[3]) >= self.min_size and det.score[0] >= self.min_score:
+                found.append(Detection(box, float(det.score[0]), self.name, eyes))
         return found
 
     def close(self) -> None:
@@ -139,25 +174,164 @@ class HaarDetector:
         boxes, _, weights = self._cascade.detectMultiScale3(
             grey, scaleFactor=1.1, minNeighbors=self.min_neighbours, minSize=(self.min_size, self.min_size),
             outputRejectLevels=True)
-        return [Detection(tuple(float(v) for v in box), float(1 / (1 + np.exp(-wt)))) for box, wt in zip(boxes, np.ravel(weights))]
+        return [Detection(tuple(float(v) for v in box), float(1 / (1 + np.exp(-wt))), self.name)
+                for box, wt in zip(boxes, np.ravel(weights))]
 
     def close(self) -> None:
         pass
 
 
-DETECTORS = {"mediapipe": MediaPipeDetector, "haar": HaarDetector}
+def merge_detections(detections: list[Detection], overlap: float = 0.3) -> list[Detection]:
+    """One detection per face: the highest-scoring of those whose boxes overlap."""
+    kept: list[Detection] = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        if all(_box_iou(det.box, other.box) < overlap for other in kept):
+            kept.append(det)
+    return kept
+
+
+def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    return w * h / (a[2] * a[3] + b[2] * b[3] - w * h)
+
+
+class CombinedDetector:
+    """Several detectors on the same frame, their detections merged (short + full range BlazeFace)."""
+
+    def __init__(self, name: str, detectors: list[FaceDetector]):
+        self.name, self.detectors = name, detectors
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        return merge_detections([d for detector in self.detectors for d in detector.detect(frame_bgr)])
+
+    def close(self) -> None:
+        for detector in self.detectors:
+            detector.close()
+
+
+class TiledDetector:
+    """A detector on the whole frame and, when the frame is large, on overlapping tiles of it.
+    BlazeFace sees the whole frame shrunk to its input (128 or 192 px), where a face a few
+    percent of a large frame's width is a few pixels; in a tile it is 2-3 times larger. A tile
+    detection touching the tile's inner edge is a cut face and is dropped: faces larger than a
+    tile are the whole-frame pass's."""
+
+    TILE_FRACTION = 0.75  # tile side / the frame's shorter side
+    MIN_FRAME_SIDE = 480  # smaller frames: the whole-frame pass only
+
+    def __init__(self, detector: FaceDetector):
+        self.detector = detector
+        self.name = detector.name
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        found = list(self.detector.detect(frame_bgr))
+        height, width = frame_bgr.shape[:2]
+        if min(height, width) >= self.MIN_FRAME_SIDE:
+            side = int(min(height, width) * self.TILE_FRACTION)
+            for x in _tile_starts(width, side):
+                for y in _tile_starts(height, side):
+                    tile = (x, y, side, width, height)
+                    found += [_shift(d, x, y) for d in self.detector.detect(frame_bgr[y:y + side, x:x + side])
+                              if _inside_tile(d.box, tile)]
+        return merge_detections(found)
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+def _tile_starts(length: int, side: int) -> list[int]:
+    """Tile offsets along one axis, overlapping by at least a quarter of a tile."""
+    count = int(np.ceil((length - side) / (0.75 * side))) + 1
+    return sorted({int(round(v)) for v in np.linspace(0, length - side, count)})
+
+
+def _inside_tile(box: tuple[float, ...], tile: tuple[int, int, int, int, int]) -> bool:
+    """Clear of every tile edge that is not also the frame's edge (a face cut there is partial)."""
+    x, y, side, width, height = tile
+    margin = 0.02 * side
+    bx, by, bw, bh = box
+    return ((x == 0 or bx > margin) and (y == 0 or by > margin)
+            and (x + side >= width or bx + bw < side - margin) and (y + side >= height or by + bh < side - margin))
+
+
+def _shift(det: Detection, dx: int, dy: int) -> Detection:
+    x, y, w, h = det.box
+    eyes = None if det.eyes is None else tuple(v + (dx if i % 2 == 0 else dy) for i, v in enumerate(det.eyes))
+    return replace(det, box=(x + dx, y + dy, w, h), eyes=eyes)
+
+
+# cv2.rotate codes for the frame turned clockwise by 90, 180 and 270 degrees.
+_TURNS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
+
+
+class QuarterTurnDetector:
+    """A detector run on the frame and on the frame turned by 90, 180 and 270 degrees: detectors
+    made for upright faces miss faces lying on their side or upside down. Four times the
+    detector's time: stills use it, video only while no face is tracked (see ``Landmarker``)."""
+
+    def __init__(self, detector: FaceDetector):
+        self.detector = detector
+        self.name = detector.name
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        found = list(self.detector.detect(frame_bgr))
+        height, width = frame_bgr.shape[:2]
+        for degrees, code in _TURNS.items():
+            to_frame = cv2.invertAffineTransform(_turn_matrix(degrees, width, height))
+            found += [_turn_back(d, to_frame, degrees) for d in self.detector.detect(cv2.rotate(frame_bgr, code))]
+        return merge_detections(found)
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+def _turn_matrix(degrees: int, width: int, height: int) -> np.ndarray:
+    """2x3 matrix from frame pixels to pixels of the frame turned clockwise by ``degrees``."""
+    return {90: np.array([[0.0, -1, height - 1], [1, 0, 0]]),
+            180: np.array([[-1.0, 0, width - 1], [0, -1, height - 1]]),
+            270: np.array([[0.0, 1, 0], [-1, 0, width - 1]])}[degrees]
+
+
+def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
+    """A detection in the turned frame, in the original frame's pixels."""
+    x, y, w, h = det.box
+    corners = np.array([[x, y], [x + w, y + h]]) @ to_frame[:, :2].T + to_frame[:, 2]
+    lo, hi = corners.min(axis=0), corners.max(axis=0)
+    eyes = None
+    if det.eyes is not None:
+        eyes = tuple((np.reshape(det.eyes, (2, 2)) @ to_frame[:, :2].T + to_frame[:, 2]).ravel().tolist())
+    # A face upright in the frame turned clockwise by d degrees has a roll of -d in the original.
+    return replace(det, box=(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+                   eyes=eyes, roll_hint=float(-degrees))
+
+
+DETECTORS = ("mediapipe", "mediapipe-full", "mediapipe-both", "haar")
+
+
+def _build(name: str, min_score: float, min_size: int) -> FaceDetector:
+    if name == "haar":
+        return HaarDetector(min_score, min_size)
+    if name == "mediapipe-both":
+        return CombinedDetector(name, [MediaPipeDetector(min_score, min_size, "short"),
+                                       MediaPipeDetector(min_score, min_size, "full")])
+    return MediaPipeDetector(min_score, min_size, "full" if name == "mediapipe-full" else "short")
 
 
 def create_detector(name: str = "mediapipe", min_score: float = 0.5, min_size: int = 24) -> FaceDetector:
-    """The named detector; if MediaPipe cannot load, the Haar cascade with a visible warning."""
+    """The named detector ("mediapipe": BlazeFace short range, "mediapipe-full": full range,
+    "mediapipe-both": the two merged, "haar"); if MediaPipe cannot load, the Haar cascade with a
+    visible warning."""
     if name not in DETECTORS:
         raise PipnetError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
     try:
-        return DETECTORS[name](min_score, min_size)
+        return _build(name, min_score, min_size)
     except PipnetError:
         raise
     except Exception as exc:  # an import or model-loading failure inside mediapipe
-        if name != "mediapipe":
+        if name == "haar":
             raise PipnetError(f"{name} detector failed to load: {exc}") from None
         message = f"MediaPipe face detector unavailable ({type(exc).__name__}: {exc}); using OpenCV's Haar cascade"
         warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -172,21 +346,28 @@ def match_detection(detections: list[Detection], landmark_box: CropBox, calibrat
     return best[1] if best[0] >= 0.3 else None
 
 
-def calibrate(detector: FaceDetector, samples, progress=None) -> tuple[BoxCalibration, int]:
-    """Fit the detector-box -> landmark-box mapping on labeled faces; returns it and the number
-    of faces it was fitted on. A first pass with a generic mapping picks the right detection."""
+def calibrate(detector: FaceDetector, samples, progress=None) -> dict[str, tuple[BoxCalibration, int]]:
+    """Fit the detector-box -> landmark-box mapping on labeled faces, for each detector model
+    that found them ("mediapipe-both" fits both ranges); returns each mapping and the number of
+    faces it was fitted on. A first pass with a generic mapping picks the right detection."""
     from .data import load_image
 
     rough = BoxCalibration(0.0, 0.0, 1.0)
-    detections, boxes = [], []
+    matched: dict[str, tuple[list[Detection], list[CropBox]]] = {}
     for i, sample in enumerate(samples, start=1):
         box = CropBox.around_points(sample.points, 1.0)
-        found = match_detection(detector.detect(load_image(sample.image_path)), box, rough)
-        if found is not None:
-            detections.append(found)
-            boxes.append(box)
+        image = load_image(sample.image_path)
+        # Each model's own detections: a merged list would keep only one model's box per face.
+        for model in getattr(detector, "detectors", [detector]):
+            found = match_detection(model.detect(image), box, rough)
+            if found is not None:
+                detections, boxes = matched.setdefault(found.source, ([], []))
+                detections.append(found)
+                boxes.append(box)
         if progress:
             progress(i, len(samples))
-    if len(detections) < 10:
-        raise PipnetError(f"the detector matched only {len(detections)} faces; cannot calibrate")
-    return BoxCalibration.fit(detections, boxes), len(detections)
+    fitted = {source: (BoxCalibration.fit(dets, boxes), len(dets)) for source, (dets, boxes) in matched.items()
+              if len(dets) >= 10}
+    if not fitted:
+        raise PipnetError(f"the detector matched fewer than 10 faces; cannot calibrate")
+    return fitted

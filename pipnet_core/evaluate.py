@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import cv2
 import numpy as np
 
-from .crop import landmark_crop_matrix
+from .crop import CropBox, crop_matrix, transform_points
 from .data import Sample, load_image
 from .errors import PipnetError
 from .landmark_model import LandmarkModel
@@ -19,6 +20,37 @@ FAILURE_THRESHOLD = 0.10
 
 # Where a face's crop comes from: (image, sample) -> frame->crop matrix, or None if no face found.
 CropFinder = Callable[[np.ndarray, Sample], "np.ndarray | None"]
+# A view turns a labeled picture into one a camera might show: (image, points) -> (image, points).
+View = Callable[[np.ndarray, np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+BACKGROUND = (114, 114, 114)  # the grey that padding and pasted-into frames are filled with
+
+
+def rotated_view(degrees: float) -> View:
+    """The whole picture turned clockwise on screen by ``degrees`` about its centre, on a canvas
+    just large enough that nothing is cut."""
+    def view(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        height, width = image.shape[:2]
+        matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), -degrees, 1.0)
+        cos, sin = abs(matrix[0, 0]), abs(matrix[0, 1])
+        size = (int(np.ceil(width * cos + height * sin)), int(np.ceil(width * sin + height * cos)))
+        matrix[:, 2] += ((size[0] - width) / 2, (size[1] - height) / 2)
+        turned = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderValue=BACKGROUND)
+        return turned, transform_points(points, matrix).astype(np.float32)
+    return view
+
+
+def small_face_view(face_height: float, frame_size: tuple[int, int] = (1280, 720)) -> View:
+    """The picture scaled so the face's landmark box is ``face_height`` pixels tall and pasted
+    into a grey frame (default 1280x720), the face a little off centre as in a room shot."""
+    def view(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        scale = face_height / float(np.ptp(points[:, 1]))
+        centre = (points.min(axis=0) + points.max(axis=0)) / 2
+        target = np.array(frame_size) * (0.6, 0.4)
+        matrix = np.array([[scale, 0, target[0] - scale * centre[0]], [0, scale, target[1] - scale * centre[1]]])
+        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        frame = cv2.warpAffine(image, matrix, frame_size, flags=interpolation, borderValue=BACKGROUND)
+        return frame, transform_points(points, matrix).astype(np.float32)
+    return view
 
 
 def load_landmark_model(path: str | Path, threads: int = 2) -> LandmarkModel:
@@ -43,6 +75,10 @@ class Evaluation:
     def per_face(self) -> np.ndarray:
         return self.point_errors.mean(axis=1)
 
+    @property
+    def found_fraction(self) -> float:
+        return len(self.names) / max(len(self.names) + len(self.missed), 1)
+
     def summary(self) -> dict:
         faces = self.per_face
         # A missed face is a failure at any threshold: give it an infinite error.
@@ -50,7 +86,7 @@ class Evaluation:
         return {
             "faces": len(all_faces),
             "missed": len(self.missed),
-            "nme": float(faces.mean()),
+            "nme": float(faces.mean()) if len(faces) else float("nan"),
             "fr@0.10": failure_rate(all_faces, FAILURE_THRESHOLD),
             "auc@0.10": auc(all_faces, FAILURE_THRESHOLD),
             "per_landmark_nme": np.round(self.point_errors.mean(axis=0), 6).tolist(),
@@ -63,9 +99,13 @@ class Evaluation:
                           [n for n in self.missed if n not in names])
 
 
-def landmark_box_crops(crop_scale: float, size: int) -> CropFinder:
-    """The paper's protocol: crops from the ground-truth landmark box."""
-    return lambda image, sample: landmark_crop_matrix(sample.points, crop_scale, size)
+def landmark_box_crops(crop_scale: float, size: int, roll_error: float = 0.0) -> CropFinder:
+    """The paper's protocol: crops from the ground-truth landmark box. With ``roll_error``, the
+    crop is turned that many degrees away from upright: how wrong a first crop's roll (rough
+    detector keypoints) may be before one pass of the model loses the face."""
+    def find(image: np.ndarray, sample: Sample) -> np.ndarray:
+        return crop_matrix(CropBox.around_points(sample.points, crop_scale), size, roll_error)
+    return find
 
 
 def evaluate(model: LandmarkModel, samples: list[Sample], find_crop: CropFinder | None = None,
@@ -94,27 +134,62 @@ def evaluate(model: LandmarkModel, samples: list[Sample], find_crop: CropFinder 
     return Evaluation(names, np.concatenate(errors), missed)
 
 
-def evaluate_pipeline(landmarker, samples: list[Sample], progress: Callable[[int, int], None] | None = None) -> Evaluation:
+def evaluate_pipeline(landmarker, samples: list[Sample], view: View | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> Evaluation:
     """Accuracy of the whole still-image pipeline (detector, calibrated crop, landmarks): what a
-    user gets. Each labeled face is matched to the found face whose points overlap it most."""
-    from .crop import CropBox
-
+    user gets, on the pictures as they are or as ``view`` makes them (turned, small). Each labeled
+    face is matched to the found face whose points overlap it most."""
     names, errors, missed = [], [], []
     for i, sample in enumerate(samples, start=1):
-        truth_box = CropBox.around_points(sample.points, 1.0)
-        faces = landmarker.process_image(load_image(sample.image_path))
+        image, truth = load_image(sample.image_path), sample.points
+        if view is not None:
+            image, truth = view(image, truth)
+        truth_box = CropBox.around_points(truth, 1.0)
+        faces = landmarker.process_image(image)
         overlaps = [CropBox.around_points(f.points, 1.0).iou(truth_box) for f in faces]
         if overlaps and max(overlaps) >= 0.3:
             face = faces[int(np.argmax(overlaps))]
-            errors.append(point_errors(face.points[None], sample.points[None]))
+            errors.append(point_errors(face.points[None], truth[None]))
             names.append(sample.image_path.name)
         else:
             missed.append(sample.image_path.name)
         if progress:
             progress(i, len(samples))
-    if not errors:
-        raise PipnetError("the detector found none of the labeled faces")
-    return Evaluation(names, np.concatenate(errors), missed)
+    return Evaluation(names, np.concatenate(errors) if errors else np.zeros((0, landmarker.model.info.num_points)), missed)
+
+
+@dataclass
+class ClipEvaluation:
+    frames: int
+    tracked: int  # frames in which the face was reported, successfully
+    ids: set[int]
+    nme: np.ndarray  # per tracked frame, against the reference points moved with the face
+
+    def line(self) -> str:
+        return (f"{self.tracked}/{self.frames} frames tracked, {len(self.ids)} face id(s), "
+                f"mean NME {100 * self.nme.mean():.2f}%, worst {100 * self.nme.max():.2f}%")
+
+
+def evaluate_clip(landmarker, spec) -> ClipEvaluation:
+    """The video pipeline (tracking, smoothing) on a synthetic clip with known motion: the
+    photo's own still-image landmarks, moved with the face, are the reference each frame is
+    scored against. What it measures is how far the points drift from where the motion puts them."""
+    from .sample_clip import face_photo, generate
+
+    reference = landmarker.process_image(face_photo())
+    if not reference:
+        raise PipnetError("no face found in the sample photo")
+    landmarker.reset()
+    ids, errors, frames = set(), [], 0
+    for frame, timestamp, matrices in generate(spec):
+        frames += 1
+        faces = [f for f in landmarker.process(frame, timestamp) if f.success]
+        if faces:
+            ids.update(f.id for f in faces)
+            truth = transform_points(reference[0].points, matrices[0])
+            errors.append(point_errors(faces[0].points[None], truth[None]).mean())
+    landmarker.reset()
+    return ClipEvaluation(frames, len(errors), ids, np.array(errors) if errors else np.array([np.inf]))
 
 
 def write_reports(result: Evaluation, model_path: str, data_path: str, csv_path: str | None = None,

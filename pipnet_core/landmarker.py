@@ -14,7 +14,8 @@ from time import perf_counter
 import numpy as np
 
 from .crop import CropBox, crop_matrix
-from .detect import BoxCalibration, FaceDetector, create_detector, load_calibrations
+from .detect import (BoxCalibration, Detection, FaceDetector, QuarterTurnDetector, TiledDetector, create_detector,
+                     load_calibrations)
 from .frames import as_bgr
 from .landmark_model import LandmarkModel
 from .pose import HeadPose, estimate_pose
@@ -47,20 +48,47 @@ def _load_model(model: str | Path | LandmarkModel | None, threads: int) -> Landm
     return OnnxLandmarkModel(model, threads)
 
 
+def _detector(spec: str | FaceDetector, threshold: float, min_size: int) -> FaceDetector:
+    return spec if not isinstance(spec, str) else create_detector(spec, threshold, min_size)
+
+
 class Landmarker:
+    """``detector`` finds faces in video (the short-range BlazeFace by default: fast, made for a
+    webcam); ``still_detector`` finds them in stills (``process_image``: both BlazeFace ranges, so
+    far and small faces too) and is loaded on first use."""
+
+    # A fresh face whose roll moved more than this between its first two passes gets a third.
+    REFINE_ROLL_DEG = 10.0
+
     def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
                  smoothing: SmoothingParams | bool = True, max_faces: int = 1, redetect_interval: int = 10,
                  min_confidence: float = 0.4, detector_threshold: float = 0.5, min_face_size: int = 24,
-                 threads: int = 2, pose: bool = True, calibration: BoxCalibration | None = None):
+                 threads: int = 2, pose: bool = True, calibration: BoxCalibration | None = None,
+                 still_detector: str | FaceDetector = "mediapipe-both", still_threshold: float = 0.6):
         self.model = _load_model(model, threads)
-        self.detector = detector if not isinstance(detector, str) else create_detector(detector, detector_threshold, min_face_size)
-        self.calibration = calibration or load_calibrations().get(self.detector.name, BoxCalibration())
+        self.detector = _detector(detector, detector_threshold, min_face_size)
+        self._still_spec = still_detector
+        self._still_detector: FaceDetector | None = None
+        # Stills search up to 56 windows (two models, tiles, four turns): a higher score per window
+        # keeps their false detections as rare as video's. Real faces score 0.56 and up (HELEN train).
+        self._still_options = (still_threshold, min_face_size)
+        self.calibrations = load_calibrations()
+        self._calibration = calibration  # one mapping for every detector, replacing the file's
         self.smoothing = SmoothingParams() if smoothing is True else smoothing or None
         self.tracker = Tracker(max_faces, redetect_interval, min_confidence)
         self.min_face_size = min_face_size
         self.with_pose = pose
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self._frames = 0
+
+    @property
+    def still_detector(self) -> FaceDetector:
+        """The detector for stills: tiles of a large image for small faces, and all four quarter
+        turns of it for faces on their side or upside down."""
+        if self._still_detector is None:
+            detector = _detector(self._still_spec, *self._still_options)
+            self._still_detector = QuarterTurnDetector(TiledDetector(detector))
+        return self._still_detector
 
     # -- settings the GUI changes live ------------------------------------------------------------
     def set_smoothing(self, params: SmoothingParams | None) -> None:
@@ -80,13 +108,17 @@ class Landmarker:
         self.tracker.reset()
 
     # -- the pipeline -------------------------------------------------------------------------------
-    def detector_crop(self, detection) -> CropBox:
-        """The model crop a detection implies, through the calibrated box mapping."""
-        box = self.calibration.landmark_box(detection)
-        return CropBox(box.cx, box.cy, box.side * self.model.info.crop_scale)
+    def detector_crop(self, detection: Detection) -> CropBox:
+        """The model crop a detection implies, through its detector's calibrated box mapping."""
+        calibration = self._calibration or self.calibrations.get(detection.source, BoxCalibration())
+        box = calibration.landmark_box(detection)
+        return CropBox(box.cx, box.cy, box.side * self.model.info.crop_scale, box.roll)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[Face]:
         """Faces in one video frame; ``timestamp`` in seconds drives the smoothing (default 30 fps)."""
+        return self._process(frame, timestamp, self.detector)
+
+    def _process(self, frame: np.ndarray, timestamp: float | None, detector: FaceDetector) -> list[Face]:
         timings = dict.fromkeys(STAGES, 0.0)
         self.timings = timings
         frame = as_bgr(frame)
@@ -100,7 +132,10 @@ class Landmarker:
         tracker = self.tracker
         t0 = perf_counter()
         if tracker.needs_detection():
-            detections = self.detector.detect(frame)
+            detections = detector.detect(frame)
+            if not detections and not tracker.tracks and not isinstance(detector, QuarterTurnDetector):
+                # No face anywhere: look for one lying on its side or upside down as well.
+                detections = QuarterTurnDetector(detector).detect(frame)
             tracker.add_detections([self.detector_crop(d) for d in detections], [d.score for d in detections],
                                    self._new_smoother)
         timings["detect"] = 1000 * (perf_counter() - t0)
@@ -109,15 +144,10 @@ class Landmarker:
         if not tracks:
             return []
 
-        size = self.model.info.input_size
-        points, confidence = self.model.predict_in_frames([frame] * len(tracks), [crop_matrix(t.crop, size) for t in tracks], timings)
-        # A crop straight from the detector is only roughly placed: run those faces once more from
-        # their own landmarks, which is the crop the model was trained on.
+        points, confidence = self.model.predict_in_frames([frame] * len(tracks), [crop_matrix(t.crop, self.model.info.input_size) for t in tracks], timings)
         fresh = [i for i, t in enumerate(tracks) if t.frames == 0]
         if fresh:
-            scale = self.model.info.crop_scale
-            again = [crop_matrix(CropBox.around_points(points[i], scale), size) for i in fresh]
-            points[fresh], confidence[fresh] = self.model.predict_in_frames([frame] * len(fresh), again)
+            self._refine(frame, points, confidence, fresh, [tracks[i].crop.roll for i in fresh])
 
         faces, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
         for track, pts, conf in zip(tracks, points, confidence):
@@ -139,12 +169,30 @@ class Landmarker:
         live = {t.id for t in tracker.tracks}
         return [f for f in faces if f.id in live or not f.success]
 
-    def process_image(self, image: np.ndarray) -> list[Face]:
-        """Faces in a still image: fresh detection, no tracking history, no smoothing."""
+    def _refine(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
+                rolls: list[float]) -> None:
+        """Run faces whose crop came from the detector again, from their own landmarks: the crop
+        the model was trained on, upright by the points' own eye line. When that roll differs much
+        from the detector's (rough eye keypoints on a tilted face), once more."""
+        size, scale = self.model.info.input_size, self.model.info.crop_scale
+        for _ in range(2):
+            crops = [CropBox.around_points(points[i], scale) for i in indices]
+            points[indices], confidence[indices] = self.model.predict_in_frames(
+                [frame] * len(indices), [crop_matrix(c, size) for c in crops])
+            moved = [abs((c.roll - r + 180) % 360 - 180) > self.REFINE_ROLL_DEG for c, r in zip(crops, rolls)]
+            indices, rolls = [i for i, m in zip(indices, moved) if m], [c.roll for c, m in zip(crops, moved) if m]
+            if not indices:
+                return
+
+    def process_image(self, image: np.ndarray, max_faces: int | None = None) -> list[Face]:
+        """Faces in a still image: every face the still detector finds (up to ``max_faces``),
+        fresh detection, no tracking history, no smoothing. Detections whose landmarks score
+        below ``min_confidence`` are not faces the model recognises and are left out."""
         smoothing, self.smoothing = self.smoothing, None
+        video_max, self.tracker.max_faces = self.tracker.max_faces, max_faces
         self.reset()
         try:
-            return self.process(image, 0.0)
+            return [face for face in self._process(image, 0.0, self.still_detector) if face.success]
         finally:
-            self.smoothing = smoothing
+            self.smoothing, self.tracker.max_faces = smoothing, video_max
             self.reset()

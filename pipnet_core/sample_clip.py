@@ -31,6 +31,7 @@ class ClipSpec:
     faces: int = 1
     noise: float = 3.0  # grey levels of per-frame sensor noise, so trackers see realistic jitter
     seed: int = 0
+    roll_speed: float = 0.0  # degrees per second the head turns clockwise, on top of its sway
 
 
 # Where the face is in the photo, and the head region pasted when a clip shows several faces.
@@ -38,14 +39,14 @@ FACE_CENTRE = (222.0, 128.0)
 HEAD_ELLIPSE = ((222, 135), (78, 102))  # centre, half-axes, photo pixels
 
 
-def photo_to_frame(t: float, face_index: int, faces: int) -> np.ndarray:
+def photo_to_frame(t: float, face_index: int, faces: int, roll_speed: float = 0.0) -> np.ndarray:
     """2x3 similarity matrix, photo pixels -> frame pixels, at time t (seconds) for one face.
 
     Faces stay large enough for BlazeFace short range (boxes of about 90 px and up at 640x480)."""
     width, height = FRAME_SIZE
     phase = 2 * np.pi * face_index / max(faces, 1)
     scale = (1.3 if faces == 1 else 1.0) * (1 + 0.12 * np.sin(2 * np.pi * t / 7 + phase))
-    angle = 8 * np.sin(2 * np.pi * t / 5 + phase)
+    angle = 8 * np.sin(2 * np.pi * t / 5 + phase) - roll_speed * t  # OpenCV turns counter-clockwise
     cx = width * (face_index + 0.5) / faces + (60 if faces == 1 else 15) * np.sin(2 * np.pi * t / 6 + phase)
     cy = height * 0.45 + 30 * np.sin(2 * np.pi * t / 4 + phase)
     matrix = cv2.getRotationMatrix2D(FACE_CENTRE, angle, scale)
@@ -69,7 +70,7 @@ def render_frame(photo: np.ndarray, t: float, spec: ClipSpec, rng: np.random.Gen
     mask = _paste_mask(photo, spec.faces)
     matrices = []
     for i in range(spec.faces):
-        matrix = photo_to_frame(t, i, spec.faces)
+        matrix = photo_to_frame(t, i, spec.faces, spec.roll_speed)
         warped = cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_LINEAR).astype(np.float32)
         alpha = cv2.warpAffine(mask, matrix, (width, height))[..., None]
         frame = frame * (1 - alpha) + warped * alpha
@@ -104,5 +105,5 @@ def write_clip(path: Path, spec: ClipSpec = ClipSpec()) -> Path:
 
 def cached_clip(spec: ClipSpec = ClipSpec()) -> Path:
     """The sample clip, made on first use and kept in the user's cache folder."""
-    path = CACHE_DIR / f"sample_{spec.faces}face_{spec.frames}f.avi"
+    path = CACHE_DIR / f"sample_{spec.faces}face_{spec.frames}f{f'_roll{spec.roll_speed:g}' if spec.roll_speed else ''}.avi"
     return path if path.is_file() else write_clip(path, spec)

@@ -9,6 +9,11 @@ NUM_POINTS = 68
 LEFT_EYE_OUTER = 36
 RIGHT_EYE_OUTER = 45
 
+# The two eyes' six points each: their centres give the face's roll (crop.face_roll). "Right" is
+# the person's right eye, on the left of an upright, unmirrored picture.
+RIGHT_EYE = slice(36, 42)
+LEFT_EYE = slice(42, 48)
+
 # Polylines drawn by the overlay: (name, indices, closed).
 CONTOURS: tuple[tuple[str, tuple[int, ...], bool], ...] = (
     ("jaw", tuple(range(0, 17)), False),

@@ -55,7 +55,8 @@ def pseudo_label(model: LandmarkModel, images: list[Path], detector, min_confide
     Returns the kept samples and how many images had a face at all."""
     from .landmarker import Landmarker
 
-    landmarker = Landmarker(model, detector=detector, smoothing=False, pose=False, min_confidence=0.0)
+    landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False, pose=False,
+                            min_confidence=0.0)
     kept, found = [], 0
     for path in images:
         faces = landmarker.process_image(load_image(path))

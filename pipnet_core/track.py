@@ -24,7 +24,7 @@ class Track:
 
 
 class Tracker:
-    def __init__(self, max_faces: int, redetect_interval: int, min_confidence: float, match_iou: float = 0.3):
+    def __init__(self, max_faces: int | None, redetect_interval: int, min_confidence: float, match_iou: float = 0.3):
         self.max_faces = max_faces
         self.redetect_interval = redetect_interval
         self.min_confidence = min_confidence
@@ -55,7 +55,7 @@ class Tracker:
                 track.detector_score = scores[best]
                 unmatched.discard(best)
         for i in sorted(unmatched, key=lambda i: -scores[i]):
-            if len(self.tracks) >= self.max_faces:
+            if self.max_faces is not None and len(self.tracks) >= self.max_faces:
                 break
             self.tracks.append(Track(self._next_id, crops[i], scores[i], new_smoother()))
             self._next_id += 1
@@ -75,9 +75,10 @@ class Tracker:
         return True
 
     def drop_duplicates(self) -> None:
-        """Two tracks that converged on one face: keep the older id."""
+        """Two tracks that converged on one face: keep the older id (in a still, the higher
+        detector score). Two real faces rarely overlap by a third; two crops of one face do."""
         kept: list[Track] = []
         for track in sorted(self.tracks, key=lambda t: t.id):
-            if all(track.crop.iou(other.crop) < 0.5 for other in kept):
+            if all(track.crop.iou(other.crop) < 0.3 for other in kept):
                 kept.append(track)
         self.tracks = kept

@@ -149,7 +149,7 @@ def test_the_haar_cascade_stands_in_with_a_warning_when_mediapipe_cannot_load(mo
     def broken(*args, **kwargs):
         raise ImportError("no mediapipe here")
 
-    monkeypatch.setitem(detect.DETECTORS, "mediapipe", broken)
+    monkeypatch.setattr(detect, "MediaPipeDetector", broken)
     with pytest.warns(RuntimeWarning, match="using OpenCV's Haar cascade"):
         detector = detect.create_detector("mediapipe")
     assert detector.name == "haar" and len(detector.detect(face_photo())) == 1
