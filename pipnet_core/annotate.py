@@ -92,7 +92,8 @@ def annotate_file(path: Path, options: AnnotateOptions, several: bool = False, p
         start = resume_point(resume_table) if options.resume and resume_table else 0
         append = start > 0
         result.resumed_from = start
-        landmarker = Landmarker(options.model, detector=options.detector, max_faces=options.max_faces,
+        landmarker = Landmarker(options.model, detector=options.detector, still_detector=options.detector,
+                                max_faces=options.max_faces,
                                 smoothing=options.smooth and not is_image, threads=options.threads)
         first = source.read()
         if first is None:
@@ -123,7 +124,8 @@ def annotate_file(path: Path, options: AnnotateOptions, several: bool = False, p
                     if video is not None:
                         video.write(draw_faces(frame.image, done_records.get(frame.index, [])))
                 else:
-                    faces = landmarker.process_image(frame.image) if is_image else landmarker.process(frame.image, frame.timestamp)
+                    faces = (landmarker.process_image(frame.image, options.max_faces) if is_image
+                             else landmarker.process(frame.image, frame.timestamp))
                     for writer in writers:
                         writer.write_frame(frame.index, frame.timestamp, faces)
                     if video is not None:

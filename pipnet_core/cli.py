@@ -49,6 +49,8 @@ def _eval(args) -> None:
 
         landmarker = Landmarker(model, detector=args.detector, still_detector=args.detector, smoothing=False)
         result = evaluate_pipeline(landmarker, samples, progress=_progress("evaluating"))
+        if not result.names:
+            raise PipnetError("the detector found none of the labeled faces")
         crops = f"crops from the {landmarker.still_detector.name} detector"
     else:
         result = evaluate(model, samples, progress=_progress("evaluating"))
@@ -217,9 +219,12 @@ def _bench(args) -> None:
     print(f"model {landmarker.model.info.name} ({landmarker.model.info.backbone}, input {landmarker.model.info.input_size}), "
           f"{args.threads} threads, detector {landmarker.detector.name}")
     print(f"landmark network alone: {bench_model(landmarker):.2f} ms per face")
-    first = load_frames(args.video, 1, 1)[0]
-    detectors = bench_detectors(first)
-    print(f"face detectors alone, {first.shape[1]}x{first.shape[0]} (ms per frame): "
+    first = load_frames(args.video, 1, 1)
+    if not first:
+        raise PipnetError(f"{args.video}: no frames could be read")
+    detectors = bench_detectors(first[0])
+    print(f"face detectors alone, {first[0].shape[1]}x{first[0].shape[0]} (ms per frame; quarter turns: the "
+          "still-image search without tiles): "
           + ", ".join(f"{name} {ms:.2f}" for name, ms in detectors.items()))
     for faces in args.faces:
         frames = load_frames(args.video, faces, args.frames)

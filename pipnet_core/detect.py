@@ -40,7 +40,7 @@ CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "models" / "detector
 class Detection:
     box: tuple[float, float, float, float]  # x, y, w, h in frame pixels
     score: float
-    source: str  # the detector model that found it: its box calibration
+    source: str = ""  # the detector model that found it: its box calibration (none: identity)
     # The person's right eye then left eye (x, y, x, y) in frame pixels, when the detector gives them.
     eyes: tuple[float, float, float, float] | None = None
     roll_hint: float = 0.0  # roll to assume without eyes (the turn of the frame it was found in)
@@ -212,7 +212,25 @@ class CombinedDetector:
             detector.close()
 
 
-class TiledDetector:
+class _WiderSearch:
+    """A detector run on the whole frame and on more views of it (each subclass says which),
+    its detections mapped back to the frame and merged."""
+
+    def __init__(self, detector: FaceDetector):
+        self.detector = detector
+        self.name = detector.name
+
+    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
+        return merge_detections(list(self.detector.detect(frame_bgr)) + self._more(frame_bgr))
+
+    def _more(self, frame_bgr: np.ndarray) -> list[Detection]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.detector.close()
+
+
+class TiledDetector(_WiderSearch):
     """A detector on the whole frame and, when the frame is large, on overlapping tiles of it.
     BlazeFace sees the whole frame shrunk to its input (128 or 192 px), where a face a few
     percent of a large frame's width is a few pixels; in a tile it is 2-3 times larger. A tile
@@ -222,24 +240,18 @@ class TiledDetector:
     TILE_FRACTION = 0.75  # tile side / the frame's shorter side
     MIN_FRAME_SIDE = 480  # smaller frames: the whole-frame pass only
 
-    def __init__(self, detector: FaceDetector):
-        self.detector = detector
-        self.name = detector.name
-
-    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        found = list(self.detector.detect(frame_bgr))
+    def _more(self, frame_bgr: np.ndarray) -> list[Detection]:
         height, width = frame_bgr.shape[:2]
-        if min(height, width) >= self.MIN_FRAME_SIDE:
-            side = int(min(height, width) * self.TILE_FRACTION)
-            for x in _tile_starts(width, side):
-                for y in _tile_starts(height, side):
-                    tile = (x, y, side, width, height)
-                    found += [_shift(d, x, y) for d in self.detector.detect(frame_bgr[y:y + side, x:x + side])
-                              if _inside_tile(d.box, tile)]
-        return merge_detections(found)
-
-    def close(self) -> None:
-        self.detector.close()
+        if min(height, width) < self.MIN_FRAME_SIDE:
+            return []
+        side = int(min(height, width) * self.TILE_FRACTION)
+        found = []
+        for x in _tile_starts(width, side):
+            for y in _tile_starts(height, side):
+                tile = (x, y, side, width, height)
+                found += [_shift(d, x, y) for d in self.detector.detect(frame_bgr[y:y + side, x:x + side])
+                          if _inside_tile(d.box, tile)]
+        return found
 
 
 def _tile_starts(length: int, side: int) -> list[int]:
@@ -267,32 +279,27 @@ def _shift(det: Detection, dx: int, dy: int) -> Detection:
 _TURNS = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 
 
-class QuarterTurnDetector:
+class QuarterTurnDetector(_WiderSearch):
     """A detector run on the frame and on the frame turned by 90, 180 and 270 degrees: detectors
     made for upright faces miss faces lying on their side or upside down. Four times the
-    detector's time: stills use it, video only while no face is tracked (see ``Landmarker``)."""
+    detector's time: stills use it, video only now and then while no face is tracked (see
+    ``Landmarker``)."""
 
-    def __init__(self, detector: FaceDetector):
-        self.detector = detector
-        self.name = detector.name
-
-    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        found = list(self.detector.detect(frame_bgr))
+    def _more(self, frame_bgr: np.ndarray) -> list[Detection]:
         height, width = frame_bgr.shape[:2]
+        found = []
         for degrees, code in _TURNS.items():
             to_frame = cv2.invertAffineTransform(_turn_matrix(degrees, width, height))
             found += [_turn_back(d, to_frame, degrees) for d in self.detector.detect(cv2.rotate(frame_bgr, code))]
-        return merge_detections(found)
-
-    def close(self) -> None:
-        self.detector.close()
+        return found
 
 
 def _turn_matrix(degrees: int, width: int, height: int) -> np.ndarray:
-    """2x3 matrix from frame pixels to pixels of the frame turned clockwise by ``degrees``."""
-    return {90: np.array([[0.0, -1, height - 1], [1, 0, 0]]),
-            180: np.array([[-1.0, 0, width - 1], [0, -1, height - 1]]),
-            270: np.array([[0.0, 1, 0], [-1, 0, width - 1]])}[degrees]
+    """2x3 matrix from frame coordinates to those of the frame turned clockwise by ``degrees``,
+    in continuous coordinates (0..width), as detector boxes are."""
+    return {90: np.array([[0.0, -1, height], [1, 0, 0]]),
+            180: np.array([[-1.0, 0, width], [0, -1, height]]),
+            270: np.array([[0.0, 1, 0], [-1, 0, width]])}[degrees]
 
 
 def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
@@ -369,5 +376,5 @@ def calibrate(detector: FaceDetector, samples, progress=None) -> dict[str, tuple
     fitted = {source: (BoxCalibration.fit(dets, boxes), len(dets)) for source, (dets, boxes) in matched.items()
               if len(dets) >= 10}
     if not fitted:
-        raise PipnetError(f"the detector matched fewer than 10 faces; cannot calibrate")
+        raise PipnetError("the detector matched fewer than 10 faces; cannot calibrate")
     return fitted

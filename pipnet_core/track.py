@@ -24,11 +24,13 @@ class Track:
 
 
 class Tracker:
-    def __init__(self, max_faces: int | None, redetect_interval: int, min_confidence: float, match_iou: float = 0.3):
+    def __init__(self, max_faces: int | None, redetect_interval: int, min_confidence: float, match_iou: float = 0.3,
+                 duplicate_iou: float = 0.5):
         self.max_faces = max_faces
         self.redetect_interval = redetect_interval
         self.min_confidence = min_confidence
         self.match_iou = match_iou
+        self.duplicate_iou = duplicate_iou  # two tracks' crops overlapping this much follow one face
         self.tracks: list[Track] = []
         self._next_id = 0
         self._since_detection = 0
@@ -76,9 +78,9 @@ class Tracker:
 
     def drop_duplicates(self) -> None:
         """Two tracks that converged on one face: keep the older id (in a still, the higher
-        detector score). Two real faces rarely overlap by a third; two crops of one face do."""
+        detector score)."""
         kept: list[Track] = []
         for track in sorted(self.tracks, key=lambda t: t.id):
-            if all(track.crop.iou(other.crop) < 0.3 for other in kept):
+            if all(track.crop.iou(other.crop) < self.duplicate_iou for other in kept):
                 kept.append(track)
         self.tracks = kept

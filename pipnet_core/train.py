@@ -185,10 +185,16 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     if source is not None and source.suffix == ".onnx":
         if t.init_state != "weights":
             raise PipnetError(f"config: [train] init = {t.init!r}: an ONNX model carries weights only; set init_state = 'weights'")
+        if not t.freeze_batchnorm:
+            raise PipnetError(f"config: [train] init = {t.init!r}: an ONNX model has no batch-norm statistics; "
+                              "set freeze_batchnorm = true")
         imported, info = network_from_onnx(source)
-        if info.input_size != cfg.model.input_size or info.backbone != cfg.model.backbone:
-            raise PipnetError(f"{source}: {info.backbone} at input {info.input_size}, but the config asks for "
-                              f"{cfg.model.backbone} at {cfg.model.input_size}")
+        m, codec = cfg.model, info.codec
+        theirs = (info.backbone, codec.input_size, codec.stride, codec.num_points, codec.num_neighbours, info.crop_scale)
+        ours = (m.backbone, m.input_size, m.stride, m.num_points, m.num_neighbours, m.crop_scale)
+        if theirs != ours:
+            raise PipnetError(f"{source}: model (backbone, input, stride, points, neighbours, crop scale) = "
+                              f"{theirs}, but the config asks for {ours}")
         network.load_state_dict(imported.state_dict())
         info = replace(info, name=out.name)
         log(f"starting from the weights of {source}")

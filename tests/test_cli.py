@@ -55,3 +55,26 @@ def test_training_commands_without_torch_say_what_to_install(command):
     code = ("import sys; sys.modules['torch'] = None; from pipnet_core.cli import main; "
             f"sys.exit(main({command!r}))")
     assert_one_line_error(pipnet(code=code), "needs torch", "make install-dev")
+
+
+def test_eval_rotate_prints_one_row_per_angle_with_found_rate_and_nme(tmp_path):
+    # Labels: the model's own still landmarks on the astronaut's head, so a turned copy scores
+    # near 0% when the pipeline follows the turn and far above 10% when it does not.
+    import cv2
+
+    from pipnet_core.data import write_pts
+    from pipnet_core.landmarker import Landmarker
+    from pipnet_core.sample_clip import face_photo
+
+    head = face_photo()[10:260, 110:340].copy()
+    (tmp_path / "faces").mkdir()
+    cv2.imwrite(str(tmp_path / "faces" / "head.png"), head)
+    write_pts(tmp_path / "faces" / "head.pts", Landmarker(smoothing=False).process_image(head)[0].points)
+    result = pipnet("eval", "--model", REPO / "models" / "pipnet_mbv2_68.onnx", "--data", tmp_path / "faces",
+                    "--rotate", "0", "180")
+    assert result.returncode == 0, result.stderr
+    table = [line.split() for line in result.stdout.splitlines() if " deg " in line and not line.startswith("worst")]
+    rows = {row[0]: row for row in table}
+    assert set(rows) == {"0", "180"}
+    for angle, (_, _, found, nme, _) in rows.items():
+        assert float(found) == 100.0 and float(nme) < 2.0, result.stdout

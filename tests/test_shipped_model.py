@@ -39,7 +39,8 @@ def test_features_land_in_anatomical_order_on_the_astronaut(model):
 
 
 @pytest.mark.skipif(not HELEN_TEST.is_dir(), reason="../shared/data is not present")
-def test_nme_on_20_helen_test_faces_is_below_5_percent(model):
-    samples = read_labeled(HELEN_TEST)[:20]
-    result = evaluate(model, samples).summary()
-    assert result["faces"] == 20 and result["nme"] < 0.05
+def test_helen_test_nme_is_what_the_model_card_says(model):
+    # All 330 faces, a threshold just above the card's 3.25%: any regression of more than 0.05
+    # points fails (the previous model, 1.0, scores 3.28% with today's upright crops).
+    result = evaluate(model, read_labeled(HELEN_TEST)).summary()
+    assert result["faces"] == 330 and result["nme"] < 0.0330 and result["fr@0.10"] == 0
