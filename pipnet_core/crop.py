@@ -60,13 +60,16 @@ class CropBox:
     def iou(self, other: "CropBox") -> float:
         """Intersection over union of the two squares, both taken unturned: close enough to match
         faces, whose boxes overlap far more than a difference in roll changes."""
-        x0, y0, ox0, oy0 = self.cx - self.side / 2, self.cy - self.side / 2, other.cx - other.side / 2, other.cy - other.side / 2
-        w = min(x0 + self.side, ox0 + other.side) - max(x0, ox0)
-        h = min(y0 + self.side, oy0 + other.side) - max(y0, oy0)
-        if w <= 0 or h <= 0:
-            return 0.0
-        inter = w * h
-        return inter / (self.side ** 2 + other.side ** 2 - inter)
+        return box_iou(self.as_xywh(), other.as_xywh())
+
+
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two axis-aligned boxes (x, y, w, h)."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    return w * h / (a[2] * a[3] + b[2] * b[3] - w * h)
 
 
 def crop_matrix(box: CropBox, size: int, extra_roll: float = 0.0, flip: bool = False) -> np.ndarray:

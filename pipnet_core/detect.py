@@ -29,7 +29,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .crop import CropBox, rotation
+from .crop import CropBox, box_iou, rotation
 from .errors import PipnetError
 
 log = logging.getLogger(__name__)
@@ -185,17 +185,9 @@ def merge_detections(detections: list[Detection], overlap: float = 0.3) -> list[
     """One detection per face: the highest-scoring of those whose boxes overlap."""
     kept: list[Detection] = []
     for det in sorted(detections, key=lambda d: -d.score):
-        if all(_box_iou(det.box, other.box) < overlap for other in kept):
+        if all(box_iou(det.box, other.box) < overlap for other in kept):
             kept.append(det)
     return kept
-
-
-def _box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    return w * h / (a[2] * a[3] + b[2] * b[3] - w * h)
 
 
 class CombinedDetector:
@@ -289,17 +281,17 @@ class QuarterTurnDetector(_WiderSearch):
         height, width = frame_bgr.shape[:2]
         found = []
         for degrees, code in _TURNS.items():
-            to_frame = cv2.invertAffineTransform(_turn_matrix(degrees, width, height))
+            to_frame = _from_turned(degrees, width, height)
             found += [_turn_back(d, to_frame, degrees) for d in self.detector.detect(cv2.rotate(frame_bgr, code))]
         return found
 
 
-def _turn_matrix(degrees: int, width: int, height: int) -> np.ndarray:
-    """2x3 matrix from frame coordinates to those of the frame turned clockwise by ``degrees``,
-    in continuous coordinates (0..width), as detector boxes are."""
-    return {90: np.array([[0.0, -1, height], [1, 0, 0]]),
+def _from_turned(degrees: int, width: int, height: int) -> np.ndarray:
+    """2x3 matrix from coordinates in the frame turned clockwise by ``degrees`` back to the
+    frame's own, continuous (0..width), as detector boxes are."""
+    return {90: np.array([[0.0, 1, 0], [-1, 0, height]]),
             180: np.array([[-1.0, 0, width], [0, -1, height]]),
-            270: np.array([[0.0, 1, 0], [-1, 0, width]])}[degrees]
+            270: np.array([[0.0, -1, width], [1, 0, 0]])}[degrees]
 
 
 def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:

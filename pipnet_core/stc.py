@@ -20,7 +20,6 @@ from .codec import PIPCodec
 from .config import Config
 from .data import Sample, list_images, load_image
 from .landmark_model import LandmarkModel, ModelInfo
-from .torch_model import eval_mode
 from .train import LandmarkDataset, pip_loss, preload, to_batch
 
 
@@ -116,8 +115,7 @@ class SelfTrainer:
             starts_round = self.cfg.stc.round_of(epoch - 1) != round_index
             if starts_round and stride != self.cfg.model.stride:  # (a resumed round keeps its trained heads)
                 self.coarse.start_from(self.network.heads, stride)
-            with eval_mode(self.network):  # batch norm must not learn the unlabeled images' statistics
-                samples = self._pseudo_labels(round_index, model)
+            samples = self._pseudo_labels(round_index, model)  # model.grid_outputs runs in eval mode
             self._dataset = LandmarkDataset(samples, preload(samples), codec_for_stride(self.info.codec, stride),
                                             self.cfg, augment=True)
         self._dataset.epoch = epoch

@@ -77,7 +77,10 @@ class TorchLandmarkModel(LandmarkModel):
 
     @torch.inference_mode()
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
-        outputs = self.network(torch.from_numpy(batch))
+        # The network may be mid-training (validation, pseudo-labels): batch norm must use its
+        # running statistics and must not learn these images'.
+        with eval_mode(self.network):
+            outputs = self.network(torch.from_numpy(batch))
         return GridOutputs(*(o.numpy() for o in outputs))
 
 

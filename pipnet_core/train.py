@@ -21,8 +21,8 @@ from .errors import PipnetError
 from .landmark_model import ModelInfo
 from .metrics import nme
 from .model import find_pretrained, load_imagenet_weights
-from .torch_model import (TorchLandmarkModel, build_network, eval_mode, load_checkpoint, network_from_onnx,
-                          save_checkpoint, set_training_mode)
+from .torch_model import (TorchLandmarkModel, build_network, load_checkpoint, network_from_onnx, save_checkpoint,
+                          set_training_mode)
 
 
 def preload(samples: list[Sample]) -> dict[Path, np.ndarray]:
@@ -96,10 +96,9 @@ def validate(model: TorchLandmarkModel, loader: DataLoader) -> float:
     """Mean NME (outer eye corners) of the held-out slice; crops are similarity transforms of the
     frame, so NME in crop pixels equals NME in frame pixels."""
     errors = []
-    with eval_mode(model.network):
-        for crops, points, *_ in loader:
-            predicted, _ = model.predict(crops.numpy())
-            errors.append(nme(predicted, points.numpy()))
+    for crops, points, *_ in loader:
+        predicted, _ = model.predict(crops.numpy())
+        errors.append(nme(predicted, points.numpy()))
     return float(np.concatenate(errors).mean())
 
 
