@@ -13,8 +13,8 @@ TRAINING_MODULES = {"torch", "onnx"}
 
 
 def _train(args) -> None:
-    from .config import Config
-    from .train import train
+    from .training.config import Config
+    from .training.train import train
 
     train(Config.load(args.config), resume=args.resume, data_root=args.data_root, out_dir=args.out)
 
@@ -29,8 +29,8 @@ def _eval(args) -> None:
 
     model = load_landmark_model(args.model, args.threads)
     if args.validation_of:
-        from .config import Config
-        from .data import load_sources
+        from .training.config import Config
+        from .training.sources import load_sources
 
         cfg = Config.load(args.validation_of)
         samples = [s for source in load_sources(cfg.data, cfg.train.seed) for s in source.val]
@@ -126,19 +126,19 @@ def _eval_clip(args) -> None:
 
 def _calibrate(args) -> None:
     from .data import read_labeled
-    from .detect import CALIBRATION_FILE, calibrate, create_detector, save_calibration
+    from .detect import calibrate, create_detector, save_calibration
 
     samples = [s for path in args.data for s in read_labeled(path)]
     detector = create_detector(args.detector, min_score=0.3)
     for source, (calibration, matched) in calibrate(detector, samples, progress=_progress("detecting")).items():
-        save_calibration(source, calibration)
-        print(f"{source}: fitted on {matched}/{len(samples)} faces: {calibration}; saved to {CALIBRATION_FILE}")
+        saved = save_calibration(source, calibration)
+        print(f"{source}: fitted on {matched}/{len(samples)} faces: {calibration}; saved to {saved}")
 
 
 def _export(args) -> None:
-    from .export import PARITY_TOLERANCE, export_onnx
+    from .training.export import PARITY_TOLERANCE, export_onnx
 
-    report = export_onnx(args.checkpoint, args.out, name=args.name, version=args.version)
+    report = export_onnx(args.checkpoint, args.out, name=args.name, version=args.version, licence=args.licence)
     verdict = "verified" if report.verified else "PARITY FAILED"
     print(f"wrote {report.path} ({report.size_mb:.1f} MB); ONNX Runtime vs torch: largest landmark difference "
           f"{report.max_point_difference:.2e} of the crop (limit {PARITY_TOLERANCE:.0e}): {verdict}")
@@ -202,6 +202,8 @@ def _annotate(args) -> None:
         if r.error:
             failed += 1
             print(f"pipnet annotate: error: {r.error}", file=sys.stderr)
+        if r.warning:
+            print(f"pipnet annotate: warning: {r.warning}", file=sys.stderr)
         if r.frames or not r.error:
             resumed = f", resumed at frame {r.resumed_from}" if r.resumed_from else ""
             fps = r.frames / r.seconds if r.seconds else 0.0
@@ -213,7 +215,7 @@ def _annotate(args) -> None:
 
 
 def _bench(args) -> None:
-    from .bench import bench_detectors, bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
+    from .training.bench import bench_detectors, bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
 
     landmarker = _landmarker(args, max_faces=max(args.faces))
     print(f"model {landmarker.model.info.name} ({landmarker.model.info.backbone}, input {landmarker.model.info.input_size}), "
@@ -245,8 +247,8 @@ def _bench(args) -> None:
 
 
 def _bench_train(args) -> None:
-    from .bench import bench_training
-    from .config import Config
+    from .training.throughput import bench_training
+    from .training.config import Config
 
     cfg = Config.load(args.config)
     if args.input_size:
@@ -270,10 +272,44 @@ def _progress(label: str):
     return show
 
 
+def version_text() -> str:
+    """The package version and the shipped model's description (name, version, sha256, licence)."""
+    from . import __version__
+
+    lines = [f"pipnet-live {__version__}"]
+    try:
+        from .onnx_runner import OnnxLandmarkModel, describe_model
+
+        described = describe_model(OnnxLandmarkModel(threads=1))
+        lines.append(f"model {described['model']} {described['model_version']} ({described['backbone']}, input "
+                     f"{described['input_size']}, {described['landmarks']}), exported {described['created'] or '?'}")
+        lines.append(f"  file {described['model_file']}\n  sha256 {described['model_sha256']}")
+        lines.append(f"  trained on {described['training_data'] or '?'}; licence: {described['licence'] or '?'}")
+    except PipnetError as exc:
+        lines.append(f"model: {exc}")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="show the version and the shipped model, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipnet", description="68-point facial landmarks with PIPNet.")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _training_commands(sub)
+    _evaluation_commands(sub)
+    _runtime_commands(sub)
+    return parser
 
+
+def _training_commands(sub) -> None:
     p = sub.add_parser("train", help="train a model from a TOML config")
     p.add_argument("--config", required=True, help="TOML file, e.g. configs/pipnet_mbv2_68.toml")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
@@ -281,6 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="override [train] out_dir")
     p.set_defaults(run=_train)
 
+    p = sub.add_parser("bench-train", help="training images/s: network alone and with the data pipeline")
+    p.add_argument("--config", default="configs/pipnet_mbv2_68.toml")
+    p.add_argument("--input-size", type=int, help="override [model] input_size, e.g. 256")
+    p.add_argument("--steps", type=int, default=12)
+    p.add_argument("--data-root", help="override [data] root")
+    p.set_defaults(run=_bench_train)
+
+    p = sub.add_parser("export", help="export a checkpoint to ONNX and verify it against torch")
+    p.add_argument("--checkpoint", required=True, help="a training checkpoint, e.g. runs/NAME/best.pt")
+    p.add_argument("--out", required=True, help="the .onnx file to write")
+    p.add_argument("--name", help="model name in the metadata (default: the run folder's name)")
+    p.add_argument("--version", help="semantic model version in the metadata, e.g. 1.1.0")
+    p.add_argument("--licence", default="", help="licence of the weights, for the metadata (follows the training data's)")
+    p.set_defaults(run=_export)
+
+
+def _evaluation_commands(sub) -> None:
     p = sub.add_parser("eval", help="NME, FR@0.10 and AUC@0.10 on labeled faces")
     p.add_argument("--model", required=True, help="an .onnx model or a training checkpoint (.pt)")
     data = p.add_mutually_exclusive_group(required=True)
@@ -311,19 +364,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mediapipe-both (default) fits both BlazeFace ranges")
     p.set_defaults(run=_calibrate)
 
-    def add_runtime_options(p, detector="mediapipe"):
-        p.add_argument("--model", help="ONNX model (default: the shipped models/pipnet_mbv2_68.onnx)")
-        p.add_argument("--detector", default=detector, choices=DETECTORS,
-                       help=f"face detector (default: {detector}; mediapipe is BlazeFace short range, "
-                            "mediapipe-full the full-range model for small and far faces, mediapipe-both the two)")
-        p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    p = sub.add_parser("eval-clip", help="the video pipeline on the sample clip with its head rolling through 360 degrees")
+    p.add_argument("--roll-speed", type=float, default=36.0, help="degrees per second (default 36: a full turn in 10 s)")
+    p.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
+    _add_runtime_options(p)
+    p.set_defaults(run=_eval_clip)
 
+
+def _add_runtime_options(p, detector="mediapipe"):
+    p.add_argument("--model", help="ONNX model (default: the shipped pipnet_mbv2_68.onnx)")
+    p.add_argument("--detector", default=detector, choices=DETECTORS,
+                   help=f"face detector (default: {detector}; mediapipe is BlazeFace short range, "
+                        "mediapipe-full the full-range model for small and far faces, mediapipe-both the two)")
+    p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+
+
+def _runtime_commands(sub) -> None:
     p = sub.add_parser("detect", help="landmarks on still images: annotated PNGs and JSON")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--out", default="landmarks", help="output folder (default: landmarks/)")
     p.add_argument("--json", action="store_true", help="also write IMAGE.json with every face's points")
     p.add_argument("--max-faces", type=int, help="at most this many faces per image (default: all)")
-    add_runtime_options(p, detector="mediapipe-both")
+    _add_runtime_options(p, detector="mediapipe-both")
     p.set_defaults(run=_detect)
 
     p = sub.add_parser("annotate", help="landmark tables (CSV / JSON Lines / .pts) and annotated video for media files")
@@ -332,18 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="csv", help="comma-separated: csv, json, pts (default: csv)")
     p.add_argument("--video-out", help="write the annotated video here (.mp4 or .avi); with several inputs, one per input")
     p.add_argument("--every", type=int, default=1, help="process every Nth frame (default: 1)")
-    p.add_argument("--max-faces", type=int, default=1)
+    p.add_argument("--max-faces", type=int,
+                   help="faces per frame (default: every face in an image, one in a video: see README)")
     p.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks, no temporal smoothing")
     p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (default: 1)")
     p.add_argument("--resume", action="store_true", help="continue files an interrupted run left unfinished")
-    add_runtime_options(p, detector="mediapipe-both")
+    _add_runtime_options(p, detector="mediapipe-both")
     p.set_defaults(run=_annotate)
-
-    p = sub.add_parser("eval-clip", help="the video pipeline on the sample clip with its head rolling through 360 degrees")
-    p.add_argument("--roll-speed", type=float, default=36.0, help="degrees per second (default 36: a full turn in 10 s)")
-    p.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
-    add_runtime_options(p)
-    p.set_defaults(run=_eval_clip)
 
     p = sub.add_parser("bench", help="per-stage timings and FPS of the real-time pipeline")
     p.add_argument("--video", help="a video file (default: the synthetic sample clip)")
@@ -351,23 +408,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=300, help="frames per run; 10000 also traces memory")
     p.add_argument("--no-compare", dest="compare", action="store_false", help="skip MediaPipe Face Mesh / dlib")
     p.set_defaults(max_faces=1)
-    add_runtime_options(p)
+    _add_runtime_options(p)
     p.set_defaults(run=_bench)
-
-    p = sub.add_parser("bench-train", help="training images/s: network alone and with the data pipeline")
-    p.add_argument("--config", default="configs/pipnet_mbv2_68.toml")
-    p.add_argument("--input-size", type=int, help="override [model] input_size, e.g. 256")
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--data-root", help="override [data] root")
-    p.set_defaults(run=_bench_train)
-
-    p = sub.add_parser("export", help="export a checkpoint to ONNX and verify it against torch")
-    p.add_argument("--checkpoint", required=True, help="a training checkpoint, e.g. runs/NAME/best.pt")
-    p.add_argument("--out", required=True, help="the .onnx file to write")
-    p.add_argument("--name", help="model name in the metadata (default: the run folder's name)")
-    p.add_argument("--version", help="model version in the metadata, e.g. 1.1.0")
-    p.set_defaults(run=_export)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -19,9 +18,6 @@ import numpy as np
 from .crop import CropBox
 from .errors import PipnetError
 from .scheme import NUM_POINTS
-
-if TYPE_CHECKING:
-    from .config import DataConfig
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -142,34 +138,3 @@ def list_images(folder: Path) -> list[Path]:
     if not images:
         raise PipnetError(f"{folder}: no images found")
     return images
-
-
-@dataclass
-class Source:
-    name: str
-    train: list[Sample]
-    val: list[Sample]
-    repeat: float
-    dropped: int = 0  # rows left out for conflicting labels
-
-
-def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) -> list[Source]:
-    """Every configured source, split into train and a held-out validation slice."""
-    if not data.train:
-        raise PipnetError("config: [data] train lists no sources")
-    base = Path(root or data.root)
-    sources = []
-    for entry in data.train:
-        unknown = set(entry) - {"path", "repeat"}
-        if unknown or "path" not in entry:
-            problem = f"unknown key {sorted(unknown)[0]!r} (known: path, repeat)" if unknown else "has no path"
-            raise PipnetError(f"config: [data] train entry {entry}: {problem}")
-        samples = read_labeled(base / entry["path"])
-        order = np.random.default_rng(seed).permutation(len(samples))
-        n_val = int(round(len(samples) * data.val_fraction))
-        # Split before leaving rows out, so a run with and one without them hold out the same faces.
-        conflicting = conflicting_labels(samples) if data.drop_conflicting else set()
-        train = [samples[i] for i in order[n_val:] if samples[i].image_path not in conflicting]
-        val = [samples[i] for i in order[:n_val] if samples[i].image_path not in conflicting]
-        sources.append(Source(entry["path"], train, val, float(entry.get("repeat", 1.0)), len(samples) - len(train) - len(val)))
-    return sources

@@ -13,7 +13,7 @@ import numpy as np
 from .crop import CropBox, crop_matrix, transform_points
 from .data import Sample, load_image
 from .errors import PipnetError
-from .landmark_model import LandmarkModel
+from .model_interface import LandmarkModel
 from .metrics import auc, ced, failure_rate, point_errors
 
 FAILURE_THRESHOLD = 0.10
@@ -57,10 +57,10 @@ def load_landmark_model(path: str | Path, threads: int = 2) -> LandmarkModel:
     """An ONNX model (runtime) or a training checkpoint (needs torch), by file suffix."""
     path = Path(path)
     if path.suffix == ".onnx":
-        from .ort_model import OnnxLandmarkModel
+        from .onnx_runner import OnnxLandmarkModel
 
         return OnnxLandmarkModel(path, threads)
-    from .torch_model import TorchLandmarkModel
+    from .training.torch_runner import TorchLandmarkModel
 
     return TorchLandmarkModel.from_checkpoint(path)
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from pipnet_core.config import Config
+from pipnet_core.training.config import Config
 from pipnet_core.data import Sample, conflicting_labels, list_images, load_image, read_labeled, read_pts, write_pts
 from pipnet_core.errors import PipnetError
 from synthetic import SHARED_DATA, drawn_face

@@ -7,7 +7,7 @@ from pipnet_core.detect import HaarDetector, MediaPipeDetector
 from pipnet_core.errors import PipnetError
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import nme
-from pipnet_core.ort_model import OnnxLandmarkModel
+from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate
 from pipnet_core.smooth import SmoothingParams
 

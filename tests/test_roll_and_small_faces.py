@@ -9,7 +9,7 @@ from pipnet_core.detect import MediaPipeDetector, QuarterTurnDetector
 from pipnet_core.evaluate import evaluate_clip, rotated_view, small_face_view
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import point_errors
-from pipnet_core.ort_model import OnnxLandmarkModel
+from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, render_frame
 from synthetic import template_points
 

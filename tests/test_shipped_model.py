@@ -4,7 +4,8 @@ import pytest
 
 from pipnet_core.data import read_labeled
 from pipnet_core.evaluate import evaluate
-from pipnet_core.ort_model import DEFAULT_MODEL, OnnxLandmarkModel
+from pipnet_core.onnx_runner import OnnxLandmarkModel
+from pipnet_core.resources import shipped_model
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.sample_clip import face_photo
 from synthetic import SHARED_DATA
@@ -18,7 +19,7 @@ def model():
 
 
 def test_the_shipped_model_is_small_and_self_describing(model):
-    assert DEFAULT_MODEL.stat().st_size < 25 * 2**20
+    assert shipped_model().stat().st_size < 25 * 2**20
     assert model.info.num_points == 68 and model.info.codec.num_neighbours == 10
 
 

@@ -4,13 +4,13 @@ import json
 import cv2
 import numpy as np
 
-from pipnet_core.config import Config, DataConfig, ModelConfig, STCConfig, TrainConfig
+from pipnet_core.training.config import Config, DataConfig, ModelConfig, STCConfig, TrainConfig
 from pipnet_core.data import write_pts
 from pipnet_core.landmarker import Landmarker
-from pipnet_core.ort_model import OnnxLandmarkModel
+from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import face_photo
-from pipnet_core.stc import pseudo_label
-from pipnet_core.train import train
+from pipnet_core.training.stc import pseudo_label
+from pipnet_core.training.train import train
 from synthetic import drawn_face
 from test_training_export import NO_AUGMENTATION, log_rows
 

@@ -5,11 +5,11 @@ import cv2
 import numpy as np
 import pytest
 
-from pipnet_core.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
+from pipnet_core.training.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
 from pipnet_core.data import read_labeled, write_pts
 from pipnet_core.evaluate import evaluate, load_landmark_model
-from pipnet_core.export import export_onnx
-from pipnet_core.train import train
+from pipnet_core.training.export import export_onnx
+from pipnet_core.training.train import train
 from synthetic import drawn_face
 
 NO_AUGMENTATION = AugmentConfig(rotation_prob=0, scale_min=1, scale_max=1, translate=0, flip_prob=0,
@@ -87,9 +87,9 @@ def test_an_exported_model_fine_tunes_from_its_onnx_file_with_batch_norm_frozen(
     # the (identity) statistics alone: batch statistics would change what every layer computes.
     from torch import nn
 
-    from pipnet_core.export import verification_crops
-    from pipnet_core.ort_model import OnnxLandmarkModel
-    from pipnet_core.torch_model import TorchLandmarkModel, eval_mode, load_checkpoint, network_from_onnx, set_training_mode
+    from pipnet_core.training.export import verification_crops
+    from pipnet_core.onnx_runner import OnnxLandmarkModel
+    from pipnet_core.training.torch_runner import TorchLandmarkModel, eval_mode, load_checkpoint, network_from_onnx, set_training_mode
 
     root, out, best = trained_run
     exported = export_onnx(best, tmp_path / "tiny.onnx").path

@@ -5,6 +5,7 @@ The model file carries its ModelInfo (codec tables, crop recipe) as ONNX metadat
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -12,15 +13,14 @@ import numpy as np
 
 from .codec import GridOutputs
 from .errors import PipnetError
-from .landmark_model import METADATA_KEY, LandmarkModel, ModelInfo
+from .model_interface import METADATA_KEY, LandmarkModel, ModelInfo
+from .resources import shipped_model
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "pipnet_mbv2_68.onnx"
 
 
 def default_model_path() -> Path:
     """The shipped model, unless PIPNET_MODEL names another."""
-    return Path(os.environ.get("PIPNET_MODEL", DEFAULT_MODEL))
+    return Path(os.environ["PIPNET_MODEL"]) if os.environ.get("PIPNET_MODEL") else shipped_model()
 
 
 class OnnxLandmarkModel(LandmarkModel):
@@ -40,6 +40,7 @@ class OnnxLandmarkModel(LandmarkModel):
         except Exception as exc:  # onnxruntime reports a bad file through several exception types
             raise PipnetError(f"{self.path}: not a loadable ONNX model ({str(exc).splitlines()[0][:120]})") from None
         self.info = ModelInfo.from_json(self._metadata_text(), str(self.path))
+        self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
         if len(self.output_names) != len(GridOutputs.__dataclass_fields__):
@@ -57,3 +58,11 @@ class OnnxLandmarkModel(LandmarkModel):
 
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
         return GridOutputs(*self.session.run(self.output_names, {self.input_name: batch}))
+
+
+def describe_model(model: LandmarkModel) -> dict[str, str]:
+    """What a user should know about a model: for `pipnet --version`, the About box, export headers."""
+    info = model.info
+    return {"model": info.name, "model_version": info.version, "model_sha256": getattr(model, "sha256", ""),
+            "model_file": str(getattr(model, "path", "")), "backbone": info.backbone, "input_size": str(info.input_size),
+            "landmarks": info.scheme, "licence": info.licence, "training_data": info.training_data, "created": info.created}

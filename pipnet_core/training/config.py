@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from .errors import PipnetError
+from ..errors import PipnetError
 
 
 @dataclass
@@ -74,7 +74,7 @@ class TrainConfig:
     # schedule, epoch count; e.g. an STC run branching off its baseline), "weights" only its weights
     # and codec, with this config's fresh optimiser and schedule (fine-tuning).
     # An exported .onnx model also works as init, with init_state = "weights" (see
-    # torch_model.network_from_onnx; it has no batch-norm statistics, so freeze batch norm).
+    # torch_runner.network_from_onnx; it has no batch-norm statistics, so freeze batch norm).
     init: str = ""
     init_state: str = "full"
     freeze_batchnorm: bool = False  # normalise with the running statistics and do not update them

@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .codec import GridOutputs
+from ..codec import GridOutputs
 from .config import Config
-from .errors import PipnetError
-from .landmark_model import METADATA_KEY, LandmarkModel, ModelInfo
-from .model import PIPNet
+from ..errors import PipnetError
+from ..model_interface import METADATA_KEY, LandmarkModel, ModelInfo
+from .network import PIPNet
 
 
 def build_network(cfg: Config) -> PIPNet:

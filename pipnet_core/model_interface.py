@@ -27,7 +27,11 @@ class ModelInfo:
     crop_scale: float
     backbone: str
     name: str = "pipnet"
-    version: str = "0"
+    version: str = "0.0.0"  # semantic version of the weights
+    scheme: str = "300-W 68-point (iBUG)"
+    licence: str = ""
+    training_data: str = ""
+    created: str = ""  # ISO date of export
 
     @property
     def input_size(self) -> int:
@@ -42,6 +46,10 @@ class ModelInfo:
             "format": FORMAT_VERSION,
             "name": self.name,
             "version": self.version,
+            "scheme": self.scheme,
+            "licence": self.licence,
+            "training_data": self.training_data,
+            "created": self.created,
             "backbone": self.backbone,
             "crop_scale": self.crop_scale,
             "input": "BGR uint8 crop as float32 NCHW 0..255; ImageNet normalisation is inside the graph",
@@ -54,8 +62,9 @@ class ModelInfo:
             data = json.loads(text)
             if data.get("format") != FORMAT_VERSION:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT_VERSION}")
-            return cls(PIPCodec.from_dict(data["codec"]), float(data["crop_scale"]), data["backbone"],
-                       data.get("name", "pipnet"), str(data.get("version", "0")))
+            described = {key: str(data[key]) for key in ("name", "version", "scheme", "licence", "training_data", "created")
+                         if key in data}
+            return cls(PIPCodec.from_dict(data["codec"]), float(data["crop_scale"]), data["backbone"], **described)
         except (ValueError, KeyError, TypeError) as exc:
             raise PipnetError(f"{origin}: PIPNet metadata is invalid ({exc})") from None
 

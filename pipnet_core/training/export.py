@@ -1,17 +1,19 @@
 """`pipnet export`: checkpoint -> self-describing ONNX model, verified against torch."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, replace
+from datetime import date
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import PipnetError
-from .landmark_model import METADATA_KEY
-from .model import PIPNet
-from .ort_model import OnnxLandmarkModel
-from .torch_model import TorchLandmarkModel
+from ..errors import PipnetError
+from ..model_interface import METADATA_KEY
+from .network import PIPNet
+from ..onnx_runner import OnnxLandmarkModel
+from .torch_runner import TorchLandmarkModel, load_checkpoint
 
 # Parity threshold: largest landmark difference between torch and ONNX Runtime, as a fraction of
 # the crop side.
@@ -38,14 +40,25 @@ def verification_crops(size: int, count: int = 8, seed: int = 0) -> np.ndarray:
     return np.stack([cv2.resize(n, (size, size), interpolation=cv2.INTER_CUBIC) for n in noise])
 
 
+def training_data_of(checkpoint: dict) -> str:
+    """The labeled sets a checkpoint's run trained on, from the config it carries."""
+    entries = checkpoint.get("config", {}).get("data", {}).get("train", [])
+    return ", ".join(str(entry.get("path", "?")) for entry in entries)
+
+
 def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, name: str | None = None,
-                version: str | None = None) -> ExportReport:
-    """Export; ``name`` and ``version`` (e.g. "1.1.0") replace the run's own in the metadata."""
+                version: str | None = None, licence: str = "") -> ExportReport:
+    """Export; ``name``, ``version`` (semantic, e.g. "1.1.0") and ``licence`` describe the model in
+    its metadata, with the training data (from the checkpoint's config) and today's date."""
     import onnx
 
+    if version is not None and not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise PipnetError(f"model version {version!r}: use a semantic version, e.g. 1.2.0")
     torch_model = TorchLandmarkModel.from_checkpoint(checkpoint)
-    torch_model.info = replace(torch_model.info, name=name or torch_model.info.name,
-                               version=version or torch_model.info.version)
+    info = torch_model.info
+    torch_model.info = replace(info, name=name or info.name, version=version or info.version,
+                               licence=licence or info.licence, created=date.today().isoformat(),
+                               training_data=training_data_of(load_checkpoint(checkpoint)) or info.training_data)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = torch_model.info.input_size

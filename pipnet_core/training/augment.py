@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 
 from .config import AugmentConfig
-from .crop import CropBox, crop_matrix, transform_points, warp
-from .scheme import FLIP_INDEX
+from ..crop import CropBox, crop_matrix, transform_points, warp
+from ..scheme import FLIP_INDEX
 
 
 def training_crop(image: np.ndarray, points: np.ndarray, crop_scale: float, size: int,

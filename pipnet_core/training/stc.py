@@ -16,11 +16,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .codec import PIPCodec
+from ..codec import PIPCodec
+from ..data import Sample, list_images, load_image
+from ..model_interface import LandmarkModel, ModelInfo
+from .batches import LandmarkDataset, preload, to_batch
 from .config import Config
-from .data import Sample, list_images, load_image
-from .landmark_model import LandmarkModel, ModelInfo
-from .train import LandmarkDataset, pip_loss, preload, to_batch
+from .loss import pip_loss
 
 
 class CoarseHeads(nn.Module):
@@ -53,7 +54,7 @@ def codec_for_stride(codec: PIPCodec, stride: int) -> PIPCodec:
 def pseudo_label(model: LandmarkModel, images: list[Path], detector, min_confidence: float) -> tuple[list[Sample], int]:
     """Pseudo-labels: the model's own decoded points for the most confident face in each image.
     Returns the kept samples and how many images had a face at all."""
-    from .landmarker import Landmarker
+    from ..landmarker import Landmarker
 
     landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False, pose=False,
                             min_confidence=0.0)

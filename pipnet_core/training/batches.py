@@ -1,0 +1,75 @@
+"""Training batches: crops with their PIPNet targets, drawn reproducibly, as channels-last tensors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..codec import PIPCodec
+from ..crop import landmark_crop, landmark_crop_matrix, transform_points
+from ..data import Sample, load_image
+from .augment import training_crop
+from .config import Config
+from .sources import Source
+
+
+def preload(samples: list[Sample]) -> dict[Path, np.ndarray]:
+    """Decode every image once; the data sets here are small enough to keep in memory."""
+    return {path: load_image(path) for path in {s.image_path for s in samples}}
+
+
+class LandmarkDataset(Dataset):
+    """Crops and PIPNet targets; augmented samples draw from a generator keyed by (seed, epoch,
+    index), so a run is reproducible whatever the number of loader workers."""
+
+    def __init__(self, samples: list[Sample], images: dict[Path, np.ndarray], codec: PIPCodec,
+                 cfg: Config, augment: bool):
+        self.samples, self.images, self.codec, self.cfg, self.augment = samples, images, codec, cfg, augment
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        image = self.images[sample.image_path]
+        size, scale = self.cfg.model.input_size, self.cfg.model.crop_scale
+        if self.augment:
+            rng = np.random.default_rng((self.cfg.train.seed, self.epoch, index))
+            crop, points = training_crop(image, sample.points, scale, size, self.cfg.augment, rng)
+        else:
+            crop, matrix = landmark_crop(image, sample.points, scale, size)
+            points = transform_points(sample.points, matrix).astype(np.float32)
+        targets = self.codec.encode(points)
+        return (torch.from_numpy(crop), torch.from_numpy(points), *(torch.from_numpy(t) for t in
+                (targets.score, targets.offset_x, targets.offset_y, targets.neighbour_x, targets.neighbour_y)))
+
+
+def epoch_indices(sources: list[Source], epoch: int, seed: int) -> np.ndarray:
+    """Indices into the concatenated training samples for one epoch, each source drawn `repeat` times."""
+    rng = np.random.default_rng((seed, epoch, 1))
+    picks, offset = [], 0
+    for src in sources:
+        n = len(src.train)
+        whole, part = divmod(src.repeat, 1.0)
+        picks += [np.arange(n) + offset] * int(whole)
+        picks.append(rng.choice(n, int(round(part * n)), replace=False) + offset)
+        offset += n
+    indices = np.concatenate(picks)
+    rng.shuffle(indices)
+    return indices
+
+
+def to_batch(crops: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, S, S, 3) -> float32 (B, 3, S, S), channels-last in memory (faster convolutions on CPU)."""
+    return crops.permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+
+
+def fit_codec(samples: list[Sample], cfg: Config) -> PIPCodec:
+    """Mean face and neighbours from the training labels, in the model's crop frame."""
+    m = cfg.model
+    crop_points = np.stack([
+        transform_points(s.points, landmark_crop_matrix(s.points, m.crop_scale, m.input_size)) for s in samples])
+    return PIPCodec.fit(crop_points, m.num_neighbours, m.input_size, m.stride)

@@ -1,0 +1,42 @@
+"""Training sources from a config's ``[data] train`` list, each split into training and validation faces."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..data import Sample, conflicting_labels, read_labeled
+from ..errors import PipnetError
+from .config import DataConfig
+
+
+@dataclass
+class Source:
+    name: str
+    train: list[Sample]
+    val: list[Sample]
+    repeat: float
+    dropped: int = 0  # rows left out for conflicting labels
+
+
+def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) -> list[Source]:
+    """Every configured source, split into train and a held-out validation slice."""
+    if not data.train:
+        raise PipnetError("config: [data] train lists no sources")
+    base = Path(root or data.root)
+    sources = []
+    for entry in data.train:
+        unknown = set(entry) - {"path", "repeat"}
+        if unknown or "path" not in entry:
+            problem = f"unknown key {sorted(unknown)[0]!r} (known: path, repeat)" if unknown else "has no path"
+            raise PipnetError(f"config: [data] train entry {entry}: {problem}")
+        samples = read_labeled(base / entry["path"])
+        order = np.random.default_rng(seed).permutation(len(samples))
+        n_val = int(round(len(samples) * data.val_fraction))
+        # Split before leaving rows out, so a run with and one without them hold out the same faces.
+        conflicting = conflicting_labels(samples) if data.drop_conflicting else set()
+        train = [samples[i] for i in order[n_val:] if samples[i].image_path not in conflicting]
+        val = [samples[i] for i in order[:n_val] if samples[i].image_path not in conflicting]
+        sources.append(Source(entry["path"], train, val, float(entry.get("repeat", 1.0)), len(samples) - len(train) - len(val)))
+    return sources

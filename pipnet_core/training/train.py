@@ -1,0 +1,251 @@
+"""`pipnet train`: supervised PIPNet training on CPU, resumable, one checkpoint per epoch."""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from ..codec import PIPCodec
+from ..errors import PipnetError
+from ..metrics import nme
+from ..model_interface import ModelInfo
+from .batches import LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
+from .config import Config
+from .loss import pip_loss
+from .network import find_pretrained, load_imagenet_weights
+from .sources import Source, load_sources
+from .stc import SelfTrainer
+from .torch_runner import (TorchLandmarkModel, build_network, load_checkpoint, network_from_onnx, save_checkpoint,
+                           set_training_mode)
+
+
+def validate(model: TorchLandmarkModel, loader: DataLoader) -> float:
+    """Mean NME (outer eye corners) of the held-out slice; crops are similarity transforms of the
+    frame, so NME in crop pixels equals NME in frame pixels."""
+    errors = []
+    for crops, points, *_ in loader:
+        predicted, _ = model.predict(crops.numpy())
+        errors.append(nme(predicted, points.numpy()))
+    return float(np.concatenate(errors).mean())
+
+
+class RunLog:
+    """CSV of per-epoch metrics plus a PNG of the curves, rewritten each epoch."""
+
+    FIELDS = ("epoch", "lr", "loss", "score", "offset", "neighbour", "val_nme", "seconds", "images_per_s")
+
+    def __init__(self, out_dir: Path):
+        self.csv_path, self.png_path = out_dir / "log.csv", out_dir / "curves.png"
+
+    def rows(self) -> list[dict]:
+        if not self.csv_path.exists():
+            return []
+        with self.csv_path.open() as handle:
+            return list(csv.DictReader(handle))
+
+    def append(self, row: dict) -> None:
+        new = not self.csv_path.exists()
+        with self.csv_path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, self.FIELDS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        self.plot()
+
+    def plot(self) -> None:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        rows = self.rows()
+        epochs = [int(r["epoch"]) for r in rows]
+        fig, (ax_loss, ax_nme) = plt.subplots(1, 2, figsize=(10, 4))
+        ax_loss.plot(epochs, [float(r["loss"]) for r in rows], marker="o")
+        ax_loss.set(title="training loss", xlabel="epoch", yscale="log")
+        ax_nme.plot(epochs, [100 * float(r["val_nme"]) for r in rows], marker="o", color="tab:orange")
+        ax_nme.set(title="validation NME (%)", xlabel="epoch")
+        for ax in (ax_loss, ax_nme):
+            ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(self.png_path, dpi=90)
+        plt.close(fig)
+
+
+@dataclass
+class StartingPoint:
+    """Where a run begins: its model description, first epoch, best validation NME so far, and the
+    checkpoint state it continues (empty for a fresh start)."""
+
+    info: ModelInfo
+    epoch: int = 0
+    best_nme: float = math.inf
+    state: dict = field(default_factory=dict)
+    resumed: bool = False  # continues this run's own last checkpoint
+
+
+def _load_data(cfg: Config, data_root: str | None, log) -> tuple[list[Source], list, list]:
+    sources = load_sources(cfg.data, cfg.train.seed, data_root)
+    train_samples = [s for src in sources for s in src.train]
+    val_samples = [s for src in sources for s in src.val]
+    log(f"data: {len(train_samples)} training faces, {len(val_samples)} held out for validation "
+        f"({', '.join(f'{s.name}: {len(s.train)}+{len(s.val)} x{s.repeat:g}' for s in sources)})")
+    for source in sources:
+        if source.dropped:
+            log(f"{source.name}: left out {source.dropped} rows that label one face of an image differently")
+    return sources, train_samples, val_samples
+
+
+def _start_from_onnx(cfg: Config, network, source: Path, out: Path) -> ModelInfo:
+    t, m = cfg.train, cfg.model
+    if t.init_state != "weights":
+        raise PipnetError(f"config: [train] init = {t.init!r}: an ONNX model carries weights only; set init_state = 'weights'")
+    if not t.freeze_batchnorm:
+        raise PipnetError(f"config: [train] init = {t.init!r}: an ONNX model has no batch-norm statistics; "
+                          "set freeze_batchnorm = true")
+    imported, info = network_from_onnx(source)
+    codec = info.codec
+    theirs = (info.backbone, codec.stride, codec.num_points, codec.num_neighbours, info.crop_scale)
+    ours = (m.backbone, m.stride, m.num_points, m.num_neighbours, m.crop_scale)
+    if theirs != ours:
+        raise PipnetError(f"{source}: model (backbone, stride, points, neighbours, crop scale) = "
+                          f"{theirs}, but the config asks for {ours}")
+    network.load_state_dict(imported.state_dict())
+    # The heads are 1x1 convolutions, so the weights serve any grid: a model can be fine-tuned
+    # at another input size with the same mean face and neighbour table.
+    codec = PIPCodec(codec.mean_face, codec.neighbours, m.input_size, m.stride)
+    return replace(info, codec=codec, name=out.name)
+
+
+def _starting_point(cfg: Config, network, optimiser, scheduler, out: Path, resume: bool, train_samples, log) -> StartingPoint:
+    """This run's last checkpoint (``resume``), another run's model (``[train] init``), or ImageNet weights."""
+    t = cfg.train
+    last_path = out / "last.pt"
+    source = last_path if resume and last_path.exists() else Path(t.init) if t.init else None
+    if t.init_state not in ("full", "weights"):
+        raise PipnetError(f"config: [train] init_state = {t.init_state!r}: choose 'full' or 'weights'")
+    if source is not None and source.suffix == ".onnx":
+        info = _start_from_onnx(cfg, network, source, out)
+        log(f"starting from the weights of {source}")
+        return StartingPoint(info)
+    if source is not None:
+        state = load_checkpoint(source)
+        network.load_state_dict(state["model"])
+        info = ModelInfo.from_json(state["info"], str(source))
+        start = StartingPoint(info, resumed=source == last_path)
+        if start.resumed or t.init_state == "full":
+            optimiser.load_state_dict(state["optimiser"])
+            scheduler.load_state_dict(state["scheduler"])
+            start.epoch = state["epoch"] + 1
+        if start.resumed:
+            start.best_nme, start.state = state["best_nme"], state
+        else:  # another run's model becomes this run's
+            start.info = replace(info, name=out.name)
+        log(f"continuing from {source} at epoch {start.epoch + 1}")
+        return start
+    if resume:
+        log(f"no checkpoint in {out}; starting fresh")
+    weights = find_pretrained(cfg.model.backbone, cfg.model.pretrained)
+    if weights:
+        load_imagenet_weights(network.backbone, weights)
+    return StartingPoint(ModelInfo(fit_codec(train_samples, cfg), cfg.model.crop_scale, cfg.model.backbone, name=out.name))
+
+
+def _train_epoch(network, loader: DataLoader, optimiser, cfg: Config, self_trainer: SelfTrainer | None,
+                 stride: int | None, label: str) -> np.ndarray:
+    """One pass over the loader; returns mean (loss, score, offset, neighbour) losses."""
+    from tqdm import tqdm
+
+    totals = np.zeros(4)
+    bar = tqdm(loader, desc=label, unit="batch", dynamic_ncols=True, mininterval=2)
+    for step, (crops, _, *targets) in enumerate(bar, start=1):
+        loss, parts = pip_loss(network(to_batch(crops)), targets, cfg)
+        if stride:
+            loss = loss + self_trainer.loss()
+            self_trainer.optimiser.zero_grad(set_to_none=True)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if stride:
+            self_trainer.optimiser.step()
+        totals += (loss.item(), parts["score"], parts["offset"], parts["neighbour"])
+        bar.set_postfix(loss=f"{totals[0] / step:.4f}", refresh=False)
+    bar.close()
+    return totals / max(len(loader), 1)
+
+
+def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_dir: str | None = None,
+          log=print) -> Path:
+    """Train to the configured epoch count; returns the best checkpoint's path."""
+    t = cfg.train
+    out = Path(out_dir or t.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(t.seed)
+    torch.set_num_threads(t.threads or torch.get_num_threads())
+    sources, train_samples, val_samples = _load_data(cfg, data_root, log)
+    network = build_network(cfg).to(memory_format=torch.channels_last)
+    optimiser = torch.optim.Adam(network.parameters(), lr=t.lr)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, t.lr_milestones, t.lr_gamma)
+    start = _starting_point(cfg, network, optimiser, scheduler, out, resume, train_samples, log)
+    run_log = RunLog(out)
+    if not start.resumed:
+        run_log.csv_path.unlink(missing_ok=True)
+    self_trainer = None
+    if cfg.stc.unlabeled:
+        self_trainer = SelfTrainer(cfg, network, start.info, Path(data_root or cfg.data.root), out, log)
+        if "self_training" in start.state:
+            self_trainer.load_state_dict(start.state["self_training"])
+    if start.epoch >= t.epochs:
+        log(f"already trained for {t.epochs} epochs")
+        return out / "best.pt"
+
+    began = time.time()
+    images = preload(train_samples + val_samples)
+    log(f"decoded {len(images)} images in {time.time() - began:.0f}s")
+    train_set = LandmarkDataset(train_samples, images, start.info.codec, cfg, augment=True)
+    val_loader = DataLoader(LandmarkDataset(val_samples, images, start.info.codec, cfg, augment=False),
+                            batch_size=64, num_workers=0)
+    model = TorchLandmarkModel(network, start.info)
+    best_nme = start.best_nme
+    for epoch in range(start.epoch, t.epochs):
+        set_training_mode(network, t.freeze_batchnorm)
+        train_set.epoch = epoch
+        lr = optimiser.param_groups[0]["lr"]
+        stride = self_trainer.begin_epoch(epoch, model, lr) if self_trainer is not None else None
+        loader = DataLoader(train_set, batch_size=t.batch_size, sampler=epoch_indices(sources, epoch, t.seed).tolist(),
+                            drop_last=True, num_workers=t.workers, persistent_workers=False)
+        label = f"epoch {epoch + 1}/{t.epochs}" + (f" (STC stride {stride})" if stride else "")
+        began = time.time()
+        means = _train_epoch(network, loader, optimiser, cfg, self_trainer, stride, label)
+        seconds = time.time() - began
+        scheduler.step()
+        val_nme = validate(model, val_loader)
+        run_log.append({"epoch": epoch + 1, "lr": lr, "loss": means[0], "score": means[1], "offset": means[2],
+                        "neighbour": means[3], "val_nme": val_nme, "seconds": round(seconds, 1),
+                        "images_per_s": round(len(loader) * t.batch_size / seconds, 1)})
+        improved, best_nme = val_nme < best_nme, min(best_nme, val_nme)
+        state = {"model": network.state_dict(), "optimiser": optimiser.state_dict(),
+                 "scheduler": scheduler.state_dict(), "epoch": epoch, "best_nme": best_nme,
+                 "config": cfg.to_dict(), "info": start.info.to_json()}
+        if self_trainer is not None:
+            state["self_training"] = self_trainer.state_dict()
+        _save_epoch(out, state, improved, epoch + 1 in t.save_epochs)
+        log(f"epoch {epoch + 1}: loss {means[0]:.4f}, validation NME {100 * val_nme:.2f}%"
+            f"{' (best)' if improved else ''}, {seconds:.0f}s")
+    log(f"best validation NME {100 * best_nme:.2f}%; checkpoint {out / 'best.pt'}")
+    return out / "best.pt"
+
+
+def _save_epoch(out: Path, state: dict, improved: bool, keep: bool) -> None:
+    """last.pt every epoch (what --resume continues), best.pt when validation improved, and
+    epoch_NNN.pt for the epochs the config asks to keep."""
+    save_checkpoint(out / "last.pt", state)
+    if improved:
+        save_checkpoint(out / "best.pt", state)
+    if keep:
+        save_checkpoint(out / f"epoch_{state['epoch'] + 1:03d}.pt", state)
