@@ -10,7 +10,7 @@ PIP := $(PY) -m pip install --disable-pip-version-check -q $(FIND_LINKS)
 
 .PHONY: run test bench install install-dev clean
 
-$(VENV)/.runtime: requirements/runtime.txt setup.cfg
+$(VENV)/.runtime: requirements/runtime.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) -r requirements/runtime.txt
 	$(PIP) --no-deps -e .

@@ -1,4 +1,4 @@
-"""A synthetic face video with known motion: the astronaut photo that scikit-image ships, moved
+"""A synthetic face video with known motion: the public-domain astronaut photo in assets/, moved
 along a smooth path (translation, scale, small rotation).
 
 Used as the GUI's first-launch clip when no camera opens, by `pipnet bench`, and by tests that
@@ -7,6 +7,7 @@ still photo give each frame's true landmarks.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,14 +15,13 @@ import cv2
 import numpy as np
 
 FRAME_SIZE = (640, 480)
-CACHE_DIR = Path.home() / ".cache" / "pipnet-live"
 
 
 def face_photo() -> np.ndarray:
-    """The public-domain NASA portrait of Eileen Collins, BGR 512x512."""
-    from skimage import data
+    """The public-domain NASA portrait of Eileen Collins (as scikit-image ships it), BGR 512x512."""
+    from .resources import asset
 
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    return cv2.imread(str(asset("face_photo.png")), cv2.IMREAD_COLOR)
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,12 @@ def write_clip(path: Path, spec: ClipSpec = ClipSpec()) -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """The user's cache folder for pipnet-live (XDG_CACHE_HOME, else ~/.cache)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "pipnet-live"
+
+
 def cached_clip(spec: ClipSpec = ClipSpec()) -> Path:
     """The sample clip, made on first use and kept in the user's cache folder."""
-    path = CACHE_DIR / f"sample_{spec.faces}face_{spec.frames}f{f'_roll{spec.roll_speed:g}' if spec.roll_speed else ''}.avi"
+    path = cache_dir() / f"sample_{spec.faces}face_{spec.frames}f{f'_roll{spec.roll_speed:g}' if spec.roll_speed else ''}.avi"
     return path if path.is_file() else write_clip(path, spec)

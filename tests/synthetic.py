@@ -54,10 +54,3 @@ def drawn_face(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, n
     for _, idx, closed in CONTOURS:
         cv2.polylines(image, [np.round(points[list(idx)]).astype(np.int32)], closed, (30, 30, 120), 2, cv2.LINE_AA)
     return image, points
-
-
-def astronaut_bgr() -> np.ndarray:
-    """The public-domain astronaut portrait that scikit-image ships (512x512)."""
-    from skimage import data
-
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)

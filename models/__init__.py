@@ -1,0 +1,2 @@
+"""Package data: the shipped landmark model and the detector box calibration. Installed as
+``pipnet_core.models`` and found through ``importlib.resources`` (see pipnet_core/resources.py)."""

@@ -1,0 +1,8 @@
+"""Every test process (and the subprocesses tests start) keeps its cache and settings in a temporary
+home: the suite never reads or writes the user's ~/.cache or ~/.config."""
+import os
+import tempfile
+
+_home = tempfile.mkdtemp(prefix="pipnet-tests-")
+os.environ["XDG_CACHE_HOME"] = os.path.join(_home, "cache")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_home, "config")
