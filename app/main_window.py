@@ -1,23 +1,26 @@
 """The main window: live view, sources, overlay options, status bar, recording and export."""
 from __future__ import annotations
 
+import argparse
 import sys
+import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QColor, QFont, QImage, QKeySequence, QPainter
+from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QIcon, QImage, QKeySequence, QPainter
 from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog,
                                QFormLayout, QLabel, QMainWindow, QMessageBox, QSlider, QSpinBox, QToolBar,
                                QVBoxLayout, QWidget)
 
-from pipnet_core import OverlayOptions, PipnetError
-from pipnet_core.frames import probe_cameras
-from pipnet_core.ort_model import MODELS_DIR
-from pipnet_core.sample_clip import cached_clip
+from pipnet_core import OverlayOptions, PipnetError, __version__
+from pipnet_core.frames import CameraFormat, CameraInfo, list_cameras
+from pipnet_core.resources import asset, models_dir
 
-from .worker import ProcessingWorker, Settings
+from .platform_check import qt_platform_problem
+from .worker import SAMPLE_CLIP, Export, OpenSource, ProcessingWorker, Record, SetPaused, Settings
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
@@ -27,6 +30,9 @@ OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point 
 DETECTOR_LABELS = {"mediapipe": "Near (webcam, fastest)", "mediapipe-full": "Far (small faces)",
                    "mediapipe-both": "Near and far", "haar": "Haar cascade (upright faces only)"}
 OVERLAY_KEYS = {"points": "P", "contours": "C", "indices": "N", "box": "B", "face_id": "I", "pose_axes": "H"}
+RESOLUTIONS = {"Camera default": (0, 0), "640 x 480": (640, 480), "1280 x 720": (1280, 720), "1920 x 1080": (1920, 1080)}
+FRAME_RATES = {"Camera default": 0.0, "15 FPS": 15.0, "30 FPS": 30.0, "60 FPS": 60.0}
+STALE_SECONDS = 1.5  # no frame for this long: the view says so instead of showing a frozen FPS
 
 
 def to_qimage(bgr: np.ndarray) -> QImage:
@@ -69,17 +75,28 @@ class FrameView(QWidget):
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, source: str | int | None = None):
+    cameras_listed = Signal(list)  # emitted from the listing thread, received on the UI thread
+
+    def __init__(self, source: str | int | None = None, camera_lister=list_cameras):
         super().__init__()
         self.setWindowTitle("pipnet-live: 68 facial landmarks")
+        self.setWindowIcon(QIcon(str(asset("icon.png"))))
         self.store = QSettings("pipnet-live", "pipnet-live")
         self.settings = self._load_settings()
         self.worker = ProcessingWorker(self.settings)
         self.worker.frame_ready.connect(self._on_frame)
         self.worker.error.connect(self.show_error)
-        self.worker.source_ended.connect(lambda: self.statusBar().showMessage("End of the source", 5000))
+        self.worker.source_opened.connect(self._on_source_opened)
+        self.worker.source_state.connect(self._on_source_state)
+        self.worker.settings_applied.connect(self._on_settings_applied)
+        self.worker.model_loaded.connect(self._on_model_loaded)
+        self.cameras_listed.connect(self._on_cameras_listed)
+        self.camera_lister = camera_lister
         self.current_source: str | int | None = None
+        self.camera_lost = False
+        self.model_description: dict = {}
         self.last_stats: dict = {}
+        self.last_frame_time = 0.0
 
         self.view = FrameView()
         self.banner = QLabel()
@@ -99,7 +116,10 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._restore_window()
         self.worker.start()
-        QTimer.singleShot(0, lambda: self._open_initial(source))
+        self._staleness = QTimer(self, interval=500, timeout=self._check_stale)
+        self._staleness.start()
+        self._initial_source = source
+        self.refresh_cameras()
 
     # -- settings -------------------------------------------------------------------------------------
     def _load_settings(self) -> Settings:
@@ -149,28 +169,35 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         bar = QToolBar("Source", objectName="source_toolbar")
         self.addToolBar(bar)
-        self.camera_box = QComboBox(toolTip="Cameras that open on this machine")
+        self.camera_box = QComboBox(toolTip="The cameras of this machine")
         self.camera_box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.camera_box.activated.connect(lambda i: self.open_source(self.camera_box.itemData(i)))
-        bar.addWidget(QLabel(" Camera "))
-        bar.addWidget(self.camera_box)
+        self.resolution_box = QComboBox(toolTip="Resolution to ask the camera for")
+        self.resolution_box.addItems(list(RESOLUTIONS))
+        self.rate_box = QComboBox(toolTip="Frame rate to ask the camera for")
+        self.rate_box.addItems(list(FRAME_RATES))
+        for box in (self.resolution_box, self.rate_box):
+            box.activated.connect(lambda _: self._reopen_camera())
+        for widget in (QLabel(" Camera "), self.camera_box, self.resolution_box, self.rate_box):
+            bar.addWidget(widget)
         self.actions_by_name = {
             "refresh": self._action("Find cameras", "F5", self.refresh_cameras),
             "video": self._action("Open video...", "Ctrl+O", self.choose_video),
             "image": self._action("Open image...", "Ctrl+I", self.choose_image),
-            "sample": self._action("Sample clip", "Ctrl+D", lambda: self.open_source(str(cached_clip()))),
+            "sample": self._action("Sample clip", "Ctrl+D", lambda: self.open_source(SAMPLE_CLIP)),
             "pause": self._action("Pause", "Space", self.toggle_pause, checkable=True),
             "loop": self._action("Loop", "Ctrl+L", lambda on: self.open_source(self.current_source) if self.current_source is not None else None, checkable=True),
             "screenshot": self._action("Screenshot", "Ctrl+S", self.choose_screenshot),
             "record": self._action("Record video", "Ctrl+R", self.toggle_recording, checkable=True),
             "export": self._action("Export landmarks", "Ctrl+E", self.toggle_export, checkable=True),
             "quit": self._action("Quit", "Ctrl+Q", self.close),
+            "about": self._action("About pipnet-live", None, self.show_about),
         }
         self.actions_by_name["loop"].setChecked(True)
         for name in ("video", "image", "sample", "pause", "screenshot", "record", "export"):
             bar.addAction(self.actions_by_name[name])
         menus = {"&Source": ("refresh", "video", "image", "sample", None, "pause", "loop", None, "quit"),
-                 "&Output": ("screenshot", "record", "export")}
+                 "&Output": ("screenshot", "record", "export"), "&Help": ("about",)}
         for title, names in menus.items():
             menu = self.menuBar().addMenu(title)
             for name in names:
@@ -216,8 +243,9 @@ class MainWindow(QMainWindow):
     def _fill_models(self) -> None:
         self.model_box.clear()
         self.model_box.addItem("shipped model", "")
-        for path in sorted(MODELS_DIR.rglob("*.onnx")):
-            self.model_box.addItem(str(path.relative_to(MODELS_DIR)), str(path))
+        folder = models_dir()
+        for path in sorted(folder.rglob("*.onnx")):
+            self.model_box.addItem(str(path.relative_to(folder)), str(path))
         if self.settings.model_path and self.model_box.findData(self.settings.model_path) < 0:
             self.model_box.addItem(Path(self.settings.model_path).name, self.settings.model_path)
         self.model_box.addItem("Other...", None)
@@ -228,41 +256,60 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.status)
 
     # -- sources ---------------------------------------------------------------------------------------
-    def refresh_cameras(self) -> list[int]:
-        cameras = probe_cameras()
+    def refresh_cameras(self) -> None:
+        """List the cameras on a helper thread (probing can take seconds on some platforms)."""
+        threading.Thread(target=lambda: self.cameras_listed.emit(self.camera_lister()), daemon=True,
+                         name="camera list").start()
+
+    def _on_cameras_listed(self, cameras: list[CameraInfo]) -> None:
         self.camera_box.clear()
-        for index in cameras:
-            self.camera_box.addItem(f"Camera {index}", index)
+        for camera in cameras:
+            self.camera_box.addItem(camera.name, camera.index)
         if not cameras:
             self.camera_box.addItem("no camera found", None)
-        return cameras
-
-    def _open_initial(self, source) -> None:
-        if source is not None:
-            self.open_source(source)
-            return
-        cameras = self.refresh_cameras()
-        if cameras:
-            self.open_source(cameras[0])
-        else:
+        if self._initial_source is not None:
+            self.open_source(self._initial_source)
+        elif self.current_source is None and cameras:
+            self.open_source(cameras[0].index, fallback_to_sample=True)
+        elif self.current_source is None:
             self.view.placeholder = "Preparing the sample clip..."
             self.view.update()
-            self.show_error("No camera could be opened: playing a sample clip instead (open a camera, video or image from the toolbar).")
-            self.open_source(str(cached_clip()))
+            self.show_error("No camera found: playing a sample clip instead (open a camera, video or image from the toolbar).")
+            self.open_source(SAMPLE_CLIP)
+        self._initial_source = None
 
-    def open_source(self, target) -> bool:
+    def camera_format(self) -> CameraFormat:
+        width, height = RESOLUTIONS[self.resolution_box.currentText()]
+        return CameraFormat(width, height, FRAME_RATES[self.rate_box.currentText()])
+
+    def _reopen_camera(self) -> None:
+        if isinstance(self.current_source, int):
+            self.open_source(self.current_source)
+
+    def open_source(self, target, fallback_to_sample: bool = False) -> None:
+        """Ask the worker to open a camera index, a video, an image or SAMPLE_CLIP; problems come
+        back as banner messages, success as the window title."""
         if target is None:
-            return False
-        try:
-            self.worker.open(target, loop=self.actions_by_name["loop"].isChecked())
-        except PipnetError as exc:
-            self.show_error(str(exc))
-            return False
+            return
         self.current_source = target
+        self.worker.post(OpenSource(target, self.actions_by_name["loop"].isChecked(), self.camera_format(),
+                                    fallback_to_sample))
         self.actions_by_name["pause"].setChecked(False)
-        name = f"camera {target}" if isinstance(target, int) else Path(str(target)).name
-        self.setWindowTitle(f"pipnet-live: {name}")
-        return True
+
+    def _on_source_opened(self, name: str) -> None:
+        self.camera_lost = False
+        self.setWindowTitle(f"pipnet-live: {Path(name).name if not name.startswith('camera') else name}")
+
+    def _on_source_state(self, state: str, message: str) -> None:
+        if state == "lost":
+            self.camera_lost = True
+            self.show_error(message, sticky=True)
+        elif state == "live":
+            self.camera_lost = False
+            self.banner.hide()
+            self.statusBar().showMessage(message, 5000)
+        else:
+            self.statusBar().showMessage(message, 5000)
 
     def choose_video(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a video", "", VIDEO_FILTER)
@@ -275,12 +322,12 @@ class MainWindow(QMainWindow):
             self.open_source(path)
 
     def toggle_pause(self, paused: bool) -> None:
-        self.worker.set_paused(paused)
+        self.worker.post(SetPaused(paused))
 
     def _on_model_chosen(self, index: int) -> None:
         path = self.model_box.itemData(index)
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a PIPNet ONNX model", str(MODELS_DIR), "ONNX models (*.onnx)")
+            path, _ = QFileDialog.getOpenFileName(self, "Choose a PIPNet ONNX model", str(models_dir()), "ONNX models (*.onnx)")
             if not path:
                 self.model_box.setCurrentIndex(max(self.model_box.findData(self.settings.model_path), 0))
                 return
@@ -306,36 +353,61 @@ class MainWindow(QMainWindow):
 
     def toggle_recording(self, on: bool) -> None:
         if not on:
-            self.worker.stop_recording()
+            self.worker.post(Record(None))
             return
         path, _ = QFileDialog.getSaveFileName(self, "Record the annotated view", "pipnet-live.mp4", "Videos (*.mp4 *.avi)")
         if path:
-            self.worker.start_recording(Path(path))
+            self.worker.post(Record(Path(path)))
         else:
             self.actions_by_name["record"].setChecked(False)
 
     def toggle_export(self, on: bool) -> None:
         if not on:
-            self.worker.stop_export()
+            self.worker.post(Export(None))
             return
         path, _ = QFileDialog.getSaveFileName(self, "Export landmarks", "landmarks.csv", "CSV (*.csv);;JSON Lines (*.jsonl)")
-        if not path:
+        if path:
+            self.worker.post(Export(Path(path)))
+        else:
             self.actions_by_name["export"].setChecked(False)
-            return
-        try:
-            self.worker.start_export(Path(path))
-        except PipnetError as exc:
-            self.actions_by_name["export"].setChecked(False)
-            self.show_error(str(exc))
 
     # -- feedback -------------------------------------------------------------------------------------------
-    def show_error(self, message: str) -> None:
+    def show_error(self, message: str, sticky: bool = False) -> None:
+        """A red banner above the view; it hides after 10 s unless ``sticky`` (a lost camera)."""
         self.banner.setText(message)
         self.banner.show()
-        self._banner_timer.start()
+        if sticky:
+            self._banner_timer.stop()
+        else:
+            self._banner_timer.start()
+
+    def show_about(self) -> None:
+        d = self.model_description
+        QMessageBox.about(self, "About pipnet-live", (
+            f"<b>pipnet-live {__version__}</b><br>68 facial landmarks in real time: PIPNet (Jin, Liao and Shao, "
+            "IJCV 2021) through ONNX Runtime, BlazeFace detection, PySide6.<br><br>"
+            f"<b>Model</b> {d.get('model', '?')} {d.get('model_version', '')} ({d.get('backbone', '?')}, input "
+            f"{d.get('input_size', '?')}, {d.get('landmarks', '')})<br>exported {d.get('created') or '?'}; trained on "
+            f"{d.get('training_data') or '?'}<br>licence: {d.get('licence') or '?'}<br>"
+            f"<small>{d.get('model_file', '')}<br>sha256 {d.get('model_sha256', '')}</small>"))
+
+    def _on_model_loaded(self, description: dict) -> None:
+        self.model_description = description
+
+    def _on_settings_applied(self, applied: Settings) -> None:
+        """The worker may keep the old model when a new one fails to load: show and save what is in force."""
+        if applied.model_path != self.settings.model_path:
+            self.settings = replace(self.settings, model_path=applied.model_path)
+            self._fill_models()
+
+    def _check_stale(self) -> None:
+        if self.last_frame_time and time.monotonic() - self.last_frame_time > STALE_SECONDS and self.view.fps_text:
+            self.view.fps_text = "camera lost" if self.camera_lost else ""
+            self.view.update()
 
     def _on_frame(self, annotated: np.ndarray, stats: dict) -> None:
         self.last_stats = stats
+        self.last_frame_time = time.monotonic()
         self.view.show_frame(annotated, f"{stats['process_fps']:.0f} FPS")
         stages = " ".join(f"{k} {v:.1f}" for k, v in stats["stages"].items())
         self.status.setText(f"capture {stats['capture_fps']:.1f} FPS | processing {stats['process_fps']:.1f} FPS | "
@@ -347,15 +419,29 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="pipnet-live", description="The pipnet-live desktop app: 68 facial "
+                                     "landmarks on a camera, a video or an image, in real time.")
+    parser.add_argument("source", nargs="?", help="a camera index, a video or an image (default: the first camera, "
+                        "or a sample clip when there is none)")
+    parser.add_argument("--version", action="version", version=f"pipnet-live {__version__}")
+    args = parser.parse_args(argv)
+    if args.source is not None and args.source.isdigit():
+        args.source = int(args.source)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv if argv is None else argv
-    app = QApplication(argv)
+    args = parse_args(argv[1:])
+    problem = qt_platform_problem()
+    if problem:
+        print(f"pipnet-live: error: {problem}", file=sys.stderr)
+        return 1
+    app = QApplication(argv[:1])
     app.setApplicationName("pipnet-live")
-    source = argv[1] if len(argv) > 1 else None
-    if source is not None and source.isdigit():
-        source = int(source)
     try:
-        window = MainWindow(source)
+        window = MainWindow(args.source)
     except PipnetError as exc:  # e.g. the shipped model is missing: say so in a dialog, not a traceback
         QMessageBox.critical(None, "pipnet-live", str(exc))
         return 1

@@ -1,16 +1,21 @@
 """Capture and processing off the UI thread.
 
-The capture thread reads frames at the source's own pace (a file plays in real time) and keeps
-only the newest one; the processing thread always takes the newest, so when processing is slower
-than the source, old frames are dropped and latency stays one frame deep.
+The UI talks to the worker only through messages (``ProcessingWorker.post``) and hears back only
+through Qt signals, so no object is used by two threads at once. The capture thread reads frames
+at the source's own pace (a file plays in real time) and keeps only the newest one; the processing
+thread always takes the newest, so when processing is slower than the source, old frames are
+dropped and latency stays one frame deep. Opening a camera, loading a model and making the sample
+clip all happen on the worker's thread: the window never waits for them.
 """
 from __future__ import annotations
 
+import queue
 import threading
 import time
+import traceback
 import warnings
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,8 +23,13 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from pipnet_core import Landmarker, OverlayOptions, PipnetError, SmoothingParams, draw_faces
-from pipnet_core.frames import Frame, FrameSource, open_source
-from pipnet_core.writers import CsvWriter, JsonLinesWriter
+from pipnet_core.frames import CameraFormat, Frame, FrameSource, open_source
+from pipnet_core.onnx_runner import describe_model
+from pipnet_core.sample_clip import cached_clip
+from pipnet_core.writers import CsvWriter, JsonLinesWriter, export_header
+
+RECONNECT_SECONDS = 1.0  # between attempts to reopen a camera that stopped delivering
+MAX_FAILURES = 5  # consecutive frames the pipeline may fail on before processing stops
 
 
 @dataclass(frozen=True)
@@ -31,8 +41,40 @@ class Settings:
     smoothing_strength: float = 0.5
     detector: str = "mediapipe"  # see pipnet_core.detect.DETECTORS
     detector_threshold: float = 0.5
-    max_faces: int = 1
+    max_faces: int = 1  # video: one face unless asked (see README, "How many faces")
     model_path: str = ""  # empty: the shipped model
+
+
+# -- messages from the UI -----------------------------------------------------------------------------
+SAMPLE_CLIP = "sample clip"  # an OpenSource target: the synthetic clip, made on first use
+
+
+@dataclass(frozen=True)
+class OpenSource:
+    target: str | int | FrameSource  # a path, a camera index, SAMPLE_CLIP, or a ready source (tests)
+    loop: bool = True
+    camera_format: CameraFormat = CameraFormat()
+    fallback_to_sample: bool = False  # if it cannot be opened, play the sample clip instead
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    settings: Settings
+
+
+@dataclass(frozen=True)
+class SetPaused:
+    paused: bool
+
+
+@dataclass(frozen=True)
+class Record:
+    path: Path | None  # None stops recording
+
+
+@dataclass(frozen=True)
+class Export:
+    path: Path | None  # None stops exporting
 
 
 @dataclass(frozen=True)
@@ -58,8 +100,8 @@ class RateMeter:
 
     @property
     def rate(self) -> float:
-        if len(self._times) < 2:
-            return 0.0
+        if len(self._times) < 2 or time.monotonic() - self._times[-1] > 1.0:
+            return 0.0  # nothing for a second: not a stale rate
         return (len(self._times) - 1) / (self._times[-1] - self._times[0])
 
 
@@ -76,47 +118,57 @@ class LatestFrame:
             self._frame, self._serial = frame, self._serial + 1
             self._condition.notify_all()
 
-    def take(self, after: int, timeout: float = 0.1) -> tuple[Frame | None, int]:
+    def take(self, after: int, timeout: float = 0.05) -> tuple[Frame | None, int]:
         with self._condition:
             self._condition.wait_for(lambda: self._serial != after, timeout)
             return (self._frame, self._serial) if self._serial != after else (None, after)
 
 
 class CaptureThread(threading.Thread):
-    def __init__(self, source: FrameSource, mailbox: LatestFrame, on_error, on_end, is_camera: bool):
+    """Reads one source into the mailbox. A camera that fails a read is "lost": the thread keeps
+    reopening it until it delivers again ("live") or the thread is stopped. ``report(state, text)``
+    receives "lost", "live", "ended" and "error"."""
+
+    def __init__(self, source: FrameSource, mailbox: LatestFrame, report):
         super().__init__(daemon=True, name="capture")
-        self.source, self.mailbox, self.on_error, self.on_end, self.is_camera = source, mailbox, on_error, on_end, is_camera
+        self.source, self.mailbox, self.report = source, mailbox, report
         self.meter = RateMeter()
         self.paused = threading.Event()
         self.stopped = threading.Event()
 
     def run(self) -> None:
-        interval = 1.0 / self.source.fps
         next_due = time.monotonic()
         try:
             while not self.stopped.is_set():
                 if self.paused.is_set():
-                    time.sleep(0.02)
+                    self.stopped.wait(0.02)
                     next_due = time.monotonic()
                     continue
                 frame = self.source.read()
                 if frame is None:
-                    if self.is_camera:
-                        self.on_error(f"{getattr(self.source, 'name', 'camera')} stopped delivering frames (unplugged?)")
-                    else:
-                        self.on_end()
-                    return
+                    if not self.source.is_camera:
+                        self.report("ended", f"{self.source.name}: end of the source")
+                        return
+                    self._reconnect()
+                    continue
                 self.mailbox.put(frame)
                 self.meter.tick()
-                if not self.is_camera:  # files play at their own frame rate; cameras pace themselves
-                    next_due += interval
-                    time.sleep(max(0.0, next_due - time.monotonic()))
+                if not self.source.is_camera:  # files play at their own frame rate; cameras pace themselves
+                    next_due += 1.0 / self.source.fps
+                    self.stopped.wait(max(0.0, next_due - time.monotonic()))
                     if self.source.frame_count == 1:  # a still image: shown once, then kept
                         return
         except Exception as exc:  # a decoder failing mid-stream must not kill the app
-            self.on_error(f"{getattr(self.source, 'name', 'source')}: {exc}")
+            self.report("error", f"{self.source.name}: {exc}")
         finally:
             self.source.close()
+
+    def _reconnect(self) -> None:
+        self.report("lost", f"{self.source.name}: camera lost, reconnecting...")
+        while not self.stopped.wait(RECONNECT_SECONDS):
+            if self.source.reopen():
+                self.report("live", f"{self.source.name}: camera back")
+                return
 
 
 class ProcessingWorker(QThread):
@@ -124,13 +176,16 @@ class ProcessingWorker(QThread):
 
     frame_ready = Signal(object, object)  # annotated BGR ndarray, stats dict
     error = Signal(str)
-    source_ended = Signal()
+    source_opened = Signal(str)  # the source's name
+    source_state = Signal(str, str)  # "lost" / "live" / "ended", message
+    settings_applied = Signal(object)  # the Settings in force (a model that failed is not among them)
+    model_loaded = Signal(object)  # the model's description (pipnet_core.onnx_runner.describe_model)
 
     def __init__(self, settings: Settings, parent=None):
         super().__init__(parent)
-        self._settings = settings
-        self._pending: Settings | None = None
-        self._lock = threading.Lock()
+        self._requested = settings
+        self._settings: Settings | None = None  # in force
+        self._inbox: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._mailbox = LatestFrame()
         self._capture: CaptureThread | None = None
@@ -138,66 +193,195 @@ class ProcessingWorker(QThread):
         self._recorder: cv2.VideoWriter | None = None
         self._record_path: Path | None = None
         self._exporter = None
+        self._failures = 0
+        self._stats: dict = {}
         self.meter = RateMeter()
-        self.last: Processed | None = None
+        self.last: Processed | None = None  # read by the UI (screenshots): replaced whole, never mutated
         self.frames_processed = 0
 
-    # -- called from the UI thread ------------------------------------------------------------------
-    def update_settings(self, settings: Settings) -> None:
-        with self._lock:
-            self._pending = settings
+    # -- the UI thread's side: messages in, nothing else ------------------------------------------------
+    def post(self, message) -> None:
+        self._inbox.put(message)
 
-    def open(self, target: str | int, loop: bool = True) -> None:
-        """Switch to a camera index, a video or an image; raises PipnetError if it cannot open."""
-        source = open_source(target, loop=loop)
+    def update_settings(self, settings: Settings) -> None:
+        self.post(ApplySettings(settings))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wait(5000)
+
+    @property
+    def capture_rate(self) -> float:
+        capture = self._capture
+        return capture.meter.rate if capture is not None else 0.0
+
+    @property
+    def capture_alive(self) -> bool:
+        capture = self._capture
+        return capture is not None and capture.is_alive()
+
+    # -- the worker thread ------------------------------------------------------------------------------
+    def run(self) -> None:
+        serial = 0
+        try:
+            self._guarded(self._apply_settings, self._requested)
+            while not self._stop.is_set():
+                self._handle_messages()
+                frame, serial = self._mailbox.take(serial)
+                if frame is not None and self._landmarker is not None:
+                    self._guarded(self._process, frame)
+        finally:
+            self._stop_capture()
+            self._close_outputs()
+
+    def _guarded(self, step, *args) -> None:
+        """Any failure becomes a banner message; after MAX_FAILURES in a row processing stops cleanly."""
+        try:
+            step(*args)
+            self._failures = 0
+        except PipnetError as exc:
+            self.error.emit(str(exc))
+        except Exception as exc:  # a bug must not freeze the app: report it and carry on
+            self._failures += 1
+            traceback.print_exc()
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            self.error.emit(f"Processing failed ({type(exc).__name__}: {exc} at {Path(where.filename).name}:{where.lineno})")
+            if self._landmarker is not None:
+                self._landmarker.reset()
+            if self._failures >= MAX_FAILURES:
+                self._stop_capture()
+                self.error.emit(f"Processing stopped after {MAX_FAILURES} failures in a row: open a source to try again")
+                self._failures = 0
+
+    def _handle_messages(self) -> None:
+        handlers = {OpenSource: self._open, ApplySettings: lambda m: self._apply_settings(m.settings),
+                    SetPaused: self._set_paused, Record: self._record, Export: self._export}
+        while True:
+            try:
+                message = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._guarded(handlers[type(message)], message)
+
+    def _open(self, message: OpenSource) -> None:
+        target = message.target
+        try:
+            if target == SAMPLE_CLIP:
+                source = open_source(cached_clip(), loop=message.loop)
+            elif isinstance(target, (str, int)):
+                source = open_source(target, loop=message.loop, camera_format=message.camera_format)
+            else:
+                source = target
+        except PipnetError as exc:
+            if not message.fallback_to_sample:
+                raise
+            self.error.emit(f"{exc}: playing a sample clip instead (open a camera, video or image from the toolbar)")
+            source = open_source(cached_clip(), loop=message.loop)
         self._stop_capture()
         self._mailbox = LatestFrame()
         if self._landmarker is not None:
             self._landmarker.reset()
-        is_camera = isinstance(target, int)
-        self._capture = CaptureThread(source, self._mailbox, self.error.emit, self.source_ended.emit, is_camera)
+        self._capture = CaptureThread(source, self._mailbox, self._on_source_state)
         self._capture.start()
+        self.source_opened.emit(source.name)
 
-    def set_paused(self, paused: bool) -> None:
+    def _on_source_state(self, state: str, message: str) -> None:
+        if state == "error":
+            self.error.emit(message)
+        else:
+            self.source_state.emit(state, message)
+
+    def _set_paused(self, message: SetPaused) -> None:
         if self._capture is not None:
-            (self._capture.paused.set if paused else self._capture.paused.clear)()
+            (self._capture.paused.set if message.paused else self._capture.paused.clear)()
 
-    def start_recording(self, path: Path, fps: float = 30.0) -> None:
-        with self._lock:
-            self._record_path = path
-            self._recorder = None  # opened on the next frame, when its size is known
+    def _apply_settings(self, new: Settings) -> None:
+        old = self._settings
+        if old is None or (new.model_path, new.detector) != (old.model_path, old.detector) or self._landmarker is None:
+            new = self._load_landmarker(new, old)
+            if new is None:
+                return
+        elif new.detector_threshold != old.detector_threshold:
+            self._landmarker.set_detector(new.detector, new.detector_threshold)
+        self._landmarker.set_max_faces(new.max_faces)
+        self._landmarker.set_smoothing(SmoothingParams.from_strength(new.smoothing_strength) if new.smoothing else None)
+        self._settings = new
+        self.settings_applied.emit(new)
+        if old is not None and new.overlay != old.overlay:
+            self._redraw()
 
-    def stop_recording(self) -> None:
-        with self._lock:
-            if self._recorder is not None:
-                self._recorder.release()
-            self._recorder, self._record_path = None, None
+    def _load_landmarker(self, new: Settings, old: Settings | None) -> Settings | None:
+        """A landmarker for the new model and detector; if that fails, the old one stays and the
+        settings in force keep the old model (so a broken model is never saved)."""
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                landmarker = Landmarker(new.model_path or None, detector=new.detector,
+                                        detector_threshold=new.detector_threshold, max_faces=new.max_faces)
+            for warning in caught:  # e.g. MediaPipe unavailable, Haar cascade in use
+                self.error.emit(str(warning.message))
+        except PipnetError as exc:
+            self.error.emit(str(exc))
+            if old is None:  # nothing to fall back on
+                if new.model_path:
+                    self._apply_settings(Settings(new.overlay, new.smoothing, new.smoothing_strength))
+                return None
+            self.settings_applied.emit(old)
+            return None
+        self._landmarker = landmarker
+        self.model_loaded.emit(describe_model(landmarker.model))
+        return new
 
-    def start_export(self, path: Path) -> None:
-        writer = (JsonLinesWriter(path, {"source": "pipnet-live session"}) if path.suffix == ".jsonl" else CsvWriter(path))
-        with self._lock:
-            self._exporter = writer
+    def _redraw(self) -> None:
+        """New overlay on the last frame, for a paused or still source that sends no new frames."""
+        last = self.last
+        if last is not None:
+            annotated = draw_faces(last.raw.copy(), last.faces, self._settings.overlay)
+            self.last = Processed(last.raw, annotated, last.faces)
+            self.frame_ready.emit(annotated, {**self._stats, "redrawn": True})
 
-    def stop_export(self) -> None:
-        with self._lock:
-            if self._exporter is not None:
-                self._exporter.close()
+    def _process(self, frame: Frame) -> None:
+        started = time.perf_counter()
+        faces = self._landmarker.process(frame.image, frame.timestamp)
+        annotated = draw_faces(frame.image.copy(), faces, self._settings.overlay)
+        total_ms = 1000 * (time.perf_counter() - started)
+        self._write_outputs(frame, faces, annotated)
+        self.meter.tick()
+        self.frames_processed += 1
+        self.last = Processed(frame.image, annotated, faces)
+        self._stats = {"capture_fps": self.capture_rate, "process_fps": self.meter.rate, "faces": len(faces),
+                       "detector": self._landmarker.detector.name, "stages": dict(self._landmarker.timings),
+                       "total_ms": total_ms, "frame": frame.index}
+        self.frame_ready.emit(annotated, self._stats)
+
+    # -- outputs --------------------------------------------------------------------------------------------
+    def _record(self, message: Record) -> None:
+        if self._recorder is not None:
+            self._recorder.release()
+        self._recorder, self._record_path = None, message.path  # opened on the next frame, when its size is known
+
+    def _export(self, message: Export) -> None:
+        if self._exporter is not None:
+            self._exporter.close()
             self._exporter = None
+        if message.path is not None:
+            header = export_header(self._landmarker.model, source="pipnet-live session")
+            path = message.path
+            self._exporter = JsonLinesWriter(path, header) if path.suffix == ".jsonl" else CsvWriter(path, header)
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._stop_capture()
-        self.wait(5000)
-        self.stop_recording()
-        self.stop_export()
-
-    @property
-    def capture_rate(self) -> float:
-        return self._capture.meter.rate if self._capture is not None else 0.0
-
-    @property
-    def capture_alive(self) -> bool:
-        return self._capture is not None and self._capture.is_alive()
+    def _write_outputs(self, frame: Frame, faces, annotated: np.ndarray) -> None:
+        if self._record_path is not None and self._recorder is None:
+            h, w = annotated.shape[:2]
+            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self._record_path.suffix.lower() == ".avi" else "mp4v"))
+            fps = self._capture.source.fps if self._capture is not None else 30.0
+            self._recorder = cv2.VideoWriter(str(self._record_path), fourcc, fps, (w, h))
+            if not self._recorder.isOpened():
+                path, self._recorder, self._record_path = self._record_path, None, None
+                raise PipnetError(f"{path}: cannot record a video there")
+        if self._recorder is not None:
+            self._recorder.write(annotated)
+        if self._exporter is not None:
+            self._exporter.write_frame(frame.index, frame.timestamp, faces)
 
     def _stop_capture(self) -> None:
         if self._capture is not None:
@@ -205,63 +389,6 @@ class ProcessingWorker(QThread):
             self._capture.join(2.0)
             self._capture = None
 
-    # -- the processing thread ----------------------------------------------------------------------
-    def _apply_settings(self) -> None:
-        with self._lock:
-            pending, self._pending = self._pending, None
-        if pending is None and self._landmarker is not None:
-            return
-        new = pending or self._settings
-        old = self._settings
-        rebuild = (new.model_path, new.detector, new.detector_threshold) != (old.model_path, old.detector, old.detector_threshold)
-        if self._landmarker is None or rebuild:
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", RuntimeWarning)
-                    self._landmarker = Landmarker(new.model_path or None, detector=new.detector,
-                                                  detector_threshold=new.detector_threshold, max_faces=new.max_faces)
-                for warning in caught:  # e.g. MediaPipe unavailable, Haar cascade in use
-                    self.error.emit(str(warning.message))
-            except PipnetError as exc:
-                self.error.emit(str(exc))
-                new = replace(new, model_path=old.model_path, detector=old.detector, detector_threshold=old.detector_threshold)
-                if self._landmarker is None:
-                    self._settings = new
-                    return
-        self._landmarker.set_max_faces(new.max_faces)
-        self._landmarker.set_smoothing(SmoothingParams.from_strength(new.smoothing_strength) if new.smoothing else None)
-        self._settings = new
-
-    def run(self) -> None:
-        serial = 0
-        while not self._stop.is_set():
-            self._apply_settings()
-            frame, serial = self._mailbox.take(serial)
-            if frame is None or self._landmarker is None:
-                continue
-            started = time.perf_counter()
-            faces = self._landmarker.process(frame.image, frame.timestamp)
-            annotated = draw_faces(frame.image.copy(), faces, self._settings.overlay)
-            total_ms = 1000 * (time.perf_counter() - started)
-            self._write_outputs(frame, faces, annotated)
-            self.meter.tick()
-            self.frames_processed += 1
-            self.last = Processed(frame.image, annotated, faces)
-            stats = {"capture_fps": self.capture_rate, "process_fps": self.meter.rate, "faces": len(faces),
-                     "detector": self._landmarker.detector.name,
-                     "stages": dict(self._landmarker.timings), "total_ms": total_ms, "frame": frame.index}
-            self.frame_ready.emit(annotated, stats)
-
-    def _write_outputs(self, frame: Frame, faces, annotated: np.ndarray) -> None:
-        with self._lock:
-            if self._record_path is not None and self._recorder is None:
-                h, w = annotated.shape[:2]
-                fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self._record_path.suffix.lower() == ".avi" else "mp4v"))
-                self._recorder = cv2.VideoWriter(str(self._record_path), fourcc, 30.0, (w, h))
-                if not self._recorder.isOpened():
-                    self.error.emit(f"{self._record_path}: cannot record a video there")
-                    self._recorder, self._record_path = None, None
-            if self._recorder is not None:
-                self._recorder.write(annotated)
-            if self._exporter is not None:
-                self._exporter.write_frame(frame.index, frame.timestamp, faces)
+    def _close_outputs(self) -> None:
+        self._record(Record(None))
+        self._export(Export(None))

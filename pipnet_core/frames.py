@@ -1,6 +1,7 @@
 """Frames in: normalising pixel formats, and the sources frames come from (camera, video, image)."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -40,48 +41,56 @@ class Frame:
 class FrameSource(Protocol):
     """Anything frames can be read from: `read()` gives the next Frame or None at the end."""
 
+    name: str
     fps: float
     frame_count: int  # 0 when unknown (cameras)
+    is_camera: bool
 
     def read(self) -> Frame | None: ...
     def close(self) -> None: ...
 
 
 class VideoSource:
-    """A video file or a camera through OpenCV; timestamps from the frame rate for files, the clock for cameras."""
+    """A video file through OpenCV. Timestamps are the container's own (presentation times, so a
+    variable-frame-rate phone video gets its real times); a file that loops keeps counting up."""
 
-    def __init__(self, target: str | int | Path, loop: bool = False):
-        self.name = f"camera {target}" if isinstance(target, int) else str(target)
-        if not isinstance(target, int) and not Path(target).is_file():
+    is_camera = False
+
+    def __init__(self, target: str | Path, loop: bool = False):
+        self.name = str(target)
+        if not Path(target).is_file():
             raise PipnetError(f"{target}: no such file")
-        self.capture = cv2.VideoCapture(target if isinstance(target, int) else str(target))
+        self.capture = cv2.VideoCapture(str(target))
         if not self.capture.isOpened():
             self.capture.release()
-            raise PipnetError(f"{self.name}: cannot be opened" + ("" if isinstance(target, int) else " as a video"))
-        self.is_camera = isinstance(target, int)
-        self.loop = loop and not self.is_camera
+            raise PipnetError(f"{self.name}: cannot be opened as a video")
+        self.loop = loop
         fps = self.capture.get(cv2.CAP_PROP_FPS)
-        self.fps = fps if 1 <= fps <= 240 else 30.0
-        self.frame_count = 0 if self.is_camera else max(int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
+        self.fps = fps if 1 <= fps <= 240 else 30.0  # the nominal rate: pacing playback, output videos
+        self.frame_count = max(int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)  # the header's claim
         self.width = int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self._index = 0
-        self._loops = 0
-        self._clock_start = cv2.getTickCount()
+        self._loop_offset = 0.0  # seconds played in earlier loops
+        self._last_time = -1.0
+
+    def _frame_time(self) -> float:
+        """The decoded frame's presentation time in seconds; index / fps where the backend gives none."""
+        position = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if self._index > 0 and position <= 0.0:
+            return self._index / self.fps
+        return position
 
     def read(self) -> Frame | None:
         ok, image = self.capture.read()
         if not ok and self.loop and self._index > 0:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
-            self._loops += 1
+            self._loop_offset = self._last_time + 1.0 / self.fps
             ok, image = self.capture.read()
         if not ok:
             return None
-        if self.is_camera:
-            timestamp = (cv2.getTickCount() - self._clock_start) / cv2.getTickFrequency()
-        else:
-            timestamp = self._index / self.fps
-        frame = Frame(self._index, timestamp, as_bgr(image))
+        self._last_time = self._loop_offset + self._frame_time()
+        frame = Frame(self._index, self._last_time, as_bgr(image))
         self._index += 1
         return frame
 
@@ -89,10 +98,77 @@ class VideoSource:
         self.capture.release()
 
 
+@dataclass(frozen=True)
+class CameraFormat:
+    """What to ask a camera for; 0 leaves the driver's default."""
+
+    width: int = 0
+    height: int = 0
+    fps: float = 0.0
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    index: int  # OpenCV's device index
+    name: str
+
+
+class CameraSource:
+    """A camera through OpenCV, timestamped by the clock. ``reopen()`` lets a reader recover from a
+    camera that stopped delivering (unplugged and plugged back, taken by another app)."""
+
+    is_camera = True
+    frame_count = 0
+
+    def __init__(self, index: int, camera_format: CameraFormat = CameraFormat(), name: str | None = None):
+        self.index, self.format = index, camera_format
+        self.name = name or f"camera {index}"
+        self.capture: cv2.VideoCapture | None = None
+        self._index = 0
+        self._clock_start = time.monotonic()
+        if not self.reopen():
+            raise PipnetError(f"{self.name}: cannot be opened (in use by another program, or unplugged?)")
+
+    def reopen(self) -> bool:
+        """(Re)open the device with the requested format; True when it delivers a frame."""
+        self.close()
+        capture = cv2.VideoCapture(self.index)
+        f = self.format
+        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, f.width), (cv2.CAP_PROP_FRAME_HEIGHT, f.height),
+                            (cv2.CAP_PROP_FPS, f.fps)):
+            if value:
+                capture.set(prop, value)
+        if not capture.isOpened() or not capture.grab():
+            capture.release()
+            return False
+        self.capture = capture
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        self.fps = fps if 1 <= fps <= 240 else 30.0
+        self.width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+        self.height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        return True
+
+    def read(self) -> Frame | None:
+        if self.capture is None:
+            return None
+        ok, image = self.capture.read()
+        if not ok:
+            return None
+        frame = Frame(self._index, time.monotonic() - self._clock_start, as_bgr(image))
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        if self.capture is not None:
+            self.capture.release()
+            self.capture = None
+
+
 class ImageSource:
     """A still image as a one-frame source."""
 
     fps = 1.0
+    is_camera = False
     frame_count = 1
 
     def __init__(self, path: str | Path):
@@ -112,10 +188,10 @@ class ImageSource:
         pass
 
 
-def open_source(target: str | int | Path, loop: bool = False) -> FrameSource:
+def open_source(target: str | int | Path, loop: bool = False, camera_format: CameraFormat = CameraFormat()) -> FrameSource:
     """A camera index, a video file or an image file."""
     if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
-        return VideoSource(int(target))
+        return CameraSource(int(target), camera_format)
     path = Path(target)
     if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"):
         return ImageSource(path)
@@ -127,8 +203,20 @@ def iterate(source: FrameSource) -> Iterator[Frame]:
         yield frame
 
 
-def probe_cameras(max_index: int = 4) -> list[int]:
-    """Indices of the cameras that open and deliver a frame."""
+def list_cameras(max_index: int = 4) -> list[CameraInfo]:
+    """The cameras of this machine with their names. On Linux from sysfs, without opening any
+    device (fast, and a camera busy in another program is still listed); elsewhere by opening
+    indices 0..max_index-1 (slow: call it off the UI thread)."""
+    sysfs = Path("/sys/class/video4linux")
+    if sysfs.is_dir():
+        cameras = []
+        for node in sorted(sysfs.glob("video*"), key=lambda n: int(n.name[5:] or 0)):
+            # A webcam exposes a capture node (index 0) and metadata nodes beside it.
+            if (node / "index").is_file() and (node / "index").read_text().strip() != "0":
+                continue
+            name = (node / "name").read_text().strip() if (node / "name").is_file() else node.name
+            cameras.append(CameraInfo(int(node.name[5:]), name))
+        return cameras
     found = []
     previous = cv2.getLogLevel()
     cv2.setLogLevel(0)  # silent: each absent camera index would log a warning and an error
@@ -136,7 +224,7 @@ def probe_cameras(max_index: int = 4) -> list[int]:
         for index in range(max_index):
             capture = cv2.VideoCapture(index)
             if capture.isOpened() and capture.read()[0]:
-                found.append(index)
+                found.append(CameraInfo(index, f"Camera {index}"))
             capture.release()
     finally:
         cv2.setLogLevel(previous)

@@ -105,6 +105,12 @@ class LandmarkSmoother:
         self.motion = MotionTracker(params.motion_gain)
         self.shape = OneEuroFilter(params.min_cutoff, params.beta, params.derivative_cutoff)
 
+    def set_params(self, params: SmoothingParams) -> None:
+        """New filter settings from the next frame on, keeping the filters' state (no jump)."""
+        self.motion.gain = params.motion_gain
+        self.shape.min_cutoff, self.shape.beta, self.shape.derivative_cutoff = (
+            params.min_cutoff, params.beta, params.derivative_cutoff)
+
     def __call__(self, points: np.ndarray, timestamp: float) -> np.ndarray:
         centre, a, b = fit_similarity(self.reference, points.astype(np.float64))
         scale = math.hypot(a, b)
