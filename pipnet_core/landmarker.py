@@ -13,16 +13,20 @@ from time import perf_counter
 
 import numpy as np
 
-from .crop import CropBox, crop_matrix
+from .crop import CropBox, crop_matrix, warp
 from .detect import (BoxCalibration, Detection, FaceDetector, QuarterTurnDetector, TiledDetector, create_detector,
                      load_calibrations)
 from .frames import as_bgr
-from .landmark_model import LandmarkModel
+from .model_interface import LandmarkModel
 from .pose import HeadPose, estimate_pose
 from .smooth import LandmarkSmoother, SmoothingParams
 from .track import Tracker
 
 STAGES = ("detect", "track", "crop", "infer", "decode", "smooth", "pose")
+# How many faces each use looks for unless told: video (process, the GUI, `pipnet annotate` on a
+# video, `pipnet bench`) follows one face, the cheapest; stills (process_image, `pipnet detect`,
+# `pipnet annotate` on an image) report every face found.
+VIDEO_MAX_FACES = 1
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class Face:
 def _load_model(model: str | Path | LandmarkModel | None, threads: int) -> LandmarkModel:
     if isinstance(model, LandmarkModel):
         return model
-    from .ort_model import OnnxLandmarkModel
+    from .onnx_runner import OnnxLandmarkModel
 
     return OnnxLandmarkModel(model, threads)
 
@@ -64,7 +68,7 @@ class Landmarker:
     UNSURE_CONFIDENCE = 0.55
 
     def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
-                 smoothing: SmoothingParams | bool = True, max_faces: int = 1, redetect_interval: int = 10,
+                 smoothing: SmoothingParams | bool = True, max_faces: int | None = VIDEO_MAX_FACES, redetect_interval: int = 10,
                  min_confidence: float = 0.4, detector_threshold: float = 0.5, min_face_size: int = 24,
                  threads: int = 2, pose: bool = True, calibration: BoxCalibration | None = None,
                  still_detector: str | FaceDetector = "mediapipe-both", still_threshold: float = 0.6):
@@ -97,13 +101,19 @@ class Landmarker:
 
     # -- settings the GUI changes live ------------------------------------------------------------
     def set_smoothing(self, params: SmoothingParams | None) -> None:
+        """Smoothing on, off or retuned; tracked faces keep their filter state (no jump, no reset)."""
         self.smoothing = params
         for track in self.tracker.tracks:
-            track.smoother = self._new_smoother()
+            track.smoother.set_params(params or SmoothingParams())
 
-    def set_max_faces(self, count: int) -> None:
+    def set_max_faces(self, count: int | None) -> None:
         self.tracker.max_faces = count
-        del self.tracker.tracks[count:]
+        if count is not None:
+            del self.tracker.tracks[count:]
+
+    def set_detector(self, detector: str | FaceDetector, threshold: float = 0.5) -> None:
+        """Another video detector or threshold; the model session and tracked faces stay."""
+        self.detector = _detector(detector, threshold, self.min_face_size)
 
     def _new_smoother(self) -> LandmarkSmoother:
         return LandmarkSmoother(self.model.info.codec.mean_face, self.smoothing or SmoothingParams())
@@ -146,8 +156,10 @@ class Landmarker:
                 self._empty_frames += 1
             else:
                 self._empty_frames = 0
-            tracker.add_detections([self.detector_crop(d) for d in detections], [d.score for d in detections],
-                                   self._new_smoother)
+            missed = tracker.add_detections([self.detector_crop(d) for d in detections], [d.score for d in detections],
+                                            self._new_smoother)
+            for track in missed:
+                tracker.confirm(track, self._seen_upright(frame, track.crop, detector))
         timings["detect"] = 1000 * (perf_counter() - t0)
         tracker.next_frame()
         tracks = list(tracker.tracks)
@@ -179,6 +191,23 @@ class Landmarker:
         # A lost face is reported once, unsuccessful; a duplicate of another track is not reported.
         live = {t.id for t in tracker.tracks}
         return [f for f in faces if f.id in live or not f.success]
+
+    def _seen_upright(self, frame: np.ndarray, crop: CropBox, detector: FaceDetector) -> bool:
+        """Does the detector find a face in this crop turned upright (with some margin)? Faces the
+        frame-wide search misses because they are tilted are found here, so only a track that
+        follows no face goes unconfirmed."""
+        size = 2 * self.model.info.input_size
+        view = CropBox(crop.cx, crop.cy, crop.side * 1.5, crop.roll)
+        return bool(detector.detect(warp(frame, crop_matrix(view, size), size)))
+
+    def resume_tracks(self, written: dict[int, list], start: int) -> None:
+        """Continue an export interrupted before frame ``start``: the faces of the last frame written
+        keep their ids, and new faces get ids not used in the file."""
+        before = [index for index in written if index < start]
+        ids = [face.id for faces in written.values() for face in faces]
+        last = written[max(before)] if before else []
+        self.tracker.resume([(face.id, np.asarray(face.points, np.float32)) for face in last],
+                            max(ids, default=-1) + 1, self.model.info.crop_scale, self._new_smoother)
 
     def _refine(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
                 rolls: list[float]) -> None:

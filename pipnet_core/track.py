@@ -20,13 +20,17 @@ class Track:
     detector_score: float
     smoother: LandmarkSmoother
     frames: int = 0  # frames with landmarks so far; 0 means the crop still comes from the detector
+    unconfirmed: int = 0  # detector runs in a row that did not confirm this face
     points: np.ndarray | None = field(default=None, repr=False)
 
 
 class Tracker:
     def __init__(self, max_faces: int | None, redetect_interval: int, min_confidence: float, match_iou: float = 0.3,
-                 duplicate_iou: float = 0.5):
+                 duplicate_iou: float = 0.5, max_unconfirmed: int = 2):
         self.max_faces = max_faces
+        # A track the detector does not confirm this many times in a row is dropped: the model alone
+        # can keep a confident-looking track on a face-like background after the face has gone.
+        self.max_unconfirmed = max_unconfirmed
         self.redetect_interval = redetect_interval
         self.min_confidence = min_confidence
         self.match_iou = match_iou
@@ -46,21 +50,42 @@ class Tracker:
         at the interval (new faces can only come from the detector)."""
         return not self.tracks or self._lost or self._since_detection >= self.redetect_interval
 
-    def add_detections(self, crops: list[CropBox], scores: list[float], new_smoother) -> None:
-        """Match detector crops to tracks by overlap; unmatched detections start new tracks."""
+    def add_detections(self, crops: list[CropBox], scores: list[float], new_smoother) -> list[Track]:
+        """Match detector crops to tracks by overlap; unmatched detections start new tracks.
+        Returns the existing tracks no detection matched (see ``confirm``)."""
         self._since_detection, self._lost = 0, False
         unmatched = set(range(len(crops)))
+        missed = []
         for track in self.tracks:
             overlaps = {i: track.crop.iou(crops[i]) for i in unmatched}
             best = max(overlaps, key=overlaps.get, default=None)
             if best is not None and overlaps[best] >= self.match_iou:
-                track.detector_score = scores[best]
+                track.detector_score, track.unconfirmed = scores[best], 0
                 unmatched.discard(best)
+            else:
+                missed.append(track)
         for i in sorted(unmatched, key=lambda i: -scores[i]):
             if self.max_faces is not None and len(self.tracks) >= self.max_faces:
                 break
             self.tracks.append(Track(self._next_id, crops[i], scores[i], new_smoother()))
             self._next_id += 1
+        return missed
+
+    def confirm(self, track: Track, confirmed: bool) -> None:
+        """Whether a second look (the detector on the track's own upright crop) found the face;
+        a track unconfirmed ``max_unconfirmed`` times in a row is dropped."""
+        track.unconfirmed = 0 if confirmed else track.unconfirmed + 1
+        if track.unconfirmed >= self.max_unconfirmed:
+            self.tracks.remove(track)
+            self._lost = True
+
+    def resume(self, ids_and_points: list[tuple[int, np.ndarray]], next_id: int, crop_scale: float, new_smoother) -> None:
+        """Continue from faces written before (an interrupted export): same ids, crops from their points."""
+        self.reset()
+        for face_id, points in ids_and_points[: self.max_faces]:
+            self.tracks.append(Track(face_id, CropBox.around_points(points, crop_scale), 0.0, new_smoother(),
+                                     frames=1, points=points))
+        self._next_id = max(self._next_id, next_id)
 
     def next_frame(self) -> None:
         self._since_detection += 1

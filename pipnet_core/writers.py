@@ -81,11 +81,30 @@ def _csv_line(values: list) -> str:
     return buffer.getvalue()
 
 
+def export_header(model, **fields) -> dict:
+    """What every export says about how it was made: the model's name, version and sha256 (so a
+    table can be traced to the exact weights) plus the caller's fields (source, frame rate, ...)."""
+    from .onnx_runner import describe_model
+
+    described = describe_model(model)
+    return {key: described[key] for key in ("model", "model_version", "model_sha256")} | fields
+
+
+def sidecar_path(table: Path) -> Path:
+    """Where a CSV table's header lives: ``name.csv`` -> ``name.csv.json`` (CSV has no comment syntax
+    every reader accepts, so the header is not inside the table)."""
+    return table.with_name(table.name + ".json")
+
+
 class CsvWriter:
-    def __init__(self, path: Path, append: bool = False):
+    """OpenFace-style columns, one row per face per frame; ``header`` goes to the sidecar."""
+
+    def __init__(self, path: Path, header: dict | None = None, append: bool = False):
         self.file = _LineFile(path, append)
         if not append:
             self.file.write(_csv_line(CSV_COLUMNS))
+        if header is not None and not append:
+            sidecar_path(path).write_text(json.dumps(header, indent=1) + "\n")
 
     def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
         rows = [self._row(frame, timestamp, f) for f in faces] or [[frame, f"{timestamp:.4f}", -1, 0, 0] + [""] * (len(CSV_COLUMNS) - 5)]

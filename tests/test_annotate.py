@@ -93,7 +93,8 @@ def test_bad_inputs_fail_alone_with_one_line_each(clip, tmp_path):
     result = pipnet("annotate", clip, truncated, not_media, tmp_path / "missing.avi", "--out", tmp_path / "out")
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("pipnet annotate: error:")]
-    assert any("truncated.avi: video ends early" in e for e in errors)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("pipnet annotate: warning:")]
+    assert any("truncated.avi: decoded" in w and "container announces 60" in w for w in warnings)
     assert any("notes.mp4: cannot be opened as a video" in e for e in errors)
     assert any("missing.avi: no such file" in e for e in errors)
     assert "Traceback" not in result.stderr
@@ -106,3 +107,70 @@ def test_an_unwritable_output_path_is_a_clear_error(clip, tmp_path):
     blocker.write_text("")
     result = pipnet("annotate", clip, "--out", blocker / "sub")
     assert result.returncode == 2 and "cannot create the output folder" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_timestamps_come_from_the_container_of_a_variable_frame_rate_video(tmp_path):
+    av = pytest.importorskip("av")
+    from fractions import Fraction
+
+    times_ms = [0, 33, 66, 200, 250, 600, 633, 666, 1000, 1033]  # a phone pausing and catching up
+    path = tmp_path / "vfr.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=30)
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        for t, (image, _, _) in zip(times_ms, generate(ClipSpec(frames=len(times_ms)))):
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    result = pipnet("annotate", path, "--out", tmp_path, "--format", "csv,json")
+    assert result.returncode == 0, result.stderr
+    assert [round(1000 * float(r["timestamp"])) for r in read_csv(tmp_path / "vfr.csv")] == times_ms
+    records = [json.loads(line) for line in (tmp_path / "vfr.jsonl").read_text().splitlines()[1:]]
+    assert [round(1000 * r["timestamp"]) for r in records] == times_ms
+
+
+def test_inputs_sharing_a_stem_get_their_own_outputs_and_say_which_model_made_them(clip, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "clip.avi", tmp_path / "b" / "clip.avi"
+    first.write_bytes(clip.read_bytes())
+    second.write_bytes(clip.read_bytes())
+    out = tmp_path / "out"
+    result = pipnet("annotate", first, second, "--out", out, "--format", "csv,json", "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.glob("*.csv")) == ["a_clip_avi.csv", "b_clip_avi.csv"]
+    assert all(len(read_csv(table)) == 60 for table in out.glob("*.csv"))
+    from pipnet_core.resources import shipped_model
+    import hashlib
+
+    digest = hashlib.sha256(shipped_model().read_bytes()).hexdigest()
+    header = json.loads((out / "a_clip_avi.jsonl").read_text().splitlines()[0])
+    sidecar = json.loads((out / "a_clip_avi.csv.json").read_text())
+    for described in (header, sidecar):
+        assert described["model"] == "pipnet_mbv2_68" and described["model_sha256"] == digest
+        assert described["model_version"].count(".") == 2 and described["source"] == str(first)
+
+
+def test_resume_continues_the_face_ids_of_the_interrupted_run(tmp_path):
+    """A face, a gap with no face (its track ends), the face again (a new id, 1): a run resumed
+    after the gap must keep id 1, not start counting again."""
+    path = tmp_path / "gap.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (640, 480))
+    for i, (frame, _, _) in enumerate(generate(ClipSpec(frames=60))):
+        writer.write(np.full_like(frame, 90) if 15 <= i < 30 else frame)
+    writer.release()
+    full, resumed = tmp_path / "full", tmp_path / "resumed"
+    assert pipnet("annotate", path, "--out", full).returncode == 0
+    rows = read_csv(full / "gap.csv")
+    ids = [r["face_id"] for r in rows]
+    assert set(ids[:15]) == {"0"} and set(ids[40:]) == {"1"}
+    resumed.mkdir()
+    lines = (full / "gap.csv").read_text().splitlines(keepends=True)
+    (resumed / "gap.csv").write_text("".join(lines[:46]))  # header + frames 0-44, as a killed run leaves it
+    result = pipnet("annotate", path, "--out", resumed, "--resume")
+    assert result.returncode == 0 and "resumed at frame 45" in result.stdout
+    assert [r["face_id"] for r in read_csv(resumed / "gap.csv")] == ids
