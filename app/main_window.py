@@ -30,8 +30,8 @@ OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point 
 DETECTOR_LABELS = {"mediapipe": "Near (webcam, fastest)", "mediapipe-full": "Far (small faces)",
                    "mediapipe-both": "Near and far", "haar": "Haar cascade (upright faces only)"}
 OVERLAY_KEYS = {"points": "P", "contours": "C", "indices": "N", "box": "B", "face_id": "I", "pose_axes": "H"}
-RESOLUTIONS = {"Camera default": (0, 0), "640 x 480": (640, 480), "1280 x 720": (1280, 720), "1920 x 1080": (1920, 1080)}
-FRAME_RATES = {"Camera default": 0.0, "15 FPS": 15.0, "30 FPS": 30.0, "60 FPS": 60.0}
+RESOLUTIONS = {"Default resolution": (0, 0), "640 x 480": (640, 480), "1280 x 720": (1280, 720), "1920 x 1080": (1920, 1080)}
+FRAME_RATES = {"Default frame rate": 0.0, "15 FPS": 15.0, "30 FPS": 30.0, "60 FPS": 60.0}
 STALE_SECONDS = 1.5  # no frame for this long: the view says so instead of showing a frozen FPS
 
 

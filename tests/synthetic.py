@@ -7,6 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipnet_core.codec import GridOutputs
+from pipnet_core.model_interface import LandmarkModel
+
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PIPNET_SHARED_DATA", REPO.parent / "shared" / "data"))
 
@@ -40,13 +43,26 @@ def template_points() -> np.ndarray:
     return points.astype(np.float32)
 
 
-def drawn_face(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def varied_shape(rng: np.random.Generator) -> np.ndarray:
+    """The template with its own expression and build: mouth opening, raised brows, jaw width, and
+    the inner features shifted sideways (a turned head). The mean face misses these by several %."""
+    points = template_points()
+    points[57:60, 1] += rng.uniform(0, 14)  # lower lip drops as the mouth opens
+    points[65:68, 1] += rng.uniform(0, 10)
+    points[17:27, 1] -= rng.uniform(0, 10)  # brows
+    points[:17, 0] *= rng.uniform(0.85, 1.15)  # jaw width
+    points[17:, 0] += rng.uniform(-10, 10)  # inner features sideways
+    return points
+
+
+def drawn_face(rng: np.random.Generator, size: int = 256, vary_shape: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """A cartoon face at a random pose on a noisy background, with its 68 points."""
     scale = rng.uniform(0.8, 1.1) * size / 320
     angle = np.deg2rad(rng.uniform(-15, 15))
     rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
     centre = size / 2 + rng.uniform(-0.08, 0.08, size=2) * size
-    points = (template_points() @ rot.T + centre).astype(np.float32)
+    shape = varied_shape(rng) if vary_shape else template_points()
+    points = (shape @ rot.T + centre).astype(np.float32)
     image = rng.integers(40, 90, size=(size, size, 3), dtype=np.uint8)
     cv2.fillPoly(image, [np.round(np.concatenate([points[:17], points[26:16:-1]])).astype(np.int32)], (150, 180, 210))
     from pipnet_core.scheme import CONTOURS
@@ -54,3 +70,16 @@ def drawn_face(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray, n
     for _, idx, closed in CONTOURS:
         cv2.polylines(image, [np.round(points[list(idx)]).astype(np.int32)], closed, (30, 30, 120), 2, cv2.LINE_AA)
     return image, points
+
+
+class MeanFaceModel(LandmarkModel):
+    """A stand-in landmark model: outputs whose decode is the codec's mean face with full
+    confidence, whatever the crop (the plausible wrong answer for accuracy and tracking tests)."""
+
+    def __init__(self, info):
+        self.info = info
+
+    def grid_outputs(self, batch):
+        maps = self.info.codec.encode(self.info.codec.mean_face)
+        return GridOutputs(*(np.repeat(m[None], len(batch), axis=0) for m in
+                             (maps.score, maps.offset_x, maps.offset_y, maps.neighbour_x, maps.neighbour_y)))

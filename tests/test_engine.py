@@ -10,6 +10,7 @@ from pipnet_core.metrics import nme
 from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate
 from pipnet_core.smooth import SmoothingParams
+from synthetic import MeanFaceModel
 
 # The astronaut's face in scikit-image's photo (x0, y0, x1, y1), checked by eye.
 ASTRONAUT_FACE = (170, 75, 280, 200)
@@ -63,6 +64,17 @@ def test_a_face_that_leaves_and_returns_gets_a_new_id(model):
     assert {f.id for faces in results[:20] for f in faces} == {0}
     assert all(not faces for faces in results[21:35])  # the frame it vanishes may still show it once
     assert {f.id for faces in results[40:] for f in faces} == {1}
+
+
+def test_a_track_the_detector_stops_confirming_is_dropped(model):
+    """A model confident on anything (always the mean face, full score) would keep a track alive
+    forever once the face has gone; the detector's confirmation ends it within two detections."""
+    frames = clip_frames(frames=20)
+    blank = [(np.full_like(frames[0][0], 90), t, []) for _, t, _ in clip_frames(frames=60)[20:]]
+    always_sure = Landmarker(MeanFaceModel(model.info), redetect_interval=10)
+    results = run(always_sure, frames + blank)
+    assert all(len(faces) == 1 for faces in results[:20])
+    assert all(not faces for faces in results[45:])  # detections at frames 20 and 30 fail to confirm it
 
 
 def test_three_faces_are_tracked_with_distinct_stable_ids(model):

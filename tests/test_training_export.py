@@ -10,8 +10,9 @@ from pipnet_core.data import read_labeled, write_pts
 from pipnet_core.evaluate import evaluate, load_landmark_model
 from pipnet_core.training.export import export_onnx
 from pipnet_core.training.train import train
-from synthetic import drawn_face
+from synthetic import MeanFaceModel, drawn_face
 
+EPOCHS = 60
 NO_AUGMENTATION = AugmentConfig(rotation_prob=0, scale_min=1, scale_max=1, translate=0, flip_prob=0,
                                 occlusion_prob=0, blur_prob=0, grey_prob=0, colour_prob=0)
 
@@ -32,11 +33,11 @@ def trained_run(tmp_path_factory):
     (root / "faces").mkdir()
     rng = np.random.default_rng(0)
     for i in range(8):
-        image, points = drawn_face(rng, size=160)
+        image, points = drawn_face(rng, size=160, vary_shape=True)
         cv2.imwrite(str(root / "faces" / f"{i}.png"), image)
         write_pts(root / "faces" / f"{i}.pts", points)
     out = tmp_path_factory.mktemp("run")
-    best = train(tiny_config(root, out, epochs=25), log=lambda *_: None)
+    best = train(tiny_config(root, out, epochs=EPOCHS), log=lambda *_: None)
     return root, out, best
 
 
@@ -48,16 +49,16 @@ def log_rows(out):
 def test_short_training_overfits_and_writes_its_records(trained_run):
     _, out, best = trained_run
     rows = log_rows(out)
-    assert len(rows) == 25
+    assert len(rows) == EPOCHS
     assert float(rows[0]["loss"]) > 5 * float(rows[-1]["loss"])
     assert best.exists() and (out / "last.pt").exists() and (out / "curves.png").stat().st_size > 1000
 
 
 def test_resume_continues_from_the_last_epoch(trained_run):
     root, out, _ = trained_run
-    train(tiny_config(root, out, epochs=26), resume=True, log=lambda *_: None)
+    train(tiny_config(root, out, epochs=EPOCHS + 1), resume=True, log=lambda *_: None)
     rows = log_rows(out)
-    assert [int(r["epoch"]) for r in rows] == list(range(1, 27))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, EPOCHS + 2))
 
 
 def test_export_matches_torch_and_both_evaluate_the_same(trained_run, tmp_path):
@@ -68,7 +69,11 @@ def test_export_matches_torch_and_both_evaluate_the_same(trained_run, tmp_path):
     from_torch = evaluate(load_landmark_model(best), samples).summary()
     from_onnx = evaluate(load_landmark_model(report.path), samples).summary()
     assert from_torch["nme"] == pytest.approx(from_onnx["nme"], rel=1e-4)
-    assert from_onnx["nme"] < 0.15  # it learnt the drawn faces, not just their mean
+    # It learnt the drawn faces' own shapes, not just their mean: a model that always answers the
+    # mean face (same crops, same decode) scores 5.8% here; 60 epochs from scratch on 6 faces
+    # reach about 3.7%.
+    mean_face = evaluate(MeanFaceModel(load_landmark_model(report.path).info), samples).summary()
+    assert from_onnx["nme"] < 0.75 * mean_face["nme"], (from_onnx["nme"], mean_face["nme"])
 
 
 def test_fine_tuning_starts_from_another_runs_weights_with_a_fresh_schedule(trained_run, tmp_path):
