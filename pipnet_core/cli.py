@@ -146,6 +146,29 @@ def _export(args) -> None:
         raise PipnetError(f"{report.path}: ONNX Runtime disagrees with torch")
 
 
+def _quantize(args) -> None:
+    from pathlib import Path
+
+    from .training.config import Config
+    from .training.quantize import evenly, int8_path, quantize
+    from .training.sources import load_sources
+
+    cfg = Config.load(args.config)
+    sources = load_sources(cfg.data, cfg.train.seed, args.data_root)
+    calibration = evenly([s for src in sources for s in src.train], args.calibration_faces)
+    check = [s for src in sources for s in src.val]
+    out = Path(args.out) if args.out else int8_path(Path(args.model))
+    report = quantize(Path(args.model), out, calibration, check, args.tolerance / 100, args.threads)
+    print(f"calibrated on {len(calibration)} training faces of {args.config}; checked on its {report.faces_checked} "
+          f"validation faces: NME float {100 * report.float_nme:.2f}% -> INT8 {100 * report.int8_nme:.2f}% "
+          f"({100 * report.nme_change:+.2f}); {report.float_ms:.2f} -> {report.int8_ms:.2f} ms per face "
+          f"({args.threads} threads); {report.size_mb:.1f} MB")
+    if report.path is None:
+        raise PipnetError(f"INT8 model loses {100 * report.nme_change:.2f} NME points, more than the tolerance "
+                          f"{args.tolerance:.2f}: not written")
+    print(f"wrote {report.path}")
+
+
 def _landmarker(args, **overrides):
     from .landmarker import Landmarker
 
@@ -331,6 +354,17 @@ def _training_commands(sub) -> None:
     p.add_argument("--version", help="semantic model version in the metadata, e.g. 1.1.0")
     p.add_argument("--licence", default="", help="licence of the weights, for the metadata (follows the training data's)")
     p.set_defaults(run=_export)
+
+    p = sub.add_parser("quantize", help="a statically quantized INT8 twin of an ONNX model, checked against it")
+    p.add_argument("--model", required=True, help="the float .onnx model")
+    p.add_argument("--config", required=True, help="its training config: training faces calibrate, "
+                   "validation faces check")
+    p.add_argument("--out", help="default: MODEL_int8.onnx beside the model (the runtime then prefers it)")
+    p.add_argument("--tolerance", type=float, default=0.1, help="largest NME increase allowed, in points (default 0.1)")
+    p.add_argument("--calibration-faces", type=int, default=120)
+    p.add_argument("--data-root", help="override [data] root")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(run=_quantize)
 
 
 def _evaluation_commands(sub) -> None:

@@ -34,6 +34,32 @@ def test_pseudo_labels_are_the_models_own_predictions(tmp_path):
     assert pseudo_label(model, [path], "mediapipe", min_confidence=1.01)[0] == []  # the threshold drops faces
 
 
+def test_pseudo_labels_on_a_network_mid_training_use_eval_mode_and_leave_it_training(tmp_path):
+    """The torch path STC takes inside train(): the network is in training mode. Pseudo-labelling
+    must neither normalise by each image's own statistics nor overwrite the running statistics,
+    and must hand the network back in training mode."""
+    import copy
+
+    import torch
+
+    from pipnet_core.resources import shipped_model
+    from pipnet_core.training.torch_runner import TorchLandmarkModel, network_from_onnx
+
+    network, info = network_from_onnx(shipped_model(prefer_int8=False))
+    network.train()
+    reference = copy.deepcopy(network).eval()
+    statistics = {k: v.clone() for k, v in network.state_dict().items() if "running" in k}
+    path = tmp_path / "face.png"
+    cv2.imwrite(str(path), face_photo())
+    kept, found = pseudo_label(TorchLandmarkModel(network, info), [path], "mediapipe", min_confidence=0.0)
+    assert found == 1 and network.training and all(m.training for m in network.modules())
+    for key, value in network.state_dict().items():
+        if key in statistics:
+            assert torch.equal(value, statistics[key]), key
+    expected = Landmarker(TorchLandmarkModel(reference, info), smoothing=False).process_image(face_photo())[0].points
+    np.testing.assert_allclose(kept[0].points, expected, atol=1e-3)
+
+
 def stc_config(root, out, epochs):
     return Config(
         model=ModelConfig(input_size=128, pretrained=""),

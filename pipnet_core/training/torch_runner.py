@@ -65,7 +65,7 @@ def set_training_mode(network: nn.Module, freeze_batchnorm: bool) -> None:
 
 class TorchLandmarkModel(LandmarkModel):
     def __init__(self, network: PIPNet, info: ModelInfo):
-        self.network = network.eval()
+        self.network = network  # its mode is the caller's: grid_outputs evaluates in eval mode and restores it
         self.info = info
 
     @classmethod
@@ -73,7 +73,7 @@ class TorchLandmarkModel(LandmarkModel):
         state = load_checkpoint(path)
         network = build_network(Config.from_dict(state["config"], str(path)))
         network.load_state_dict(state["model"])
-        return cls(network, ModelInfo.from_json(state["info"], str(path)))
+        return cls(network.eval(), ModelInfo.from_json(state["info"], str(path)))  # a finished model: eval
 
     @torch.inference_mode()
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
