@@ -269,6 +269,29 @@ def _bench(args) -> None:
                     print(f"  {name} on the same frames: {fps:.1f} FPS; pipnet-live is {result.fps / fps:.2f}x its speed")
 
 
+def _bench_quality(args) -> None:
+    from pathlib import Path
+
+    from .annotate import expand_inputs
+    from .quality import TABLE_HEADER, measure_clip, write_json
+
+    clips = [p for p in expand_inputs(args.videos) if p.suffix.lower() != ".md"]
+    if not clips:
+        raise PipnetError("no videos given")
+    landmarker = _landmarker(args, max_faces=1)
+    print(f"model {landmarker.model.info.name} {landmarker.model.info.version}, detector {landmarker.detector.name}; "
+          "reference: MediaPipe Face Mesh on the same frames; % of Face Mesh's outer eye distance")
+    print(TABLE_HEADER)
+    results = []
+    for clip in clips:
+        quality = measure_clip(clip, landmarker, out_dir=Path(args.out) if args.out else None)
+        results.append(quality)
+        print(quality.row(), flush=True)
+    if args.out:
+        write_json(Path(args.out) / "quality.json", results)
+        print(f"worst frames (ours green, Face Mesh red) and quality.json in {args.out}")
+
+
 def _bench_train(args) -> None:
     from .training.throughput import bench_training
     from .training.config import Config
@@ -444,6 +467,13 @@ def _runtime_commands(sub) -> None:
     p.set_defaults(max_faces=1)
     _add_runtime_options(p)
     p.set_defaults(run=_bench)
+
+    p = sub.add_parser("bench-quality", help="the video pipeline on real clips against MediaPipe Face Mesh: "
+                       "faces found, id changes, jitter, agreement")
+    p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of them")
+    p.add_argument("--out", help="save the 3 worst frames per clip (both point sets drawn) and quality.json here")
+    _add_runtime_options(p)
+    p.set_defaults(run=_bench_quality)
 
 
 def main(argv: list[str] | None = None) -> int:

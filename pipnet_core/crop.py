@@ -54,6 +54,10 @@ class CropBox:
         centre = turn @ ((lo + hi) / 2)
         return cls(float(centre[0]), float(centre[1]), float(scale * max(hi - lo)), roll)
 
+    @property
+    def centre(self) -> np.ndarray:
+        return np.array([self.cx, self.cy])
+
     def as_xywh(self) -> tuple[float, float, float, float]:
         return (self.cx - self.side / 2, self.cy - self.side / 2, self.side, self.side)
 

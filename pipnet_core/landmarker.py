@@ -66,6 +66,9 @@ class Landmarker:
     # A fresh face scoring below this may be cropped upside down or on its side: other turns are
     # tried. Upright real faces score 0.67 and up on 99% of HELEN and 0.54 of YouTube Faces test.
     UNSURE_CONFIDENCE = 0.55
+    # A tracked face whose new points' crop centre is this far (fraction of the crop side) from the
+    # crop it was found in moved faster than predicted: a second pass from its points.
+    CATCH_UP = 0.08
 
     def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
                  smoothing: SmoothingParams | bool = True, max_faces: int | None = VIDEO_MAX_FACES, redetect_interval: int = 10,
@@ -140,46 +143,82 @@ class Landmarker:
         if timestamp is None:
             timestamp = self._frames / 30.0
         self._frames += 1
-        height, width = frame.shape[:2]
-        if min(height, width) < self.min_face_size:
+        if min(frame.shape[:2]) < self.min_face_size:
             self.tracker.reset()
             return []
-        tracker = self.tracker
         t0 = perf_counter()
-        if tracker.needs_detection():
-            detections = detector.detect(frame)
-            if not detections and not tracker.tracks and not isinstance(detector, QuarterTurnDetector):
-                # No face anywhere: every redetect_interval frames, look for one lying on its side or
-                # upside down as well (four times the detector's time).
-                if self._empty_frames % tracker.redetect_interval == 0:
-                    detections = QuarterTurnDetector(detector).detect(frame)
-                self._empty_frames += 1
-            else:
-                self._empty_frames = 0
-            missed = tracker.add_detections([self.detector_crop(d) for d in detections], [d.score for d in detections],
-                                            self._new_smoother)
-            for track in missed:
-                tracker.confirm(track, self._seen_upright(frame, track.crop, detector))
+        if self.tracker.needs_detection():
+            self._detect(frame, detector)
         timings["detect"] = 1000 * (perf_counter() - t0)
-        tracker.next_frame()
-        tracks = list(tracker.tracks)
+        self.tracker.next_frame()
+        tracks = list(self.tracker.tracks)
         if not tracks:
             return []
-
-        points, confidence = self.model.predict_in_frames([frame] * len(tracks), [crop_matrix(t.crop, self.model.info.input_size) for t in tracks], timings)
+        crops = [t.predicted_crop(timestamp) for t in tracks]
+        size = self.model.info.input_size
+        points, confidence = self.model.predict_in_frames([frame] * len(tracks), [crop_matrix(c, size) for c in crops],
+                                                          timings)
         fresh = [i for i, t in enumerate(tracks) if t.frames == 0]
         if fresh:
             self._refine(frame, points, confidence, fresh, [tracks[i].crop.roll for i in fresh])
             self._try_other_turns(frame, points, confidence, fresh)
+        self._catch_up(frame, points, confidence, tracks, crops, detector)
+        return self._faces(tracks, points, confidence, timestamp, frame.shape[1::-1], timings)
 
+    def _detect(self, frame: np.ndarray, detector: FaceDetector) -> None:
+        """New faces from the detector; tracks it does not match get a second look, upright."""
+        tracker = self.tracker
+        detections = detector.detect(frame)
+        if not detections and not tracker.tracks and not isinstance(detector, QuarterTurnDetector):
+            # No face anywhere: every redetect_interval frames, look for one lying on its side or
+            # upside down as well (four times the detector's time).
+            if self._empty_frames % tracker.redetect_interval == 0:
+                detections = QuarterTurnDetector(detector).detect(frame)
+            self._empty_frames += 1
+        else:
+            self._empty_frames = 0
+        missed = tracker.add_detections([self.detector_crop(d) for d in detections], [d.score for d in detections],
+                                        self._new_smoother)
+        for track in missed:
+            tracker.confirm(track, self._seen_upright(frame, track.crop, detector))
+
+    def _catch_up(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, tracks: list,
+                  crops: list[CropBox], detector: FaceDetector) -> None:
+        """Tracked faces that moved faster than their crop predicted: one whose points landed far
+        from its crop's centre gets a second pass from those points; one the model is then unsure
+        of is looked for by the detector in this same frame (not the next), keeping its id."""
+        size, scale = self.model.info.input_size, self.model.info.crop_scale
+        moved = [i for i, (t, c) in enumerate(zip(tracks, crops)) if t.frames
+                 and np.hypot(*(CropBox.around_points(points[i], scale).centre - c.centre)) > self.CATCH_UP * c.side]
+        if moved:
+            again = [crop_matrix(CropBox.around_points(points[i], scale), size) for i in moved]
+            points[moved], confidence[moved] = self.model.predict_in_frames([frame] * len(moved), again)
+        unsure = [i for i, t in enumerate(tracks) if self.tracker.is_unsure(t, float(confidence[i].mean()))]
+        if not unsure:
+            return
+        found = [self.detector_crop(d) for d in detector.detect(frame)]
+        for i in unsure:
+            near = max(found, key=lambda c: c.iou(crops[i]), default=None)
+            if near is None or near.iou(crops[i]) < 0.1:
+                continue
+            p, c = self.model.predict_in_frames([frame], [crop_matrix(near, size)])
+            p, c = self.model.predict_in_frames([frame], [crop_matrix(CropBox.around_points(p[0], scale), size)])
+            if c.mean() > confidence[i].mean():
+                points[i], confidence[i] = p[0], c[0]
+
+    def _faces(self, tracks: list, points: np.ndarray, confidence: np.ndarray, timestamp: float,
+               frame_size: tuple[int, int], timings: dict[str, float]) -> list[Face]:
+        """Record every track's result, smooth, estimate pose; a lost face is reported once,
+        unsuccessful; a duplicate of another track is not reported."""
+        tracker = self.tracker
         faces, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
         for track, pts, conf in zip(tracks, points, confidence):
             t1 = perf_counter()
-            success = tracker.update(track, pts, conf, self.model.info.crop_scale)
+            success = tracker.update(track, pts, conf, self.model.info.crop_scale, timestamp)
             t2 = perf_counter()
             shown = track.smoother(pts, timestamp) if self.smoothing and success else pts
             t3 = perf_counter()
-            pose = estimate_pose(shown, (width, height)) if self.with_pose else None
+            pose = estimate_pose(shown, frame_size) if self.with_pose else None
             t4 = perf_counter()
             track_ms, smooth_ms, pose_ms = track_ms + t2 - t1, smooth_ms + t3 - t2, pose_ms + t4 - t3
             lo, hi = shown.min(axis=0), shown.max(axis=0)
@@ -188,7 +227,6 @@ class Landmarker:
         t5 = perf_counter()
         tracker.drop_duplicates()
         timings.update(track=1000 * (track_ms + perf_counter() - t5), smooth=1000 * smooth_ms, pose=1000 * pose_ms)
-        # A lost face is reported once, unsuccessful; a duplicate of another track is not reported.
         live = {t.id for t in tracker.tracks}
         return [f for f in faces if f.id in live or not f.success]
 

@@ -22,6 +22,23 @@ class Track:
     frames: int = 0  # frames with landmarks so far; 0 means the crop still comes from the detector
     unconfirmed: int = 0  # detector runs in a row that did not confirm this face
     points: np.ndarray | None = field(default=None, repr=False)
+    time: float | None = None  # timestamp of the frame ``crop`` was measured in
+    previous: tuple[CropBox, float] | None = None  # the crop and time before that
+    usual_confidence: float = 0.0  # running mean of the face's confidence
+
+    def predicted_crop(self, timestamp: float) -> CropBox:
+        """Where the face will be at ``timestamp``: the last crop moved on at the speed between
+        the last two frames. Below 2% of the crop side the move is noise and the crop stays put."""
+        if self.previous is None or self.time is None:
+            return self.crop
+        before, then = self.previous
+        if self.time <= then:
+            return self.crop
+        ahead = (timestamp - self.time) / (self.time - then)
+        dx, dy = ahead * (self.crop.cx - before.cx), ahead * (self.crop.cy - before.cy)
+        if np.hypot(dx, dy) < 0.02 * self.crop.side:
+            return self.crop
+        return CropBox(self.crop.cx + dx, self.crop.cy + dy, self.crop.side, self.crop.roll)
 
 
 class Tracker:
@@ -90,16 +107,26 @@ class Tracker:
     def next_frame(self) -> None:
         self._since_detection += 1
 
-    def update(self, track: Track, points: np.ndarray, confidence: np.ndarray, crop_scale: float) -> bool:
+    def update(self, track: Track, points: np.ndarray, confidence: np.ndarray, crop_scale: float,
+               timestamp: float) -> bool:
         """Record a track's landmarks; a track whose confidence collapsed is dropped (False)."""
-        if float(confidence.mean()) < self.min_confidence:
+        mean = float(confidence.mean())
+        if mean < self.min_confidence:
             self.tracks.remove(track)
             self._lost = True
             return False
-        track.points = points
+        if track.frames and track.time is not None:
+            track.previous = (track.crop, track.time)
+        track.points, track.time = points, timestamp
         track.crop = CropBox.around_points(points, crop_scale)
+        track.usual_confidence = mean if not track.frames else 0.9 * track.usual_confidence + 0.1 * mean
         track.frames += 1
         return True
+
+    def is_unsure(self, track: Track, confidence: float) -> bool:
+        """A tracked face whose confidence fell well below its own usual level (or below the floor):
+        its crop probably missed a fast move."""
+        return track.frames > 0 and (confidence < self.min_confidence or confidence < 0.8 * track.usual_confidence)
 
     def drop_duplicates(self) -> None:
         """Two tracks that converged on one face: keep the older id (in a still, the higher

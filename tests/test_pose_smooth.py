@@ -66,3 +66,12 @@ def test_similarity_fit_and_smoother_pass_a_rigidly_moving_shape_through():
         points = shape + [2.0 * i, 1.0 * i]
         out = smoother(points, i / 30)
     np.testing.assert_allclose(out, points, atol=0.05)
+
+
+def test_the_middle_of_the_strength_knob_is_the_default_smoothing():
+    from pipnet_core.smooth import SmoothingParams
+
+    middle = SmoothingParams.from_strength(0.5)
+    assert middle.min_cutoff == pytest.approx(SmoothingParams().min_cutoff)
+    assert middle.motion_gain == pytest.approx(SmoothingParams().motion_gain)
+    assert SmoothingParams.from_strength(1.0).motion_gain < middle.motion_gain < SmoothingParams.from_strength(0.0).motion_gain

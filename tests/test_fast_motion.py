@@ -1,0 +1,71 @@
+"""A face that moves fast: a sudden jump between two frames, and a fast steady glide. The tracker
+must not lose it, and neither the crops nor the smoothing may leave the points behind."""
+import cv2
+import numpy as np
+import pytest
+
+from pipnet_core.landmarker import Landmarker
+from pipnet_core.metrics import nme
+from pipnet_core.onnx_runner import OnnxLandmarkModel
+from pipnet_core.sample_clip import FACE_CENTRE, HEAD_ELLIPSE, face_photo
+
+FPS = 30.0
+FACE_WIDTH = 110.0  # the photo's face, jaw to jaw, at scale 1
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OnnxLandmarkModel()
+
+
+@pytest.fixture(scope="module")
+def photo_points(model):
+    return Landmarker(model).process_image(face_photo())[0].points
+
+
+def head_frames(centres: list[tuple[float, float]], seed: int = 0):
+    """640x480 frames with the astronaut's head pasted so its face centre is at each position,
+    with sensor noise; returns frames and each frame's photo->frame matrix."""
+    photo = face_photo()
+    mask = np.zeros(photo.shape[:2], np.float32)
+    cv2.ellipse(mask, HEAD_ELLIPSE[0], HEAD_ELLIPSE[1], 0, 0, 360, 1.0, -1)
+    mask = cv2.GaussianBlur(mask, (0, 0), 4)[..., None]
+    rng = np.random.default_rng(seed)
+    frames, matrices = [], []
+    for cx, cy in centres:
+        matrix = np.array([[1.0, 0.0, cx - FACE_CENTRE[0]], [0.0, 1.0, cy - FACE_CENTRE[1]]])
+        warped = cv2.warpAffine(photo, matrix, (640, 480)).astype(np.float32)
+        alpha = cv2.warpAffine(mask, matrix, (640, 480))[..., None]
+        frame = 90 * (1 - alpha) + warped * alpha + rng.normal(0, 3, (480, 640, 3))
+        frames.append(np.clip(frame, 0, 255).astype(np.uint8))
+        matrices.append(matrix)
+    return frames, matrices
+
+
+def errors_along(model, photo_points, centres):
+    frames, matrices = head_frames(centres)
+    landmarker = Landmarker(model)
+    errors, ids = [], []
+    for i, (frame, matrix) in enumerate(zip(frames, matrices)):
+        faces = [f for f in landmarker.process(frame, i / FPS) if f.success]
+        truth = photo_points @ matrix[:, :2].T + matrix[:, 2]
+        errors.append(nme(faces[0].points[None], truth[None])[0] if len(faces) == 1 else np.inf)
+        ids += [f.id for f in faces]
+    return np.array(errors), set(ids)
+
+
+def test_a_face_jumping_half_a_face_width_is_back_within_two_frames(model, photo_points):
+    jump = 0.5 * FACE_WIDTH
+    centres = [(250.0, 240.0)] * 20 + [(250.0 + jump, 240.0)] * 15
+    errors, ids = errors_along(model, photo_points, centres)
+    assert ids == {0} and np.isfinite(errors).all()  # never lost, one id
+    assert errors[5:20].max() < 0.05  # settled before the jump
+    assert errors[22:].max() < 0.05, np.round(errors[18:26], 3)  # the jump is at frame 20
+
+
+def test_a_face_gliding_at_three_face_widths_per_second_is_not_trailed(model, photo_points):
+    speed = 3 * FACE_WIDTH / FPS  # pixels per frame
+    centres = [(140.0, 240.0)] * 10 + [(140.0 + speed * (i + 1), 240.0) for i in range(30)]
+    errors, ids = errors_along(model, photo_points, centres)
+    assert ids == {0} and np.isfinite(errors).all()
+    assert errors[12:].max() < 0.05, np.round(errors[8:20], 3)  # the glide starts at frame 10
