@@ -36,7 +36,8 @@ def _eval(args) -> None:
         samples = [s for source in load_sources(cfg.data, cfg.train.seed) for s in source.val]
         args.data = f"validation faces of {args.validation_of}"
     else:
-        samples = read_labeled(args.data)
+        samples = [s for path in args.data for s in read_labeled(path)]
+        args.data = " + ".join(args.data)
     if args.limit:
         samples = samples[:: max(len(samples) // args.limit, 1)][: args.limit]
     if args.rotate or args.face_height:
@@ -52,12 +53,17 @@ def _eval(args) -> None:
         if not result.names:
             raise PipnetError("the detector found none of the labeled faces")
         crops = f"crops from the {landmarker.still_detector.name} detector"
+        ranking = result.confidence_ranking()
+        ranking_line = (f"\nreported confidence against NME: Spearman {ranking['spearman']:+.3f}; the 10% least "
+                        f"confident faces: NME {100 * ranking['least_confident_nme']:.2f}% vs "
+                        f"{100 * ranking['rest_nme']:.2f}% for the rest ({ranking['ratio']:.2f}x; a perfect ranking "
+                        f"would give {ranking['perfect_ratio']:.2f}x)")
     else:
         result = evaluate(model, samples, progress=_progress("evaluating"))
-        crops = "crops from the ground-truth landmark box"
+        crops, ranking_line = "crops from the ground-truth landmark box", ""
     summary = result.summary()
     missed = f" ({summary['missed']} not detected, counted as failures)" if summary["missed"] else ""
-    print(f"{args.data}: {summary['faces']} faces{missed}, {crops}\n{_scores(summary)}")
+    print(f"{args.data}: {summary['faces']} faces{missed}, {crops}\n{_scores(summary)}{ranking_line}")
     conflicting = {path.name for path in conflicting_labels(samples)}
     if conflicting:
         rows = sum(s.image_path.name in conflicting for s in samples)
@@ -394,7 +400,8 @@ def _evaluation_commands(sub) -> None:
     p = sub.add_parser("eval", help="NME, FR@0.10 and AUC@0.10 on labeled faces")
     p.add_argument("--model", required=True, help="an .onnx model or a training checkpoint (.pt)")
     data = p.add_mutually_exclusive_group(required=True)
-    data.add_argument("--data", help="a 300-W folder (images + .pts), a landmark CSV, or a folder with a same-named CSV")
+    data.add_argument("--data", nargs="+", help="300-W folders (images + .pts), landmark CSVs, or folders with a "
+                      "same-named CSV; several are scored as one set")
     data.add_argument("--validation-of", metavar="CONFIG",
                       help="the faces a training config holds out for validation (for choices; test sets only report)")
     p.add_argument("--csv", help="write per-face NME here")

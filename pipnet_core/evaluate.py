@@ -70,6 +70,7 @@ class Evaluation:
     names: list[str]
     point_errors: np.ndarray  # (faces, points), divided by the outer-eye-corner distance
     missed: list[str] = field(default_factory=list)  # faces with no crop (detector found nothing): failures
+    confidence: np.ndarray | None = None  # per face, as reported to users (pipeline evaluations)
 
     @property
     def per_face(self) -> np.ndarray:
@@ -92,11 +93,28 @@ class Evaluation:
             "per_landmark_nme": np.round(self.point_errors.mean(axis=0), 6).tolist(),
         }
 
+    def confidence_ranking(self, fraction: float = 0.1) -> dict:
+        """How well the reported confidence finds the bad faces: Spearman correlation with NME,
+        the NME of the least confident ``fraction`` against the rest, and the same ratio for a
+        perfect ranking (the most a confidence could achieve on these faces)."""
+        errors, confidence = self.per_face, self.confidence
+
+        def ranks(values):
+            return np.argsort(np.argsort(values)).astype(float)
+
+        least = confidence <= np.quantile(confidence, fraction)
+        worst = errors >= np.quantile(errors, 1 - fraction)
+        return {"spearman": float(np.corrcoef(ranks(confidence), ranks(errors))[0, 1]),
+                "least_confident_nme": float(errors[least].mean()), "rest_nme": float(errors[~least].mean()),
+                "ratio": float(errors[least].mean() / errors[~least].mean()),
+                "perfect_ratio": float(errors[worst].mean() / errors[~worst].mean())}
+
     def without(self, names: set[str]) -> "Evaluation":
         """The same evaluation with the faces of these images left out."""
         keep = [name not in names for name in self.names]
         return Evaluation([n for n, k in zip(self.names, keep) if k], self.point_errors[keep],
-                          [n for n in self.missed if n not in names])
+                          [n for n in self.missed if n not in names],
+                          None if self.confidence is None else self.confidence[keep])
 
 
 def landmark_box_crops(crop_scale: float, size: int, roll_error: float = 0.0) -> CropFinder:
@@ -139,7 +157,7 @@ def evaluate_pipeline(landmarker, samples: list[Sample], view: View | None = Non
     """Accuracy of the whole still-image pipeline (detector, calibrated crop, landmarks): what a
     user gets, on the pictures as they are or as ``view`` makes them (turned, small). Each labeled
     face is matched to the found face whose points overlap it most."""
-    names, errors, missed = [], [], []
+    names, errors, missed, confidence = [], [], [], []
     for i, sample in enumerate(samples, start=1):
         image, truth = load_image(sample.image_path), sample.points
         if view is not None:
@@ -151,11 +169,13 @@ def evaluate_pipeline(landmarker, samples: list[Sample], view: View | None = Non
             face = faces[int(np.argmax(overlaps))]
             errors.append(point_errors(face.points[None], truth[None]))
             names.append(sample.image_path.name)
+            confidence.append(face.mean_confidence)
         else:
             missed.append(sample.image_path.name)
         if progress:
             progress(i, len(samples))
-    return Evaluation(names, np.concatenate(errors) if errors else np.zeros((0, landmarker.model.info.num_points)), missed)
+    return Evaluation(names, np.concatenate(errors) if errors else np.zeros((0, landmarker.model.info.num_points)), missed,
+                      np.array(confidence))
 
 
 @dataclass

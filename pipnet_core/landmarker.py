@@ -18,6 +18,7 @@ from .detect import (BoxCalibration, Detection, FaceDetector, QuarterTurnDetecto
                      load_calibrations)
 from .frames import as_bgr
 from .model_interface import LandmarkModel
+from .plausibility import plausibility
 from .pose import HeadPose, estimate_pose
 from .smooth import LandmarkSmoother, SmoothingParams
 from .track import Tracker
@@ -35,7 +36,7 @@ class Face:
     box: tuple[float, float, float, float]  # landmark bounding box x, y, w, h in frame pixels
     score: float  # detector score at the face's last detection
     points: np.ndarray  # (68, 2) frame pixels
-    confidence: np.ndarray  # (68,) score-map peaks, 0..1
+    confidence: np.ndarray  # (68,) score-map peaks, 0..1, lowered on near-profile or implausible shapes
     pose: HeadPose | None
     success: bool  # False: confidence collapsed this frame (occluded, left the view); re-detecting
 
@@ -219,11 +220,12 @@ class Landmarker:
             shown = track.smoother(pts, timestamp) if self.smoothing and success else pts
             t3 = perf_counter()
             pose = estimate_pose(shown, frame_size) if self.with_pose else None
+            reported = conf * plausibility(pts, self.model.info.codec.mean_face, pose.yaw if pose else None)
             t4 = perf_counter()
             track_ms, smooth_ms, pose_ms = track_ms + t2 - t1, smooth_ms + t3 - t2, pose_ms + t4 - t3
             lo, hi = shown.min(axis=0), shown.max(axis=0)
             faces.append(Face(track.id, (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
-                              track.detector_score, shown, conf, pose, success))
+                              track.detector_score, shown, reported, pose, success))
         t5 = perf_counter()
         tracker.drop_duplicates()
         timings.update(track=1000 * (track_ms + perf_counter() - t5), smooth=1000 * smooth_ms, pose=1000 * pose_ms)

@@ -75,3 +75,16 @@ def test_the_middle_of_the_strength_knob_is_the_default_smoothing():
     assert middle.min_cutoff == pytest.approx(SmoothingParams().min_cutoff)
     assert middle.motion_gain == pytest.approx(SmoothingParams().motion_gain)
     assert SmoothingParams.from_strength(1.0).motion_gain < middle.motion_gain < SmoothingParams.from_strength(0.0).motion_gain
+
+
+def test_confidence_is_lowered_for_near_profile_views_and_implausible_shapes():
+    from pipnet_core.onnx_runner import OnnxLandmarkModel
+    from pipnet_core.plausibility import plausibility
+
+    mean_face = OnnxLandmarkModel().info.codec.mean_face
+    face = mean_face * 1.7 + 40  # any position and size
+    assert plausibility(face, mean_face, yaw=10.0) == 1.0
+    assert plausibility(face, mean_face, yaw=-55.0) < 0.8 and plausibility(face, mean_face, yaw=80.0) == 0.5
+    squashed = face.copy()
+    squashed[:17, 0] = squashed[:17, 0].mean()  # the jaw collapsed onto one vertical line
+    assert plausibility(squashed, mean_face, yaw=0.0) < 0.8
