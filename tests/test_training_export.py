@@ -117,3 +117,51 @@ def test_an_exported_model_fine_tunes_from_its_onnx_file_with_batch_norm_frozen(
     variances = [v for k, v in state.items() if k.endswith("running_var")]
     assert variances and all(float((v - (1 - 1e-5)).abs().max()) < 1e-6 for v in variances)
     assert float(log_rows(tmp_path / "tuned")[0]["loss"]) < 0.5 * float(log_rows(out)[0]["loss"])  # not from scratch
+
+
+DDP_CONFIG = """
+[model]
+input_size = 128
+pretrained = ""
+[data]
+root = "{root}"
+train = [{{ path = "faces", repeat = 4.0 }}]
+val_fraction = 0.25
+[augment]
+rotation_prob = 0.0
+flip_prob = 0.0
+occlusion_prob = 0.0
+blur_prob = 0.0
+grey_prob = 0.0
+[train]
+epochs = 2
+batch_size = 8
+lr = 2e-3
+workers = 0
+threads = 1
+freeze_batchnorm = true
+"""
+
+
+def test_two_ddp_processes_train_exactly_like_one(trained_run, tmp_path):
+    """torchrun with 2 CPU processes (gloo) against one process, same global batch. Batch norm is
+    frozen so that nothing depends on how a batch is split: the two runs must then agree to float
+    rounding (with batch norm learning, each process would normalise its own half-batch)."""
+    import subprocess
+    import sys
+
+    root, _, _ = trained_run
+    config = tmp_path / "tiny.toml"
+    config.write_text(DDP_CONFIG.format(root=root))
+    one = subprocess.run([sys.executable, "-m", "pipnet_core", "train", "--config", config, "--out", tmp_path / "one"],
+                         capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                          "-m", "pipnet_core", "train", "--config", config, "--out", tmp_path / "two"],
+                         capture_output=True, text=True, timeout=600)
+    assert two.returncode == 0, two.stderr[-2000:]
+    single, double = log_rows(tmp_path / "one"), log_rows(tmp_path / "two")
+    assert len(single) == len(double) == 2  # rank 0 alone wrote the log
+    for a, b in zip(single, double):
+        assert float(a["loss"]) == pytest.approx(float(b["loss"]), rel=1e-4)
+        assert float(a["val_nme"]) == pytest.approx(float(b["val_nme"]), rel=1e-3)

@@ -79,9 +79,10 @@ class TorchLandmarkModel(LandmarkModel):
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
         # The network may be mid-training (validation, pseudo-labels): batch norm must use its
         # running statistics and must not learn these images'.
+        device = next(self.network.parameters()).device
         with eval_mode(self.network):
-            outputs = self.network(torch.from_numpy(batch))
-        return GridOutputs(*(o.numpy() for o in outputs))
+            outputs = self.network(torch.from_numpy(batch).to(device))
+        return GridOutputs(*(o.cpu().numpy() for o in outputs))
 
 
 def network_from_onnx(path: str | Path) -> tuple[PIPNet, ModelInfo]:

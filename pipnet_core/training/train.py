@@ -16,7 +16,9 @@ from ..errors import PipnetError
 from ..metrics import nme
 from ..model_interface import ModelInfo
 from .batches import LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
+from . import distributed
 from .config import Config
+from .distributed import Workers
 from .loss import pip_loss
 from .network import find_pretrained, load_imagenet_weights
 from .sources import Source, load_sources
@@ -157,14 +159,15 @@ def _starting_point(cfg: Config, network, optimiser, scheduler, out: Path, resum
 
 
 def _train_epoch(network, loader: DataLoader, optimiser, cfg: Config, self_trainer: SelfTrainer | None,
-                 stride: int | None, label: str) -> np.ndarray:
+                 stride: int | None, label: str, workers: Workers) -> np.ndarray:
     """One pass over the loader; returns mean (loss, score, offset, neighbour) losses."""
     from tqdm import tqdm
 
     totals = np.zeros(4)
-    bar = tqdm(loader, desc=label, unit="batch", dynamic_ncols=True, mininterval=2)
+    bar = tqdm(loader, desc=label, unit="batch", dynamic_ncols=True, mininterval=2, disable=not workers.main)
     for step, (crops, _, *targets) in enumerate(bar, start=1):
-        loss, parts = pip_loss(network(to_batch(crops)), targets, cfg)
+        targets = [t.to(workers.device) for t in targets]
+        loss, parts = pip_loss(network(to_batch(crops).to(workers.device)), targets, cfg)
         if stride:
             loss = loss + self_trainer.loss()
             self_trainer.optimiser.zero_grad(set_to_none=True)
@@ -176,76 +179,90 @@ def _train_epoch(network, loader: DataLoader, optimiser, cfg: Config, self_train
         totals += (loss.item(), parts["score"], parts["offset"], parts["neighbour"])
         bar.set_postfix(loss=f"{totals[0] / step:.4f}", refresh=False)
     bar.close()
-    return totals / max(len(loader), 1)
+    return distributed.mean_over_workers(totals / max(len(loader), 1), workers)
 
 
 def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_dir: str | None = None,
           log=print) -> Path:
-    """Train to the configured epoch count; returns the best checkpoint's path."""
+    """Train to the configured epoch count; returns the best checkpoint's path. Under torchrun,
+    every process runs this; see distributed.py."""
     t = cfg.train
+    workers = distributed.start()
+    log = log if workers.main else (lambda *_: None)
     out = Path(out_dir or t.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(t.seed)
     torch.set_num_threads(t.threads or torch.get_num_threads())
     sources, train_samples, val_samples = _load_data(cfg, data_root, log)
-    network = build_network(cfg).to(memory_format=torch.channels_last)
+    network = build_network(cfg).to(workers.device, memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(network.parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, t.lr_milestones, t.lr_gamma)
     start = _starting_point(cfg, network, optimiser, scheduler, out, resume, train_samples, log)
-    run_log = RunLog(out)
-    if not start.resumed:
-        run_log.csv_path.unlink(missing_ok=True)
-    self_trainer = None
-    if cfg.stc.unlabeled:
-        self_trainer = SelfTrainer(cfg, network, start.info, Path(data_root or cfg.data.root), out, log)
-        if "self_training" in start.state:
-            self_trainer.load_state_dict(start.state["self_training"])
+    run = RunLog(out)
+    if not start.resumed and workers.main:
+        run.csv_path.unlink(missing_ok=True)
+    self_trainer = _self_trainer(cfg, network, start, data_root, out, log, workers)
     if start.epoch >= t.epochs:
         log(f"already trained for {t.epochs} epochs")
         return out / "best.pt"
-
     began = time.time()
     images = preload(train_samples + val_samples)
     log(f"decoded {len(images)} images in {time.time() - began:.0f}s")
     train_set = LandmarkDataset(train_samples, images, start.info.codec, cfg, augment=True)
     val_loader = DataLoader(LandmarkDataset(val_samples, images, start.info.codec, cfg, augment=False),
                             batch_size=64, num_workers=0)
-    model = TorchLandmarkModel(network, start.info)
+    model, trained = TorchLandmarkModel(network, start.info), distributed.wrap(network, workers)
     best_nme = start.best_nme
     for epoch in range(start.epoch, t.epochs):
         set_training_mode(network, t.freeze_batchnorm)
         train_set.epoch = epoch
         lr = optimiser.param_groups[0]["lr"]
         stride = self_trainer.begin_epoch(epoch, model, lr) if self_trainer is not None else None
-        loader = DataLoader(train_set, batch_size=t.batch_size, sampler=epoch_indices(sources, epoch, t.seed).tolist(),
+        order = distributed.shard(epoch_indices(sources, epoch, t.seed), t.batch_size, workers)
+        loader = DataLoader(train_set, batch_size=t.batch_size // workers.world, sampler=order.tolist(),
                             drop_last=True, num_workers=t.workers, persistent_workers=False)
         label = f"epoch {epoch + 1}/{t.epochs}" + (f" (STC stride {stride})" if stride else "")
         began = time.time()
-        means = _train_epoch(network, loader, optimiser, cfg, self_trainer, stride, label)
-        seconds = time.time() - began
+        means = _train_epoch(trained, loader, optimiser, cfg, self_trainer, stride, label, workers)
         scheduler.step()
-        val_nme = validate(model, val_loader)
-        run_log.append({"epoch": epoch + 1, "lr": lr, "loss": means[0], "score": means[1], "offset": means[2],
-                        "neighbour": means[3], "val_nme": val_nme, "seconds": round(seconds, 1),
-                        "images_per_s": round(len(loader) * t.batch_size / seconds, 1)})
-        improved, best_nme = val_nme < best_nme, min(best_nme, val_nme)
-        state = {"model": network.state_dict(), "optimiser": optimiser.state_dict(),
-                 "scheduler": scheduler.state_dict(), "epoch": epoch, "best_nme": best_nme,
-                 "config": cfg.to_dict(), "info": start.info.to_json()}
-        if self_trainer is not None:
-            state["self_training"] = self_trainer.state_dict()
-        _save_epoch(out, state, improved, epoch + 1 in t.save_epochs)
-        log(f"epoch {epoch + 1}: loss {means[0]:.4f}, validation NME {100 * val_nme:.2f}%"
-            f"{' (best)' if improved else ''}, {seconds:.0f}s")
+        if workers.main:
+            state = {"model": network.state_dict(), "optimiser": optimiser.state_dict(),
+                     "scheduler": scheduler.state_dict(), "epoch": epoch, "config": cfg.to_dict(),
+                     "info": start.info.to_json(), **({"self_training": self_trainer.state_dict()} if self_trainer else {})}
+            best_nme = _end_epoch(model, val_loader, run, out, state, means, lr, time.time() - began,
+                                  len(loader) * t.batch_size, best_nme, log)
+        distributed.barrier(workers)
     log(f"best validation NME {100 * best_nme:.2f}%; checkpoint {out / 'best.pt'}")
+    distributed.finish(workers)
     return out / "best.pt"
 
 
-def _save_epoch(out: Path, state: dict, improved: bool, keep: bool) -> None:
-    """last.pt every epoch (what --resume continues), best.pt when validation improved, and
-    epoch_NNN.pt for the epochs the config asks to keep."""
-    save_checkpoint(out / "last.pt", state)
+def _self_trainer(cfg: Config, network, start: StartingPoint, data_root, out: Path, log, workers) -> SelfTrainer | None:
+    if not cfg.stc.unlabeled:
+        return None
+    if workers.distributed:
+        raise PipnetError("self-training (STC) runs in one process: start it without torchrun")
+    trainer = SelfTrainer(cfg, network, start.info, Path(data_root or cfg.data.root), out, log)
+    if "self_training" in start.state:
+        trainer.load_state_dict(start.state["self_training"])
+    return trainer
+
+
+def _end_epoch(model: TorchLandmarkModel, val_loader: DataLoader, run: RunLog, out: Path, state: dict,
+               means: np.ndarray, lr: float, seconds: float, images: int, best_nme: float, log) -> float:
+    """Validate, log, and checkpoint one finished epoch; returns the best validation NME so far."""
+    val_nme = validate(model, val_loader)
+    epoch = state["epoch"] + 1
+    run.append({"epoch": epoch, "lr": lr, "loss": means[0], "score": means[1], "offset": means[2],
+                "neighbour": means[3], "val_nme": val_nme, "seconds": round(seconds, 1),
+                "images_per_s": round(images / seconds, 1)})
+    improved = val_nme < best_nme
+    state["best_nme"] = best_nme = min(best_nme, val_nme)
+    save_checkpoint(out / "last.pt", state)  # what --resume continues
     if improved:
         save_checkpoint(out / "best.pt", state)
-    if keep:
-        save_checkpoint(out / f"epoch_{state['epoch'] + 1:03d}.pt", state)
+    if epoch in Config.from_dict(state["config"]).train.save_epochs:
+        save_checkpoint(out / f"epoch_{epoch:03d}.pt", state)
+    log(f"epoch {epoch}: loss {means[0]:.4f}, validation NME {100 * val_nme:.2f}%"
+        f"{' (best)' if improved else ''}, {seconds:.0f}s")
+    return best_nme
