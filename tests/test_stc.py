@@ -66,7 +66,8 @@ def stc_config(root, out, epochs):
         data=DataConfig(root=str(root), train=[{"path": "labeled", "repeat": 2.0}], val_fraction=0.25),
         augment=NO_AUGMENTATION,
         train=TrainConfig(epochs=epochs, batch_size=4, lr=1e-3, lr_milestones=[100], workers=0, threads=2, out_dir=str(out)),
-        stc=STCConfig(unlabeled="unlabeled", start_epoch=1, epochs_per_round=1, strides=[64, 32], min_confidence=0.0),
+        stc=STCConfig(unlabeled="unlabeled", start_epoch=1, epochs_per_round=1, strides=[64, 32], min_confidence=0.0,
+                      error_probe="probe"),
     )
 
 
@@ -82,6 +83,9 @@ def test_a_short_stc_run_completes_and_resumes(tmp_path):
     for i in range(4):  # real faces for the detector: the photo at a few scales
         scale = 0.8 + 0.1 * i
         cv2.imwrite(str(tmp_path / "unlabeled" / f"{i}.jpg"), cv2.resize(photo, None, fx=scale, fy=scale))
+    (tmp_path / "probe").mkdir()  # labeled faces pseudo-labeled as if they were not
+    cv2.imwrite(str(tmp_path / "probe" / "photo.png"), photo)
+    write_pts(tmp_path / "probe" / "photo.pts", Landmarker().process_image(photo)[0].points)
     out = tmp_path / "run"
     messages = []
     train(stc_config(tmp_path, out, epochs=3), log=messages.append)
@@ -89,6 +93,28 @@ def test_a_short_stc_run_completes_and_resumes(tmp_path):
     assert any("round 1: pseudo-labeled 4 of 4" in m for m in messages)
     rounds = [json.loads((out / f"pseudo_round{r}.json").read_text()) for r in (0, 1)]
     assert all(len(r["samples"]) == 4 for r in rounds)
+    assert rounds[0]["probe"]["faces"] == 1 and np.isfinite(rounds[0]["probe"]["nme"])  # a 1-epoch model: large
     train(stc_config(tmp_path, out, epochs=4), resume=True, log=messages.append)
     assert [int(r["epoch"]) for r in log_rows(out)] == [1, 2, 3, 4]
     assert any("continuing from" in m and "at epoch 4" in m for m in messages)
+
+
+def test_a_coarse_task_trains_the_exported_score_layer_through_pooled_features():
+    """The paper's curriculum: the coarse score map is the network's own score layer on max-pooled
+    stride-32 features, so the coarse rounds train weights that are exported; offsets and
+    neighbours are not part of a coarse task."""
+    import torch
+    import torch.nn.functional as F
+
+    from pipnet_core.training.network import PIPNet
+    from pipnet_core.training.stc import coarse_scores
+
+    network = PIPNet("mobilenet_v2", 68, 10)
+    crops = torch.rand(2, 3, 192, 192) * 255
+    scores = coarse_scores(network, crops, 96)
+    assert scores.shape == (2, 68, 2, 2)
+    expected = network.heads[0](F.max_pool2d(network.features(crops), 3))
+    torch.testing.assert_close(scores, expected)
+    scores.square().sum().backward()
+    assert network.heads[0].weight.grad.abs().sum() > 0
+    assert all(head.weight.grad is None for head in network.heads[1:])

@@ -88,8 +88,10 @@ class STCConfig:
     start_epoch: int = 10  # supervised epochs before the first round
     epochs_per_round: int = 5
     strides: list[int] = field(default_factory=lambda: [96, 64, 32])  # one per round, coarse to fine
-    min_confidence: float = 0.5  # pseudo-labels with a lower mean score-map peak are dropped
+    min_confidence: float = 0.5  # pseudo-labels with a lower mean score-map peak are dropped (paper: 0, keep all)
     weight: float = 1.0  # weight of the pseudo-labeled loss
+    error_probe: str = ""  # labeled folder pseudo-labeled each round as if unlabeled: pseudo-label error per round
+    probe_faces: int = 300
 
     def round_of(self, epoch: int) -> int | None:
         """The round a (0-based) epoch belongs to; None before self-training starts."""

@@ -1,11 +1,14 @@
 """Self-training with curriculum (STC, PIPNet paper section 3.3) for a new, unlabeled domain.
 
 After a supervised warm-up, every round (1) pseudo-labels the unlabeled images with the current
-model (faces found by the detector, points from the model's own decode, low-confidence faces
-dropped) and (2) trains with one labeled and one pseudo-labeled batch per step. The labeled batch
-always trains the full stride-32 task; the pseudo-labeled batch trains the round's curriculum task:
-coarse grids first (a larger stride: fewer cells, so fewer negatives and a forgiving target), the
-full-resolution task last. Coarse tasks use extra heads on pooled features; they are not exported.
+model (in eval mode: faces found by the detector, points from the model's own decode) and (2)
+trains with one labeled and one pseudo-labeled batch per step. The labeled batch always trains the
+full task. The pseudo-labeled batch trains the round's curriculum task, as the authors' code does
+it: a coarse task is the score map alone on a coarser grid, computed by the same network and the
+same score layer from max-pooled stride-32 features (stride 96 at a 192 input: a 2x2 grid, few
+negatives, a forgiving target), so everything it learns lands in the exported model; the last
+rounds train the full task (score, offsets, neighbours) on the pseudo-labels. Differences from the
+paper (compute, data) are listed in docs/stc.md.
 """
 from __future__ import annotations
 
@@ -14,36 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+import torch.nn.functional as F
 
 from ..codec import PIPCodec
-from ..data import Sample, list_images, load_image
+from ..data import Sample, list_images, load_image, read_labeled
+from ..metrics import nme
 from ..model_interface import LandmarkModel, ModelInfo
 from .batches import LandmarkDataset, preload, to_batch
 from .config import Config
 from .loss import pip_loss
-
-
-class CoarseHeads(nn.Module):
-    """PIP heads for the coarse curriculum strides, on average-pooled stride-32 features."""
-
-    def __init__(self, width: int, strides: list[int], num_points: int, num_neighbours: int):
-        super().__init__()
-        sizes = (num_points, num_points, num_points, num_points * num_neighbours, num_points * num_neighbours)
-        self.pools = {s: nn.AvgPool2d(s // 32) for s in strides if s != 32}
-        self.heads = nn.ModuleDict({str(s): nn.ModuleList(nn.Conv2d(width, n, 1) for n in sizes) for s in self.pools})
-
-    @torch.no_grad()
-    def start_from(self, full_heads: nn.ModuleList, stride: int) -> None:
-        """Begin a stride's heads as copies of the trained full-resolution heads. Scores and offsets
-        are in cell units at every stride, so the copies start close to right; randomly initialised
-        heads instead send large, meaningless gradients into the backbone when a round begins."""
-        for coarse, full in zip(self.heads[str(stride)], full_heads):
-            coarse.load_state_dict(full.state_dict())
-
-    def forward(self, features: torch.Tensor, stride: int) -> tuple[torch.Tensor, ...]:
-        pooled = self.pools[stride](features)
-        return tuple(head(pooled) for head in self.heads[str(stride)])
 
 
 def codec_for_stride(codec: PIPCodec, stride: int) -> PIPCodec:
@@ -51,23 +33,54 @@ def codec_for_stride(codec: PIPCodec, stride: int) -> PIPCodec:
     return PIPCodec(codec.mean_face, codec.neighbours, codec.input_size, stride)
 
 
+def coarse_scores(network, crops: torch.Tensor, stride: int) -> torch.Tensor:
+    """The score maps of the coarse task at ``stride``: the network's own score layer on its
+    stride-32 features max-pooled to that grid."""
+    features = network.features(crops)
+    pooled = F.max_pool2d(features, kernel_size=stride // 32)  # the backbone works at stride 32
+    return network.heads[0](pooled)
+
+
 def pseudo_label(model: LandmarkModel, images: list[Path], detector, min_confidence: float) -> tuple[list[Sample], int]:
     """Pseudo-labels: the model's own decoded points for the most confident face in each image.
     Returns the kept samples and how many images had a face at all."""
-    from ..landmarker import Landmarker
-
-    landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False, pose=False,
-                            min_confidence=0.0)
     kept, found = [], 0
-    for path in images:
-        faces = landmarker.process_image(load_image(path))
-        if not faces:
+    for path, face in _best_faces(model, images, detector):
+        if face is None:
             continue
         found += 1
-        best = max(faces, key=lambda f: f.mean_confidence)
-        if best.mean_confidence >= min_confidence:
-            kept.append(Sample(path, best.points.astype(np.float32)))
+        if face.mean_confidence >= min_confidence:
+            kept.append(Sample(path, face.points.astype(np.float32)))
     return kept, found
+
+
+def _best_faces(model: LandmarkModel, images: list[Path], detector):
+    from ..landmarker import Landmarker
+
+    landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False, pose=True,
+                            min_confidence=0.0)
+    for path in images:
+        faces = landmarker.process_image(load_image(path))
+        yield path, max(faces, key=lambda f: f.mean_confidence) if faces else None
+
+
+def pseudo_label_errors(model: LandmarkModel, probe: list[Sample], detector) -> dict:
+    """Pseudo-labelling labeled images as if they were not: how wrong the pseudo-labels are this
+    round (NME against the labels), overall and by confidence quartile."""
+    errors, confidence = [], []
+    truth = {s.image_path: s.points for s in probe}
+    for path, face in _best_faces(model, list(truth), detector):
+        if face is not None:
+            errors.append(float(nme(face.points[None], truth[path][None])[0]))
+            confidence.append(face.mean_confidence)
+    if not errors:
+        return {"faces": 0, "of": len(probe)}
+    errors, confidence = np.array(errors), np.array(confidence)
+    edges = np.quantile(confidence, [0, 0.25, 0.5, 0.75, 1.0])
+    quartiles = [float(errors[(confidence >= lo) & (confidence <= hi)].mean()) for lo, hi in zip(edges, edges[1:])]
+    return {"faces": len(errors), "of": len(probe), "nme": float(errors.mean()), "median": float(np.median(errors)),
+            "failures": float((errors > 0.1).mean()), "nme_by_confidence_quartile": quartiles,
+            "quartile_edges": edges.round(3).tolist()}
 
 
 class SelfTrainer:
@@ -76,19 +89,10 @@ class SelfTrainer:
     def __init__(self, cfg: Config, network, info: ModelInfo, data_root: Path, out_dir: Path, log):
         self.cfg, self.network, self.info, self.out_dir, self.log = cfg, network, info, out_dir, log
         self.images = list_images(data_root / cfg.stc.unlabeled)
-        m = cfg.model
-        self.coarse = CoarseHeads(network.backbone.out_channels, cfg.stc.strides, m.num_points, m.num_neighbours)
-        self.coarse.to(memory_format=torch.channels_last)
-        self.optimiser = torch.optim.Adam(self.coarse.parameters(), lr=cfg.train.lr)
+        probe = read_labeled(data_root / cfg.stc.error_probe) if cfg.stc.error_probe else []
+        self.probe = probe[:: max(len(probe) // cfg.stc.probe_faces, 1)][: cfg.stc.probe_faces]
         self._round: int | None = None
         self._batches = None
-
-    def state_dict(self) -> dict:
-        return {"coarse": self.coarse.state_dict(), "optimiser": self.optimiser.state_dict()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.coarse.load_state_dict(state["coarse"])
-        self.optimiser.load_state_dict(state["optimiser"])
 
     def _pseudo_labels(self, round_index: int, model: LandmarkModel) -> list[Sample]:
         """This round's pseudo-labels, kept in the run folder so a resumed round reuses them."""
@@ -99,7 +103,14 @@ class SelfTrainer:
         kept, found = pseudo_label(model, self.images, "mediapipe", self.cfg.stc.min_confidence)
         self.log(f"round {round_index + 1}: pseudo-labeled {len(kept)} of {len(self.images)} unlabeled images "
                  f"({found} with a face; confidence >= {self.cfg.stc.min_confidence})")
-        path.write_text(json.dumps({"samples": [[str(s.image_path), np.round(s.points, 2).tolist()] for s in kept]}))
+        record = {"samples": [[str(s.image_path), np.round(s.points, 2).tolist()] for s in kept]}
+        if self.probe:
+            record["probe"] = pseudo_label_errors(model, self.probe, "mediapipe")
+        if record.get("probe", {}).get("faces"):
+            self.log(f"round {round_index + 1}: pseudo-label NME on {record['probe']['faces']} labeled probe faces "
+                     f"{100 * record['probe']['nme']:.2f}% (by confidence quartile, low to high: "
+                     + ", ".join(f"{100 * q:.2f}" for q in record["probe"]["nme_by_confidence_quartile"]) + ")")
+        path.write_text(json.dumps(record))
         return kept
 
     def begin_epoch(self, epoch: int, model: LandmarkModel, lr: float) -> int | None:
@@ -108,14 +119,9 @@ class SelfTrainer:
         if round_index is None:
             self._batches = None
             return None
-        for group in self.optimiser.param_groups:
-            group["lr"] = lr
         stride = self.cfg.stc.strides[round_index]
         if round_index != self._round:
             self._round = round_index
-            starts_round = self.cfg.stc.round_of(epoch - 1) != round_index
-            if starts_round and stride != self.cfg.model.stride:  # (a resumed round keeps its trained heads)
-                self.coarse.start_from(self.network.heads, stride)
             samples = self._pseudo_labels(round_index, model)  # model.grid_outputs runs in eval mode
             self._dataset = LandmarkDataset(samples, preload(samples), codec_for_stride(self.info.codec, stride),
                                             self.cfg, augment=True)
@@ -132,13 +138,13 @@ class SelfTrainer:
                                 num_workers=self.cfg.train.workers)
             yield from loader
 
-    @property
-    def active(self) -> bool:
-        return self._batches is not None
-
     def loss(self) -> torch.Tensor:
+        """The pseudo-labeled batch's loss: the full task at the model's stride, else the coarse
+        score maps alone (score MSE with the configured weight)."""
         crops, _, *targets = next(self._batches)
         x = to_batch(crops)
-        outputs = self.network(x) if self._stride == self.cfg.model.stride else self.coarse(self.network.features(x), self._stride)
-        loss, _ = pip_loss(outputs, targets, self.cfg)
+        if self._stride == self.cfg.model.stride:
+            loss, _ = pip_loss(self.network(x), targets, self.cfg)
+        else:
+            loss = self.cfg.train.score_weight * F.mse_loss(coarse_scores(self.network, x, self._stride), targets[0])
         return self.cfg.stc.weight * loss

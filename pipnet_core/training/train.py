@@ -170,12 +170,9 @@ def _train_epoch(network, loader: DataLoader, optimiser, cfg: Config, self_train
         loss, parts = pip_loss(network(to_batch(crops).to(workers.device)), targets, cfg)
         if stride:
             loss = loss + self_trainer.loss()
-            self_trainer.optimiser.zero_grad(set_to_none=True)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        if stride:
-            self_trainer.optimiser.step()
         totals += (loss.item(), parts["score"], parts["offset"], parts["neighbour"])
         bar.set_postfix(loss=f"{totals[0] / step:.4f}", refresh=False)
     bar.close()
@@ -228,7 +225,7 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
         if workers.main:
             state = {"model": network.state_dict(), "optimiser": optimiser.state_dict(),
                      "scheduler": scheduler.state_dict(), "epoch": epoch, "config": cfg.to_dict(),
-                     "info": start.info.to_json(), **({"self_training": self_trainer.state_dict()} if self_trainer else {})}
+                     "info": start.info.to_json()}
             best_nme = _end_epoch(model, val_loader, run, out, state, means, lr, time.time() - began,
                                   len(loader) * t.batch_size, best_nme, log)
         distributed.barrier(workers)
@@ -242,10 +239,7 @@ def _self_trainer(cfg: Config, network, start: StartingPoint, data_root, out: Pa
         return None
     if workers.distributed:
         raise PipnetError("self-training (STC) runs in one process: start it without torchrun")
-    trainer = SelfTrainer(cfg, network, start.info, Path(data_root or cfg.data.root), out, log)
-    if "self_training" in start.state:
-        trainer.load_state_dict(start.state["self_training"])
-    return trainer
+    return SelfTrainer(cfg, network, start.info, Path(data_root or cfg.data.root), out, log)
 
 
 def _end_epoch(model: TorchLandmarkModel, val_loader: DataLoader, run: RunLog, out: Path, state: dict,
