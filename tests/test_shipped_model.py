@@ -45,3 +45,26 @@ def test_helen_test_nme_is_what_the_model_card_says(model):
     # points fails (the previous model, 1.0, scores 3.28% with today's upright crops).
     result = evaluate(model, read_labeled(HELEN_TEST)).summary()
     assert result["faces"] == 330 and result["nme"] < 0.0330 and result["fr@0.10"] == 0
+
+
+def test_the_runtime_prefers_the_int8_twin_and_the_float_model_stays_available():
+    from pipnet_core.resources import INT8_MODEL_FILE, MODEL_FILE
+
+    assert OnnxLandmarkModel().path.name == INT8_MODEL_FILE
+    assert OnnxLandmarkModel(shipped_model(prefer_int8=False)).path.name == MODEL_FILE
+    for prefer in (True, False):
+        assert shipped_model(prefer).stat().st_size < 25 * 2**20
+
+
+def test_quantize_keeps_the_metadata_and_refuses_a_model_beyond_its_tolerance(tmp_path):
+    from pipnet_core.training.quantize import quantize
+
+    faces = read_labeled(SHARED_DATA / "300w_subset" / "helen" / "trainset")
+    calibration, check = faces[:40:2], faces[1:40:2]
+    source = shipped_model(prefer_int8=False)
+    kept = quantize(source, tmp_path / "int8.onnx", calibration, check, tolerance=0.003)
+    assert kept.path == tmp_path / "int8.onnx" and abs(kept.nme_change) < 0.003
+    int8 = OnnxLandmarkModel(kept.path)
+    assert int8.info.name == "pipnet_mbv2_68" and int8.info.codec.num_neighbours == 10
+    refused = quantize(source, tmp_path / "refused.onnx", calibration, check, tolerance=-1.0)
+    assert refused.path is None and not (tmp_path / "refused.onnx").exists()
