@@ -20,7 +20,7 @@ from pipnet_core.frames import CameraFormat, CameraInfo, list_cameras
 from pipnet_core.resources import asset, models_dir
 
 from .platform_check import qt_platform_problem
-from .worker import SAMPLE_CLIP, Export, OpenSource, ProcessingWorker, Record, SetPaused, Settings
+from .worker import SAMPLE_CLIP, ApplySettings, Export, OpenSource, ProcessingWorker, Record, SetPaused, Settings
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
@@ -152,7 +152,7 @@ class MainWindow(QMainWindow):
 
     def change_settings(self, **changes) -> None:
         self.settings = replace(self.settings, **changes)
-        self.worker.update_settings(self.settings)
+        self.worker.post(ApplySettings(self.settings))
 
     def set_overlay(self, **changes) -> None:
         self.change_settings(overlay=replace(self.settings.overlay, **changes))
@@ -258,8 +258,15 @@ class MainWindow(QMainWindow):
     # -- sources ---------------------------------------------------------------------------------------
     def refresh_cameras(self) -> None:
         """List the cameras on a helper thread (probing can take seconds on some platforms)."""
-        threading.Thread(target=lambda: self.cameras_listed.emit(self.camera_lister()), daemon=True,
-                         name="camera list").start()
+        def list_them() -> None:
+            try:
+                cameras = self.camera_lister()
+            except Exception as exc:  # a platform quirk must not leave the window waiting
+                self.worker.error.emit(f"Cameras could not be listed: {exc}")
+                cameras = []
+            self.cameras_listed.emit(cameras)
+
+        threading.Thread(target=list_them, daemon=True, name="camera list").start()
 
     def _on_cameras_listed(self, cameras: list[CameraInfo]) -> None:
         self.camera_box.clear()
@@ -292,7 +299,8 @@ class MainWindow(QMainWindow):
         if target is None:
             return
         self.current_source = target
-        self.worker.post(OpenSource(target, self.actions_by_name["loop"].isChecked(), self.camera_format(),
+        name = self.camera_box.itemText(self.camera_box.findData(target)) if isinstance(target, int) else ""
+        self.worker.post(OpenSource(target, name, self.actions_by_name["loop"].isChecked(), self.camera_format(),
                                     fallback_to_sample))
         self.actions_by_name["pause"].setChecked(False)
 
@@ -386,7 +394,8 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, "About pipnet-live", (
             f"<b>pipnet-live {__version__}</b><br>68 facial landmarks in real time: PIPNet (Jin, Liao and Shao, "
             "IJCV 2021) through ONNX Runtime, BlazeFace detection, PySide6.<br><br>"
-            f"<b>Model</b> {d.get('model', '?')} {d.get('model_version', '')} ({d.get('backbone', '?')}, input "
+            f"<b>Model</b> {d.get('model', '?')} {d.get('model_version', '')} {d.get('model_precision', '')} "
+            f"({d.get('backbone', '?')}, input "
             f"{d.get('input_size', '?')}, {d.get('landmarks', '')})<br>exported {d.get('created') or '?'}; trained on "
             f"{d.get('training_data') or '?'}<br>licence: {d.get('licence') or '?'}<br>"
             f"<small>{d.get('model_file', '')}<br>sha256 {d.get('model_sha256', '')}</small>"))

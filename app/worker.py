@@ -15,7 +15,7 @@ import time
 import traceback
 import warnings
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -52,6 +52,7 @@ SAMPLE_CLIP = "sample clip"  # an OpenSource target: the synthetic clip, made on
 @dataclass(frozen=True)
 class OpenSource:
     target: str | int | FrameSource  # a path, a camera index, SAMPLE_CLIP, or a ready source (tests)
+    name: str = ""  # a camera's name, for the title and messages
     loop: bool = True
     camera_format: CameraFormat = CameraFormat()
     fallback_to_sample: bool = False  # if it cannot be opened, play the sample clip instead
@@ -100,9 +101,10 @@ class RateMeter:
 
     @property
     def rate(self) -> float:
-        if len(self._times) < 2 or time.monotonic() - self._times[-1] > 1.0:
+        times = tuple(self._times)  # a snapshot: another thread may be ticking
+        if len(times) < 2 or time.monotonic() - times[-1] > 1.0 or times[-1] <= times[0]:
             return 0.0  # nothing for a second: not a stale rate
-        return (len(self._times) - 1) / (self._times[-1] - self._times[0])
+        return (len(times) - 1) / (times[-1] - times[0])
 
 
 class LatestFrame:
@@ -203,9 +205,6 @@ class ProcessingWorker(QThread):
     def post(self, message) -> None:
         self._inbox.put(message)
 
-    def update_settings(self, settings: Settings) -> None:
-        self.post(ApplySettings(settings))
-
     def stop(self) -> None:
         self._stop.set()
         self.wait(5000)
@@ -265,11 +264,14 @@ class ProcessingWorker(QThread):
 
     def _open(self, message: OpenSource) -> None:
         target = message.target
+        if isinstance(target, int):
+            self._stop_capture()  # a camera (maybe this same one, in another format) must be released first
         try:
             if target == SAMPLE_CLIP:
                 source = open_source(cached_clip(), loop=message.loop)
             elif isinstance(target, (str, int)):
-                source = open_source(target, loop=message.loop, camera_format=message.camera_format)
+                source = open_source(target, loop=message.loop, camera_format=message.camera_format,
+                                     name=message.name or None)
             else:
                 source = target
         except PipnetError as exc:
@@ -322,9 +324,9 @@ class ProcessingWorker(QThread):
                 self.error.emit(str(warning.message))
         except PipnetError as exc:
             self.error.emit(str(exc))
-            if old is None:  # nothing to fall back on
+            if old is None:  # nothing to fall back on but the shipped model
                 if new.model_path:
-                    self._apply_settings(Settings(new.overlay, new.smoothing, new.smoothing_strength))
+                    self._apply_settings(replace(new, model_path=""))
                 return None
             self.settings_applied.emit(old)
             return None

@@ -16,7 +16,8 @@ from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
 from .frames import VIDEO_SUFFIXES, ImageSource, VideoSource
 from .landmarker import VIDEO_MAX_FACES
-from .writers import CsvWriter, JsonLinesWriter, PtsWriter, export_header, read_records, resume_point
+from .writers import (CsvWriter, JsonLinesWriter, PtsWriter, export_header, read_face_ids, read_records,
+                      resume_point)
 
 FORMATS = ("csv", "json", "pts")
 
@@ -101,6 +102,7 @@ class _Outputs:
         self.start = resume_point(table) if resume and table else 0
         append = self.start > 0
         self.done = read_records(table) if append else {}  # earlier frames: redrawn, and the tracks to continue
+        self.used_ids = read_face_ids(table) if append else set()
         self.writers = []
         self.video = None
         if "csv" in paths:
@@ -146,7 +148,7 @@ def annotate_file(path: Path, options: AnnotateOptions, name: str | None = None,
         outputs = _Outputs(paths, header, options.resume, (width, height), source.fps / options.every)
         result.resumed_from = outputs.start
         if outputs.start:
-            landmarker.resume_tracks(outputs.done, outputs.start)
+            landmarker.resume_tracks(outputs.done, outputs.used_ids, outputs.start)
         if options.show_progress:
             from tqdm import tqdm
 

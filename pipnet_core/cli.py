@@ -244,7 +244,7 @@ def _annotate(args) -> None:
 
 
 def _bench(args) -> None:
-    from .training.bench import bench_detectors, bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
+    from .bench import bench_detectors, bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
 
     landmarker = _landmarker(args, max_faces=max(args.faces))
     print(f"model {landmarker.model.info.name} ({landmarker.model.info.backbone}, input {landmarker.model.info.input_size}), "
@@ -333,7 +333,8 @@ def version_text() -> str:
         from .onnx_runner import OnnxLandmarkModel, describe_model
 
         described = describe_model(OnnxLandmarkModel(threads=1))
-        lines.append(f"model {described['model']} {described['model_version']} ({described['backbone']}, input "
+        lines.append(f"model {described['model']} {described['model_version']} {described['model_precision']} "
+                     f"({described['backbone']}, input "
                      f"{described['input_size']}, {described['landmarks']}), exported {described['created'] or '?'}")
         lines.append(f"  file {described['model_file']}\n  sha256 {described['model_sha256']}")
         lines.append(f"  trained on {described['training_data'] or '?'}; licence: {described['licence'] or '?'}")

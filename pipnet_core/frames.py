@@ -188,10 +188,11 @@ class ImageSource:
         pass
 
 
-def open_source(target: str | int | Path, loop: bool = False, camera_format: CameraFormat = CameraFormat()) -> FrameSource:
-    """A camera index, a video file or an image file."""
+def open_source(target: str | int | Path, loop: bool = False, camera_format: CameraFormat = CameraFormat(),
+                name: str | None = None) -> FrameSource:
+    """A camera index (``name``: its device name, for messages), a video file or an image file."""
     if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
-        return CameraSource(int(target), camera_format)
+        return CameraSource(int(target), camera_format, name)
     path = Path(target)
     if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"):
         return ImageSource(path)

@@ -70,6 +70,9 @@ class Landmarker:
     # A tracked face whose new points' crop centre is this far (fraction of the crop side) from the
     # crop it was found in moved faster than predicted: a second pass from its points.
     CATCH_UP = 0.08
+    # A jump this large (fraction of the crop side) may have followed the wrong thing: the detector
+    # looks in the same frame too.
+    JUMP = 0.25
 
     def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
                  smoothing: SmoothingParams | bool = True, max_faces: int | None = VIDEO_MAX_FACES, redetect_interval: int = 10,
@@ -189,12 +192,13 @@ class Landmarker:
         from its crop's centre gets a second pass from those points; one the model is then unsure
         of is looked for by the detector in this same frame (not the next), keeping its id."""
         size, scale = self.model.info.input_size, self.model.info.crop_scale
-        moved = [i for i, (t, c) in enumerate(zip(tracks, crops)) if t.frames
-                 and np.hypot(*(CropBox.around_points(points[i], scale).centre - c.centre)) > self.CATCH_UP * c.side]
+        shifts = [np.hypot(*(CropBox.around_points(p, scale).centre - c.centre)) / c.side for p, c in zip(points, crops)]
+        moved = [i for i, t in enumerate(tracks) if t.frames and shifts[i] > self.CATCH_UP]
         if moved:
             again = [crop_matrix(CropBox.around_points(points[i], scale), size) for i in moved]
             points[moved], confidence[moved] = self.model.predict_in_frames([frame] * len(moved), again)
-        unsure = [i for i, t in enumerate(tracks) if self.tracker.is_unsure(t, float(confidence[i].mean()))]
+        unsure = [i for i, t in enumerate(tracks) if self.tracker.is_unsure(t, float(confidence[i].mean()))
+                  or (t.frames and shifts[i] > self.JUMP)]
         if not unsure:
             return
         found = [self.detector_crop(d) for d in detector.detect(frame)]
@@ -240,14 +244,13 @@ class Landmarker:
         view = CropBox(crop.cx, crop.cy, crop.side * 1.5, crop.roll)
         return bool(detector.detect(warp(frame, crop_matrix(view, size), size)))
 
-    def resume_tracks(self, written: dict[int, list], start: int) -> None:
+    def resume_tracks(self, written: dict[int, list], used_ids: set[int], start: int) -> None:
         """Continue an export interrupted before frame ``start``: the faces of the last frame written
-        keep their ids, and new faces get ids not used in the file."""
+        keep their ids, and new faces get ids not used in the file (``used_ids``, every row's)."""
         before = [index for index in written if index < start]
-        ids = [face.id for faces in written.values() for face in faces]
         last = written[max(before)] if before else []
         self.tracker.resume([(face.id, np.asarray(face.points, np.float32)) for face in last],
-                            max(ids, default=-1) + 1, self.model.info.crop_scale, self._new_smoother)
+                            max(used_ids, default=-1) + 1, self.model.info.crop_scale, self._new_smoother)
 
     def _refine(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
                 rolls: list[float]) -> None:

@@ -32,6 +32,7 @@ class ModelInfo:
     licence: str = ""
     training_data: str = ""
     created: str = ""  # ISO date of export
+    precision: str = "float32"  # "int8" for a quantized twin (pipnet quantize)
 
     @property
     def input_size(self) -> int:
@@ -50,6 +51,7 @@ class ModelInfo:
             "licence": self.licence,
             "training_data": self.training_data,
             "created": self.created,
+            "precision": self.precision,
             "backbone": self.backbone,
             "crop_scale": self.crop_scale,
             "input": "BGR uint8 crop as float32 NCHW 0..255; ImageNet normalisation is inside the graph",
@@ -62,7 +64,8 @@ class ModelInfo:
             data = json.loads(text)
             if data.get("format") != FORMAT_VERSION:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT_VERSION}")
-            described = {key: str(data[key]) for key in ("name", "version", "scheme", "licence", "training_data", "created")
+            described = {key: str(data[key]) for key in ("name", "version", "scheme", "licence", "training_data", "created",
+                                                                "precision")
                          if key in data}
             return cls(PIPCodec.from_dict(data["codec"]), float(data["crop_scale"]), data["backbone"], **described)
         except (ValueError, KeyError, TypeError) as exc:

@@ -63,6 +63,7 @@ class OnnxLandmarkModel(LandmarkModel):
 def describe_model(model: LandmarkModel) -> dict[str, str]:
     """What a user should know about a model: for `pipnet --version`, the About box, export headers."""
     info = model.info
-    return {"model": info.name, "model_version": info.version, "model_sha256": getattr(model, "sha256", ""),
+    return {"model": info.name, "model_version": info.version, "model_precision": info.precision,
+            "model_sha256": getattr(model, "sha256", ""),
             "model_file": str(getattr(model, "path", "")), "backbone": info.backbone, "input_size": str(info.input_size),
             "landmarks": info.scheme, "licence": info.licence, "training_data": info.training_data, "created": info.created}

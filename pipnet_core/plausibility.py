@@ -30,7 +30,7 @@ def shape_residual(points: np.ndarray, mean_face: np.ndarray) -> float:
 
 def plausibility(points: np.ndarray, mean_face: np.ndarray, yaw: float | None) -> float:
     """A factor in [0.5, 1] for the reported confidence: 1 for an ordinary frontal face, down to
-    0.5 at 70 degrees of yaw or at twice the typical shape residual."""
+    0.5 at 70 degrees of yaw or at 1.5 times the typical shape residual."""
     shape = 1.0 - (shape_residual(points, mean_face) - TYPICAL_SHAPE_RESIDUAL) / TYPICAL_SHAPE_RESIDUAL
     view = 1.0 if yaw is None else 1.0 - (abs(yaw) - PROFILE_YAW) / 60.0
     return float(np.clip(min(shape, view), 0.5, 1.0))

@@ -98,7 +98,8 @@ def measure_clip(path: Path, landmarker: Landmarker, worst_count: int = 3,
     reference = FaceMeshReference()
     landmarker.reset()
     source = open_source(path)
-    ours_pts, mesh_pts, eye, disagreement, face_ids, frames = [], [], [], [], [], []
+    ours_pts, mesh_pts, eye, disagreement, face_ids = [], [], [], [], []
+    worst_frames: list[tuple[float, int, np.ndarray, object, np.ndarray]] = []  # only the worst_count so far
     for frame in iterate(source):
         faces = [f for f in landmarker.process(frame.image, frame.timestamp) if f.success]
         mesh = reference.points(frame.image)
@@ -111,13 +112,14 @@ def measure_clip(path: Path, landmarker: Landmarker, worst_count: int = 3,
                    float(np.linalg.norm(ours[3] - ours[0])) if ours is not None else 1.0)
         disagreement.append(float(np.linalg.norm(ours - mesh, axis=1).mean() / eye[-1])
                             if ours is not None and mesh is not None else np.nan)
-        if out_dir is not None:
-            frames.append((frame.image, best, mesh))
+        if out_dir is not None and np.isfinite(disagreement[-1]):
+            worst_frames.append((disagreement[-1], frame.index, frame.image, best, mesh))
+            worst_frames = sorted(worst_frames, key=lambda w: -w[0])[:worst_count]
     source.close()
     reference.close()
     quality = summarise(path.name, ours_pts, mesh_pts, eye, disagreement, face_ids, worst_count)
     if out_dir is not None:
-        save_worst_frames(out_dir, path.stem, quality.worst, frames)
+        save_worst_frames(out_dir, path.stem, worst_frames)
     return quality
 
 
@@ -135,11 +137,10 @@ def summarise(name, ours_pts, mesh_pts, eye, disagreement, face_ids, worst_count
         [(int(i), float(agree[i])) for i in order if np.isfinite(agree[i])])
 
 
-def save_worst_frames(out_dir: Path, stem: str, worst: list[tuple[int, float]], frames: list) -> None:
+def save_worst_frames(out_dir: Path, stem: str, worst_frames: list) -> None:
     """Each worst frame with our 68 points (green, shared ones ringed) and Face Mesh's (red)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for index, value in worst:
-        image, face, mesh = frames[index]
+    for value, index, image, face, mesh in worst_frames:
         canvas = image.copy()
         if face is not None:
             for i, (x, y) in enumerate(face.points):

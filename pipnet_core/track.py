@@ -34,7 +34,9 @@ class Track:
         before, then = self.previous
         if self.time <= then:
             return self.crop
-        ahead = (timestamp - self.time) / (self.time - then)
+        # At most two frames' worth of motion: after a pause (a camera's clock runs on) the last
+        # speed says nothing about where the face is now.
+        ahead = min((timestamp - self.time) / (self.time - then), 2.0)
         dx, dy = ahead * (self.crop.cx - before.cx), ahead * (self.crop.cy - before.cy)
         if np.hypot(dx, dy) < 0.02 * self.crop.side:
             return self.crop

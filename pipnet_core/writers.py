@@ -87,7 +87,7 @@ def export_header(model, **fields) -> dict:
     from .onnx_runner import describe_model
 
     described = describe_model(model)
-    return {key: described[key] for key in ("model", "model_version", "model_sha256")} | fields
+    return {key: described[key] for key in ("model", "model_version", "model_precision", "model_sha256")} | fields
 
 
 def sidecar_path(table: Path) -> Path:
@@ -199,3 +199,12 @@ def read_records(path: Path) -> dict[int, list[FaceRecord]]:
                 frames[record["frame"]] = [FaceRecord(f["face_id"], tuple(f["box"]), np.array(f["points"]), np.array(f["point_confidence"]))
                                            for f in record["faces"] if f["success"]]
     return frames
+
+
+def read_face_ids(path: Path) -> set[int]:
+    """Every face id a CSV or JSON Lines file written above has used, on any row."""
+    with path.open() as handle:
+        if path.suffix == ".csv":
+            return {int(row["face_id"]) for row in csv.DictReader(handle) if row["face_id"] != "-1"}
+        next(handle)  # header
+        return {face["face_id"] for line in handle for face in json.loads(line)["faces"]}

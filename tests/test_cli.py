@@ -78,3 +78,9 @@ def test_eval_rotate_prints_one_row_per_angle_with_found_rate_and_nme(tmp_path):
     assert set(rows) == {"0", "180"}
     for angle, (_, _, found, nme, _) in rows.items():
         assert float(found) == 100.0 and float(nme) < 2.0, result.stdout
+
+
+def test_bench_runs_and_reports_every_stage():
+    result = pipnet("bench", "--frames", "5", "--faces", "1", "--no-compare")
+    assert result.returncode == 0, result.stderr
+    assert "ms per face" in result.stdout and "FPS" in result.stdout and "Traceback" not in result.stderr

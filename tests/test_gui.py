@@ -96,8 +96,8 @@ def test_cameras_are_listed_by_name_and_the_first_one_opens(qtbot, monkeypatch):
     opened = []
     import pipnet_core.app.worker as worker_module
 
-    def fake_open(target, loop=False, camera_format=None):
-        opened.append((target, camera_format))
+    def fake_open(target, loop=False, camera_format=None, name=None):
+        opened.append((target, camera_format, name))
         return FlakyCamera(fail_at=10**9, reopen_attempts=1)
 
     monkeypatch.setattr(worker_module, "open_source", fake_open)
@@ -109,7 +109,8 @@ def test_cameras_are_listed_by_name_and_the_first_one_opens(qtbot, monkeypatch):
         win.rate_box.setCurrentText("60 FPS")
         win._reopen_camera()
         qtbot.waitUntil(lambda: len(opened) == 2, timeout=5000)
-        assert opened[0][0] == 2 and (opened[1][1].width, opened[1][1].height, opened[1][1].fps) == (1280, 720, 60.0)
+        assert opened[0][0] == 2 and opened[0][2] == "Integrated Webcam"
+        assert (opened[1][1].width, opened[1][1].height, opened[1][1].fps) == (1280, 720, 60.0)
     finally:
         win.close()
 

@@ -40,11 +40,15 @@ def test_features_land_in_anatomical_order_on_the_astronaut(model):
 
 
 @pytest.mark.skipif(not HELEN_TEST.is_dir(), reason="../shared/data is not present")
-def test_helen_test_nme_is_what_the_model_card_says(model):
-    # All 330 faces, a threshold just above the card's 3.25%: any regression of more than 0.05
-    # points fails (the previous model, 1.0, scores 3.28% with today's upright crops).
-    result = evaluate(model, read_labeled(HELEN_TEST)).summary()
-    assert result["faces"] == 330 and result["nme"] < 0.0330 and result["fr@0.10"] == 0
+def test_helen_test_nme_is_what_the_model_card_says_for_the_float_model_and_its_int8_twin():
+    # All 330 faces, thresholds just above the card's 3.25% (float): a regression of more than 0.05
+    # points fails (the previous model, 1.0, scores 3.28%); the INT8 twin (3.27% on the card), the
+    # runtime's default, within 0.1 points of the float model, as pipnet quantize promises.
+    faces = read_labeled(HELEN_TEST)
+    float_result = evaluate(OnnxLandmarkModel(shipped_model(prefer_int8=False)), faces).summary()
+    int8_result = evaluate(OnnxLandmarkModel(), faces).summary()
+    assert float_result["faces"] == 330 and float_result["nme"] < 0.0330 and float_result["fr@0.10"] == 0
+    assert int8_result["nme"] < float_result["nme"] + 0.001 and int8_result["fr@0.10"] == 0
 
 
 def test_the_runtime_prefers_the_int8_twin_and_the_float_model_stays_available():

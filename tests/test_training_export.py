@@ -147,6 +147,7 @@ def test_two_ddp_processes_train_exactly_like_one(trained_run, tmp_path):
     """torchrun with 2 CPU processes (gloo) against one process, same global batch. Batch norm is
     frozen so that nothing depends on how a batch is split: the two runs must then agree to float
     rounding (with batch norm learning, each process would normalise its own half-batch)."""
+    import socket
     import subprocess
     import sys
 
@@ -156,7 +157,10 @@ def test_two_ddp_processes_train_exactly_like_one(trained_run, tmp_path):
     one = subprocess.run([sys.executable, "-m", "pipnet_core", "train", "--config", config, "--out", tmp_path / "one"],
                          capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+    with socket.socket() as probe:  # a free port for the process group's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
                           "-m", "pipnet_core", "train", "--config", config, "--out", tmp_path / "two"],
                          capture_output=True, text=True, timeout=600)
     assert two.returncode == 0, two.stderr[-2000:]

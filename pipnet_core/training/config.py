@@ -88,7 +88,7 @@ class STCConfig:
     start_epoch: int = 10  # supervised epochs before the first round
     epochs_per_round: int = 5
     strides: list[int] = field(default_factory=lambda: [96, 64, 32])  # one per round, coarse to fine
-    min_confidence: float = 0.5  # pseudo-labels with a lower mean score-map peak are dropped (paper: 0, keep all)
+    min_confidence: float = 0.5  # pseudo-labels with a lower reported confidence are dropped (paper: 0, keep all)
     weight: float = 1.0  # weight of the pseudo-labeled loss
     error_probe: str = ""  # labeled folder pseudo-labeled each round as if unlabeled: pseudo-label error per round
     probe_faces: int = 300

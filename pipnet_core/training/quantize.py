@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..crop import landmark_crop, to_network_input
 from ..data import Sample, load_image
-from ..errors import PipnetError
 from ..evaluate import evaluate
 from ..model_interface import METADATA_KEY
 from ..onnx_runner import OnnxLandmarkModel
@@ -68,33 +67,40 @@ def milliseconds_per_face(model: OnnxLandmarkModel, repeats: int = 200) -> float
     return 1000 * (time.perf_counter() - started) / repeats
 
 
-def quantize(model_path: Path, out: Path, calibration: list[Sample], check: list[Sample],
-             tolerance: float = 0.001, threads: int = 2) -> QuantizeReport:
-    """Write ``out`` if its NME on ``check`` is within ``tolerance`` (absolute NME, 0.001 = 0.1
-    points) of the float model's; the report says either way."""
+# The shipped recipe: QDQ with per-channel weights; reduce_range keeps 7-bit weights, which avoids
+# the u8s8 overflow of AVX2 CPUs without VNNI (like this one). tools/int8_options.py compares others.
+SHIPPED_OPTIONS = {"per_channel": True, "reduce_range": True}
+
+
+def write_int8(model: OnnxLandmarkModel, out: Path, calibration: list[Sample], **options) -> None:
+    """Quantize ``model``'s file statically into ``out`` (ONNX Runtime, calibrated on crops of
+    ``calibration``), with its metadata marked as INT8."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    float_model = OnnxLandmarkModel(model_path, threads)
-    info = float_model.info
+    options = {"quant_format": QuantFormat.QDQ, **SHIPPED_OPTIONS, **options}
     with tempfile.TemporaryDirectory() as work:
-        prepared, quantized = Path(work) / "prepared.onnx", Path(work) / "int8.onnx"
-        quant_pre_process(str(model_path), str(prepared), skip_symbolic_shape=True)
-        reader = CropReader(calibration, float_model.input_name, info.crop_scale, info.input_size)
-        # QDQ with per-channel weights; reduce_range keeps 7-bit weights, which avoids the u8s8
-        # overflow of AVX2 CPUs without VNNI (like this one) and costs nothing measurable here.
-        quantize_static(str(prepared), str(quantized), reader, quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.MinMax)
-        proto = onnx.load(str(quantized))
-        del proto.metadata_props[:]
-        for source in onnx.load(str(model_path), load_external_data=False).metadata_props:
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = source.key, source.value
-        if METADATA_KEY not in {p.key for p in proto.metadata_props}:
-            raise PipnetError(f"{model_path}: not a PIPNet model (no '{METADATA_KEY}' metadata)")
-        onnx.save(proto, str(quantized))
+        prepared = Path(work) / "prepared.onnx"
+        quant_pre_process(str(model.path), str(prepared), skip_symbolic_shape=True)
+        reader = CropReader(calibration, model.input_name, model.info.crop_scale, model.info.input_size)
+        quantize_static(str(prepared), str(out), reader, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, **options)
+    proto = onnx.load(str(out))
+    del proto.metadata_props[:]
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, replace(model.info, precision="int8").to_json()
+    onnx.save(proto, str(out))
+
+
+def quantize(model_path: Path, out: Path, calibration: list[Sample], check: list[Sample],
+             tolerance: float = 0.001, threads: int = 2) -> QuantizeReport:
+    """Write ``out`` if its NME on ``check`` is within ``tolerance`` (absolute NME, 0.001 = 0.1
+    points) of the float model's; the report says either way."""
+    float_model = OnnxLandmarkModel(model_path, threads)
+    with tempfile.TemporaryDirectory() as work:
+        quantized = Path(work) / "int8.onnx"
+        write_int8(float_model, quantized, calibration)
         int8_model = OnnxLandmarkModel(quantized, threads)
         report = QuantizeReport(None, evaluate(float_model, check).summary()["nme"],
                                 evaluate(int8_model, check).summary()["nme"], milliseconds_per_face(float_model),

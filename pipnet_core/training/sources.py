@@ -31,6 +31,9 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         if unknown or "path" not in entry:
             problem = f"unknown key {sorted(unknown)[0]!r} (known: path, repeat)" if unknown else "has no path"
             raise PipnetError(f"config: [data] train entry {entry}: {problem}")
+        repeat = entry.get("repeat", 1.0)
+        if isinstance(repeat, bool) or not isinstance(repeat, (int, float)) or repeat <= 0:
+            raise PipnetError(f"config: [data] train entry {entry}: repeat must be a positive number")
         samples = read_labeled(base / entry["path"])
         order = np.random.default_rng(seed).permutation(len(samples))
         n_val = int(round(len(samples) * data.val_fraction))
@@ -38,5 +41,5 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         conflicting = conflicting_labels(samples) if data.drop_conflicting else set()
         train = [samples[i] for i in order[n_val:] if samples[i].image_path not in conflicting]
         val = [samples[i] for i in order[:n_val] if samples[i].image_path not in conflicting]
-        sources.append(Source(entry["path"], train, val, float(entry.get("repeat", 1.0)), len(samples) - len(train) - len(val)))
+        sources.append(Source(entry["path"], train, val, float(repeat), len(samples) - len(train) - len(val)))
     return sources

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..codec import PIPCodec
 from ..data import Sample, list_images, load_image, read_labeled
+from ..errors import PipnetError
 from ..metrics import nme
 from ..model_interface import LandmarkModel, ModelInfo
 from .batches import LandmarkDataset, preload, to_batch
@@ -87,6 +88,10 @@ class SelfTrainer:
     """The pseudo-labeled half of each STC training step, for the train loop."""
 
     def __init__(self, cfg: Config, network, info: ModelInfo, data_root: Path, out_dir: Path, log):
+        bad = [s for s in cfg.stc.strides if s % cfg.model.stride or s < cfg.model.stride or s > cfg.model.input_size]
+        if bad:
+            raise PipnetError(f"config: [stc] strides {bad}: each must be a multiple of the model's stride "
+                              f"({cfg.model.stride}) and at most the input size ({cfg.model.input_size})")
         self.cfg, self.network, self.info, self.out_dir, self.log = cfg, network, info, out_dir, log
         self.images = list_images(data_root / cfg.stc.unlabeled)
         probe = read_labeled(data_root / cfg.stc.error_probe) if cfg.stc.error_probe else []
@@ -142,7 +147,8 @@ class SelfTrainer:
         """The pseudo-labeled batch's loss: the full task at the model's stride, else the coarse
         score maps alone (score MSE with the configured weight)."""
         crops, _, *targets = next(self._batches)
-        x = to_batch(crops)
+        device = next(self.network.parameters()).device
+        x, targets = to_batch(crops).to(device), [t.to(device) for t in targets]
         if self._stride == self.cfg.model.stride:
             loss, _ = pip_loss(self.network(x), targets, self.cfg)
         else:
