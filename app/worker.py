@@ -26,7 +26,7 @@ from pipnet_core import Landmarker, OverlayOptions, PipnetError, SmoothingParams
 from pipnet_core.frames import CameraFormat, Frame, FrameSource, open_source
 from pipnet_core.onnx_runner import describe_model
 from pipnet_core.sample_clip import cached_clip
-from pipnet_core.writers import CsvWriter, JsonLinesWriter, export_header
+from pipnet_core.writers import CsvWriter, JsonLinesWriter, export_header, video_writer
 
 RECONNECT_SECONDS = 1.0  # between attempts to reopen a camera that stopped delivering
 MAX_FAILURES = 5  # consecutive frames the pipeline may fail on before processing stops
@@ -374,12 +374,12 @@ class ProcessingWorker(QThread):
     def _write_outputs(self, frame: Frame, faces, annotated: np.ndarray) -> None:
         if self._record_path is not None and self._recorder is None:
             h, w = annotated.shape[:2]
-            fourcc = cv2.VideoWriter_fourcc(*("MJPG" if self._record_path.suffix.lower() == ".avi" else "mp4v"))
             fps = self._capture.source.fps if self._capture is not None else 30.0
-            self._recorder = cv2.VideoWriter(str(self._record_path), fourcc, fps, (w, h))
-            if not self._recorder.isOpened():
-                path, self._recorder, self._record_path = self._record_path, None, None
-                raise PipnetError(f"{path}: cannot record a video there")
+            try:
+                self._recorder = video_writer(self._record_path, fps, (w, h))
+            except PipnetError:
+                self._record_path = None
+                raise
         if self._recorder is not None:
             self._recorder.write(annotated)
         if self._exporter is not None:

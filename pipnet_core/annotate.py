@@ -2,22 +2,20 @@
 from __future__ import annotations
 
 import sys
-from collections import Counter
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-import cv2
 
 from .data import IMAGE_SUFFIXES
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
 from .frames import VIDEO_SUFFIXES, ImageSource, VideoSource
 from .landmarker import VIDEO_MAX_FACES
-from .writers import (CsvWriter, JsonLinesWriter, PtsWriter, export_header, read_face_ids, read_records,
-                      resume_point)
+from .writers import CsvWriter, JsonLinesWriter, PtsWriter, export_header, read_records, resume_point, video_writer
 
 FORMATS = ("csv", "json", "pts")
 
@@ -85,15 +83,6 @@ def output_paths(name: str, options: AnnotateOptions, several: bool) -> dict[str
     return paths
 
 
-def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> cv2.VideoWriter:
-    # .avi: Motion JPEG; anything else: MPEG-4 Part 2 in the given container (.mp4 by default).
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
-    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
-    if not writer.isOpened():
-        raise PipnetError(f"{path}: cannot write a video there")
-    return writer
-
-
 class _Outputs:
     """The writers of one input file; a resumed run appends, after trimming a torn last line."""
 
@@ -102,7 +91,6 @@ class _Outputs:
         self.start = resume_point(table) if resume and table else 0
         append = self.start > 0
         self.done = read_records(table) if append else {}  # earlier frames: redrawn, and the tracks to continue
-        self.used_ids = read_face_ids(table) if append else set()
         self.writers = []
         self.video = None
         if "csv" in paths:
@@ -112,7 +100,7 @@ class _Outputs:
         if "pts" in paths:
             self.writers.append(PtsWriter(paths["pts"]))
         if "video" in paths:
-            self.video = _video_writer(paths["video"], fps, video_size)
+            self.video = video_writer(paths["video"], fps, video_size)
 
     def write(self, frame, faces) -> None:
         for writer in self.writers:
@@ -148,7 +136,7 @@ def annotate_file(path: Path, options: AnnotateOptions, name: str | None = None,
         outputs = _Outputs(paths, header, options.resume, (width, height), source.fps / options.every)
         result.resumed_from = outputs.start
         if outputs.start:
-            landmarker.resume_tracks(outputs.done, outputs.used_ids, outputs.start)
+            landmarker.resume_tracks(outputs.done, outputs.start)
         if options.show_progress:
             from tqdm import tqdm
 

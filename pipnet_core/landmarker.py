@@ -192,10 +192,11 @@ class Landmarker:
         from its crop's centre gets a second pass from those points; one the model is then unsure
         of is looked for by the detector in this same frame (not the next), keeping its id."""
         size, scale = self.model.info.input_size, self.model.info.crop_scale
-        shifts = [np.hypot(*(CropBox.around_points(p, scale).centre - c.centre)) / c.side for p, c in zip(points, crops)]
+        landed = [CropBox.around_points(p, scale) for p in points]
+        shifts = [np.hypot(*(new.centre - old.centre)) / old.side for new, old in zip(landed, crops)]
         moved = [i for i, t in enumerate(tracks) if t.frames and shifts[i] > self.CATCH_UP]
         if moved:
-            again = [crop_matrix(CropBox.around_points(points[i], scale), size) for i in moved]
+            again = [crop_matrix(landed[i], size) for i in moved]
             points[moved], confidence[moved] = self.model.predict_in_frames([frame] * len(moved), again)
         unsure = [i for i, t in enumerate(tracks) if self.tracker.is_unsure(t, float(confidence[i].mean()))
                   or (t.frames and shifts[i] > self.JUMP)]
@@ -244,13 +245,14 @@ class Landmarker:
         view = CropBox(crop.cx, crop.cy, crop.side * 1.5, crop.roll)
         return bool(detector.detect(warp(frame, crop_matrix(view, size), size)))
 
-    def resume_tracks(self, written: dict[int, list], used_ids: set[int], start: int) -> None:
-        """Continue an export interrupted before frame ``start``: the faces of the last frame written
-        keep their ids, and new faces get ids not used in the file (``used_ids``, every row's)."""
+    def resume_tracks(self, written: dict[int, list], start: int) -> None:
+        """Continue an export interrupted before frame ``start``: the faces still tracked in the last
+        frame written keep their ids, and new faces get ids the file has not used on any row."""
         before = [index for index in written if index < start]
-        last = written[max(before)] if before else []
+        last = [face for face in written[max(before)] if face.success] if before else []
+        used = [face.id for faces in written.values() for face in faces]
         self.tracker.resume([(face.id, np.asarray(face.points, np.float32)) for face in last],
-                            max(used_ids, default=-1) + 1, self.model.info.crop_scale, self._new_smoother)
+                            max(used, default=-1) + 1, self.model.info.crop_scale, self._new_smoother)
 
     def _refine(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
                 rolls: list[float]) -> None:

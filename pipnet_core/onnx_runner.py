@@ -17,7 +17,6 @@ from .model_interface import METADATA_KEY, LandmarkModel, ModelInfo
 from .resources import shipped_model
 
 
-
 def default_model_path() -> Path:
     """The shipped model, unless PIPNET_MODEL names another."""
     return Path(os.environ["PIPNET_MODEL"]) if os.environ.get("PIPNET_MODEL") else shipped_model()

@@ -50,8 +50,8 @@ class FaceRecord:
     box: tuple[float, float, float, float]
     points: np.ndarray
     confidence: np.ndarray
+    success: bool = True  # False: the frame where the face was lost (drawing skips it)
     pose = None
-    success = True  # only successful faces are read back
 
     @property
     def mean_confidence(self) -> float:
@@ -160,6 +160,18 @@ class PtsWriter:
         pass
 
 
+def video_writer(path: Path, fps: float, size: tuple[int, int]):
+    """An annotated-video writer: .avi as Motion JPEG, anything else as MPEG-4 Part 2 in the given
+    container (.mp4 by default); a PipnetError if the path cannot take it."""
+    import cv2
+
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    writer = cv2.VideoWriter(str(path), fourcc, fps, size)
+    if not writer.isOpened():
+        raise PipnetError(f"{path}: cannot write a video there")
+    return writer
+
+
 def _frame_of(line: str, suffix: str) -> int:
     return int(line.split(",", 1)[0]) if suffix == ".csv" else int(json.loads(line)["frame"])
 
@@ -181,30 +193,24 @@ def resume_point(path: Path) -> int:
 
 
 def read_records(path: Path) -> dict[int, list[FaceRecord]]:
-    """Faces per frame from a CSV or JSON Lines file written above (frames with no face map to [])."""
+    """Faces per frame from a CSV or JSON Lines file written above, lost ones (``success`` False)
+    included; frames with no face map to []."""
     frames: dict[int, list[FaceRecord]] = {}
     with path.open() as handle:
         if path.suffix == ".csv":
             for row in csv.DictReader(handle):
                 faces = frames.setdefault(int(row["frame"]), [])
-                if row["success"] == "1":
+                if row["face_id"] != "-1":
                     xs = [float(row[f"x_{i}"]) for i in range(NUM_POINTS)]
                     ys = [float(row[f"y_{i}"]) for i in range(NUM_POINTS)]
                     faces.append(FaceRecord(int(row["face_id"]), tuple(float(row[k]) for k in ("box_x", "box_y", "box_w", "box_h")),
-                                            np.stack([xs, ys], axis=1), np.array([float(row[f"c_{i}"]) for i in range(NUM_POINTS)])))
+                                            np.stack([xs, ys], axis=1), np.array([float(row[f"c_{i}"]) for i in range(NUM_POINTS)]),
+                                            row["success"] == "1"))
         else:
             next(handle)  # header
             for line in handle:
                 record = json.loads(line)
-                frames[record["frame"]] = [FaceRecord(f["face_id"], tuple(f["box"]), np.array(f["points"]), np.array(f["point_confidence"]))
-                                           for f in record["faces"] if f["success"]]
+                frames[record["frame"]] = [FaceRecord(f["face_id"], tuple(f["box"]), np.array(f["points"]),
+                                                      np.array(f["point_confidence"]), f["success"])
+                                           for f in record["faces"]]
     return frames
-
-
-def read_face_ids(path: Path) -> set[int]:
-    """Every face id a CSV or JSON Lines file written above has used, on any row."""
-    with path.open() as handle:
-        if path.suffix == ".csv":
-            return {int(row["face_id"]) for row in csv.DictReader(handle) if row["face_id"] != "-1"}
-        next(handle)  # header
-        return {face["face_id"] for line in handle for face in json.loads(line)["faces"]}

@@ -54,11 +54,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, name: 
 
     if version is not None and not re.fullmatch(r"\d+\.\d+\.\d+", version):
         raise PipnetError(f"model version {version!r}: use a semantic version, e.g. 1.2.0")
-    torch_model = TorchLandmarkModel.from_checkpoint(checkpoint)
+    state = load_checkpoint(checkpoint)
+    torch_model = TorchLandmarkModel.from_state(state, str(checkpoint))
     info = torch_model.info
     torch_model.info = replace(info, name=name or info.name, version=version or info.version,
                                licence=licence or info.licence, created=date.today().isoformat(),
-                               training_data=training_data_of(load_checkpoint(checkpoint)) or info.training_data)
+                               training_data=training_data_of(state) or info.training_data)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = torch_model.info.input_size

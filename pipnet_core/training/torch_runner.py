@@ -70,10 +70,14 @@ class TorchLandmarkModel(LandmarkModel):
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "TorchLandmarkModel":
-        state = load_checkpoint(path)
-        network = build_network(Config.from_dict(state["config"], str(path)))
+        return cls.from_state(load_checkpoint(path), str(path))
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any], origin: str) -> "TorchLandmarkModel":
+        """The model of a loaded checkpoint (``origin`` names it in error messages)."""
+        network = build_network(Config.from_dict(state["config"], origin))
         network.load_state_dict(state["model"])
-        return cls(network.eval(), ModelInfo.from_json(state["info"], str(path)))  # a finished model: eval
+        return cls(network.eval(), ModelInfo.from_json(state["info"], origin))  # a finished model: eval
 
     @torch.inference_mode()
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:

@@ -227,7 +227,7 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
                      "scheduler": scheduler.state_dict(), "epoch": epoch, "config": cfg.to_dict(),
                      "info": start.info.to_json()}
             best_nme = _end_epoch(model, val_loader, run, out, state, means, lr, time.time() - began,
-                                  len(loader) * t.batch_size, best_nme, log)
+                                  len(loader) * t.batch_size, best_nme, epoch + 1 in t.save_epochs, log)
         distributed.barrier(workers)
     log(f"best validation NME {100 * best_nme:.2f}%; checkpoint {out / 'best.pt'}")
     distributed.finish(workers)
@@ -243,8 +243,10 @@ def _self_trainer(cfg: Config, network, start: StartingPoint, data_root, out: Pa
 
 
 def _end_epoch(model: TorchLandmarkModel, val_loader: DataLoader, run: RunLog, out: Path, state: dict,
-               means: np.ndarray, lr: float, seconds: float, images: int, best_nme: float, log) -> float:
-    """Validate, log, and checkpoint one finished epoch; returns the best validation NME so far."""
+               means: np.ndarray, lr: float, seconds: float, images: int, best_nme: float, keep: bool,
+               log) -> float:
+    """Validate, log, and checkpoint one finished epoch (``keep``: also as epoch_NNN.pt); returns
+    the best validation NME so far."""
     val_nme = validate(model, val_loader)
     epoch = state["epoch"] + 1
     run.append({"epoch": epoch, "lr": lr, "loss": means[0], "score": means[1], "offset": means[2],
@@ -255,7 +257,7 @@ def _end_epoch(model: TorchLandmarkModel, val_loader: DataLoader, run: RunLog, o
     save_checkpoint(out / "last.pt", state)  # what --resume continues
     if improved:
         save_checkpoint(out / "best.pt", state)
-    if epoch in Config.from_dict(state["config"]).train.save_epochs:
+    if keep:
         save_checkpoint(out / f"epoch_{epoch:03d}.pt", state)
     log(f"epoch {epoch}: loss {means[0]:.4f}, validation NME {100 * val_nme:.2f}%"
         f"{' (best)' if improved else ''}, {seconds:.0f}s")
