@@ -17,13 +17,14 @@ from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDockWidget, 
 
 from pipnet_core import OverlayOptions, PipnetError, __version__
 from pipnet_core.frames import CameraFormat, CameraInfo, list_cameras
+from pipnet_core.media import dialog_filter
 from pipnet_core.resources import asset, models_dir
 
 from .platform_check import qt_platform_problem
 from .worker import SAMPLE_CLIP, ApplySettings, Export, OpenSource, ProcessingWorker, Record, SetPaused, Settings
 
-VIDEO_FILTER = "Videos (*.mp4 *.avi *.mov *.mkv *.webm *.m4v);;All files (*)"
-IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.tif *.tiff *.webp);;All files (*)"
+VIDEO_FILTER = dialog_filter("video")
+IMAGE_FILTER = dialog_filter("image")
 OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point indices", "box": "Face box",
                   "face_id": "Face id", "pose_axes": "Head pose axes"}
 # BlazeFace short range is the fastest and made for a webcam; full range finds small, far faces.

@@ -232,6 +232,9 @@ class ProcessingWorker(QThread):
         finally:
             self._stop_capture()
             self._close_outputs()
+            if self._landmarker is not None:
+                self._landmarker.close()
+                self._landmarker = None
 
     def _guarded(self, step, *args) -> None:
         """Any failure becomes a banner message; after MAX_FAILURES in a row processing stops cleanly."""
@@ -330,6 +333,8 @@ class ProcessingWorker(QThread):
                 return None
             self.settings_applied.emit(old)
             return None
+        if self._landmarker is not None:
+            self._landmarker.close()
         self._landmarker = landmarker
         self.model_loaded.emit(describe_model(landmarker.model))
         return new
@@ -367,7 +372,10 @@ class ProcessingWorker(QThread):
             self._exporter.close()
             self._exporter = None
         if message.path is not None:
-            header = export_header(self._landmarker.model, source="pipnet-live session")
+            settings = self._settings
+            header = export_header(self._landmarker.model, source="pipnet-live session", detector=settings.detector,
+                                   **self._landmarker.calibration.fields(), smoothing=settings.smoothing,
+                                   max_faces=settings.max_faces)
             path = message.path
             self._exporter = JsonLinesWriter(path, header) if path.suffix == ".jsonl" else CsvWriter(path, header)
 

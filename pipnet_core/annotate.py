@@ -1,23 +1,43 @@
-"""`pipnet annotate`: landmark tables (and an annotated video) for video and image files."""
+"""`pipnet annotate`: landmark tables (and an annotated video) for video and image files.
+
+One ``Landmarker`` per process serves every file of a run, reset between files. Every output
+records the settings that shaped it; ``--resume`` checks them and continues from the earliest
+frame that any output lacks. A video's progress file keeps the landmarker's video state (tracks,
+smoothers, ids) every few frames, so a resumed video restores the last state before that frame,
+runs the few frames after it again unwritten, and goes on exactly as an uninterrupted run would;
+once the video is done it says so, and ``--resume`` skips it. A write that fails (a full disk)
+fails that file alone, leaving every output complete up to a frame.
+"""
 from __future__ import annotations
 
+import pickle
 import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
-from multiprocessing import get_context
+from dataclasses import dataclass, field, replace
+from multiprocessing import get_context, util
 from pathlib import Path
 
+import cv2
 
-from .data import IMAGE_SUFFIXES
+from . import __version__
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
-from .frames import VIDEO_SUFFIXES, ImageSource, VideoSource
-from .landmarker import VIDEO_MAX_FACES
-from .writers import CsvWriter, JsonLinesWriter, PtsWriter, export_header, read_records, resume_point, video_writer
+from .frames import ImageSource, VideoSource
+from .landmarker import VIDEO_MAX_FACES, Landmarker
+from .media import expand, media_kind
+from .smooth import SmoothingParams
+from .writers import CsvWriter, JsonLinesWriter, PtsWriter, export_header, read_records, video_writer, write_file
 
-FORMATS = ("csv", "json", "pts")
+WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "pts": PtsWriter}
+FORMATS = tuple(WRITERS)
+# The header fields that shape what is written: `--resume` continues only the same input made
+# with the same settings.
+RESUME_SETTINGS = ("source_name", "source_bytes", "model_sha256", "detector", "detector_calibration_sha256", "every",
+                   "smoothing", "max_faces", "formats")
+# Processed frames between two saved video states: at most this many are run twice on --resume.
+CHECKPOINT_FRAMES = 30
 
 
 @dataclass(frozen=True)
@@ -31,6 +51,7 @@ class AnnotateOptions:
     resume: bool = False
     model: str | None = None
     detector: str = "mediapipe-both"  # video files come from anywhere: near and far faces
+    calibration: Path | None = None  # a detector calibration file of the user's; None: the shipped one
     threads: int = 2
     show_progress: bool = True
 
@@ -42,21 +63,10 @@ class FileResult:
     faces: int = 0
     seconds: float = 0.0
     resumed_from: int = 0
+    already_complete: bool = False  # --resume found it done: nothing was run
     error: str | None = None  # one line; the file failed or is incomplete
     warning: str | None = None  # one line; the file is complete but something deserves a look
     outputs: list[Path] = field(default_factory=list)
-
-
-def expand_inputs(inputs: list[str]) -> list[Path]:
-    """Files as given, folders as the media files inside them (sorted); order kept, no repeats."""
-    found: list[Path] = []
-    for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES)
-        else:
-            found.append(path)
-    return list(dict.fromkeys(found))
 
 
 def output_names(files: list[Path]) -> dict[Path, str]:
@@ -77,72 +87,171 @@ def output_paths(name: str, options: AnnotateOptions, several: bool) -> dict[str
     out = options.out_dir
     paths = {"csv": out / f"{name}.csv", "json": out / f"{name}.jsonl", "pts": out / f"{name}_pts"}
     paths = {k: v for k, v in paths.items() if k in options.formats}
+    paths["progress"] = out / f"{name}.progress"
     if options.video_out:
         video = Path(options.video_out)
         paths["video"] = video.with_name(f"{video.stem}_{name}{video.suffix}") if several else video
     return paths
 
 
-class _Outputs:
-    """The writers of one input file; a resumed run appends, after trimming a torn last line."""
+def open_landmarker(options: AnnotateOptions) -> Landmarker:
+    """The one landmarker of a run (per process): its detector serves videos and stills alike."""
+    return Landmarker(options.model, detector=options.detector, still_detector=options.detector,
+                      calibration=options.calibration, threads=options.threads)
 
-    def __init__(self, paths: dict[str, Path], header: dict, resume: bool, video_size: tuple[int, int], fps: float):
-        table = paths.get("csv") or paths.get("json")
-        self.start = resume_point(table) if resume and table else 0
-        append = self.start > 0
-        self.done = read_records(table) if append else {}  # earlier frames: redrawn, and the tracks to continue
-        self.writers = []
-        self.video = None
-        if "csv" in paths:
-            self.writers.append(CsvWriter(paths["csv"], header, append))
-        if "json" in paths:
-            self.writers.append(JsonLinesWriter(paths["json"], header, append))
-        if "pts" in paths:
-            self.writers.append(PtsWriter(paths["pts"]))
-        if "video" in paths:
-            self.video = video_writer(paths["video"], fps, video_size)
+
+def run_settings(path: Path, options: AnnotateOptions, landmarker: Landmarker) -> dict:
+    """The input and settings an output records, beside the model's sha256 (see ``RESUME_SETTINGS``)."""
+    return {"source": str(path), "source_name": path.name, "source_bytes": path.stat().st_size,
+            "detector": options.detector, **landmarker.calibration.fields(), "every": options.every,
+            "smoothing": options.smooth, "max_faces": options.max_faces, "formats": sorted(options.formats)}
+
+
+def resume_point(paths: dict[str, Path], header: dict) -> int:
+    """The first frame that some output of a file lacks (0: start afresh). Refuses, with the
+    setting named, outputs made with other settings, and a format missing from a run that
+    wrote the others (it would be half a file)."""
+    tables = {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
+    # An output with no record yet (killed before its first frame) has nothing to continue.
+    present = {fmt: path for fmt, path in tables.items() if WRITERS[fmt].has_records(path)}
+    for fmt, path in present.items():
+        written = WRITERS[fmt].read_header(path)
+        if written is None:
+            raise PipnetError(f"{path}: records no settings to resume with (an older pipnet-live?); run without --resume")
+        for key in RESUME_SETTINGS:
+            if written.get(key) != header[key]:
+                raise PipnetError(f"{path}: cannot resume: made with {key} {written.get(key)!r}, "
+                                  f"this run has {header[key]!r}")
+    start = min((WRITERS[fmt].last_complete(path) for fmt, path in present.items()), default=-1) + 1
+    missing = [path for fmt, path in tables.items() if fmt not in present]
+    if start and missing:
+        raise PipnetError(f"{missing[0]}: missing while the other outputs go to frame {start}; "
+                          "run without --resume to write every format from the first frame")
+    return start
+
+
+class _Progress:
+    """Where a video's run is, in NAME.progress beside its outputs: while unfinished, the
+    landmarker's video state after every ``CHECKPOINT_FRAMES``-th processed frame (the last two:
+    the newest may be past what every output completed); once complete, the last frame. This
+    program's own file, read back with pickle, and only from the same version."""
+
+    VERSION = f"pipnet-live {__version__}, progress 1"
+
+    def __init__(self, path: Path, start: int):
+        self.path = path
+        self.states: dict[int, bytes] = {}
+        self.complete_at: int | None = None  # the last frame of a finished run
+        if not start:
+            path.unlink(missing_ok=True)  # an earlier run's states would not belong to this one
+            return
+        try:
+            saved = pickle.loads(path.read_bytes())
+            if saved["version"] == self.VERSION:
+                self.states = {frame: state for frame, state in saved["states"].items() if frame < start}
+                self.complete_at = saved["complete_at"]
+        except Exception:  # lost, torn or foreign: the video is run again from its start, unwritten
+            pass
+
+    def latest(self) -> tuple[int, bytes | None]:
+        """The newest state and its frame (-1 and None when there is none)."""
+        frame = max(self.states, default=-1)
+        return frame, self.states.get(frame)
+
+    def save(self, frame: int, state: bytes) -> None:
+        newest = sorted(self.states)[-1:]
+        self.states = {f: self.states[f] for f in newest} | {frame: state}
+        self._write(None)
+
+    def finish(self, last_frame: int) -> None:
+        self.states = {}
+        self._write(last_frame)
+
+    def _write(self, complete_at: int | None) -> None:
+        write_file(self.path, pickle.dumps({"version": self.VERSION, "states": self.states, "complete_at": complete_at}))
+
+
+class _Outputs:
+    """The writers of one input file. The annotated video is written under a temporary name and
+    renamed when the file is complete (a resumed run writes it whole again)."""
+
+    def __init__(self, paths: dict[str, Path], header: dict, start: int, video_size: tuple[int, int], fps: float):
+        self.writers, self.video, self.video_path = [], None, paths.get("video")
+        try:
+            for fmt in FORMATS:
+                if fmt in paths:
+                    self.writers.append(WRITERS[fmt](paths[fmt], header, start))
+            if self.video_path is not None:
+                self.video = video_writer(self._partial_video(), fps, video_size)
+        except Exception:
+            self.close(complete=False)
+            raise
+        table = next((paths[fmt] for fmt in FORMATS if fmt in paths), None)
+        # The faces of earlier frames, to draw them again into the video.
+        self.done = read_records(table) if start and table is not None and self.video is not None else {}
+
+    def _partial_video(self) -> Path:
+        return self.video_path.with_name(f"{self.video_path.stem}.partial{self.video_path.suffix}")
 
     def write(self, frame, faces) -> None:
         for writer in self.writers:
             writer.write_frame(frame.index, frame.timestamp, faces)
+        self.draw(frame, faces)
+
+    def draw(self, frame, faces) -> None:
         if self.video is not None:
             self.video.write(draw_faces(frame.image, faces, OverlayOptions()))
 
-    def close(self) -> None:
-        for writer in self.writers:
+    def close(self, complete: bool) -> None:
+        """Close everything (once; again is a no-op); a complete video takes its real name."""
+        writers, video, self.writers, self.video = self.writers, self.video, [], None
+        for writer in writers:
             writer.close()
-        if self.video is not None:
-            self.video.release()
+        if video is None:
+            return
+        video.release()
+        partial = self._partial_video()
+        if not complete:
+            partial.unlink(missing_ok=True)
+        elif not partial.is_file() or partial.stat().st_size == 0:
+            raise PipnetError(f"{self.video_path}: the video could not be written (no space?)")
+        else:
+            partial.replace(self.video_path)
 
 
-def annotate_file(path: Path, options: AnnotateOptions, name: str | None = None, several: bool = False,
-                  position: int = 0) -> FileResult:
+def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, name: str | None = None,
+                  several: bool = False, position: int = 0) -> FileResult:
     """One input file, start to end (or from where an interrupted run stopped)."""
     result = FileResult(path)
     started = time.monotonic()
-    outputs, bar = None, None
+    source = outputs = bar = None
     try:
-        is_image = path.suffix.lower() in IMAGE_SUFFIXES
+        is_image = media_kind(path) == "image"
         source = ImageSource(path) if is_image else VideoSource(path)
-        landmarker = _landmarker(options, is_image)
         first = source.read()
         if first is None:
             raise PipnetError(f"{path}: no frame could be decoded")
         height, width = first.image.shape[:2]
-        header = export_header(landmarker.model, source=str(path), fps=source.fps, width=width, height=height,
-                               frame_count=source.frame_count, every=options.every)
+        header = export_header(landmarker.model, fps=source.fps, width=width, height=height,
+                               frame_count=source.frame_count, time_offset=source.start_offset,
+                               **run_settings(path, options, landmarker))
         paths = output_paths(name or path.stem, options, several)
-        result.outputs = list(paths.values())
-        outputs = _Outputs(paths, header, options.resume, (width, height), source.fps / options.every)
-        result.resumed_from = outputs.start
-        if outputs.start:
-            landmarker.resume_tracks(outputs.done, outputs.start)
+        result.outputs = [output for kind, output in paths.items() if kind != "progress"]
+        start = result.resumed_from = resume_point(paths, header) if options.resume else 0
+        progress = None if is_image else _Progress(paths["progress"], start)
+        if progress is not None and progress.complete_at is not None and start >= progress.complete_at:
+            result.already_complete = True
+            return result
+        outputs = _Outputs(paths, header, start, (width, height), source.fps / options.every)
         if options.show_progress:
             from tqdm import tqdm
 
             bar = tqdm(total=source.frame_count or None, desc=path.name, unit="frame", position=position,
                        leave=True, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
-        decoded = _run(source, first, landmarker, outputs, options, is_image, result, bar)
+        decoded, last = _run(source, first, landmarker, outputs, options, progress, result, bar)
+        outputs.close(complete=True)
+        if progress is not None:
+            progress.finish(last)
         if not is_image and source.frame_count > decoded + 1:
             # The header's count is often wrong (variable frame rate, edited files): not an error, but
             # the user should know in case the file is cut short.
@@ -150,55 +259,89 @@ def annotate_file(path: Path, options: AnnotateOptions, name: str | None = None,
                               "all decodable frames were exported (a truncated file also looks like this)")
     except PipnetError as exc:
         result.error = str(exc)
+    except OSError as exc:  # a sidecar, a folder: anything the writers' own messages do not cover
+        result.error = f"{exc.filename or path}: {exc.strerror or exc}"
+    except cv2.error as exc:  # a decoder failing inside a damaged file
+        result.error = f"{path}: cannot be decoded ({str(exc).strip().splitlines()[-1][:120]})"
     except KeyboardInterrupt:
-        result.error = f"{path}: interrupted; what was written is complete up to the last frame (--resume continues)"
+        result.error = f"{path}: interrupted; what was written is complete up to a frame (--resume continues)"
         raise
     finally:
         if outputs is not None:
-            outputs.close()
+            outputs.close(complete=False)  # after a failure; a no-op after success
+        if source is not None:
+            source.close()
         if bar is not None:
             bar.close()
         result.seconds = time.monotonic() - started
+        if result.error:
+            result.outputs = [output for output in result.outputs if output.exists()]
     return result
 
 
-def _landmarker(options: AnnotateOptions, is_image: bool):
-    from .landmarker import Landmarker
+def _start_video(landmarker: Landmarker, options: AnnotateOptions, progress: _Progress) -> int:
+    """Set the landmarker up for a video; returns the first frame to process. A resumed video
+    continues from its newest saved state, and the frames after it are processed again."""
+    landmarker.set_max_faces(options.max_faces or VIDEO_MAX_FACES)
+    landmarker.set_smoothing(SmoothingParams() if options.smooth else None)
+    frame, state = progress.latest()
+    if state is not None:
+        landmarker.restore_video_state(state)
+    return frame + 1
 
-    return Landmarker(options.model, detector=options.detector, still_detector=options.detector,
-                      max_faces=options.max_faces or (None if is_image else VIDEO_MAX_FACES),
-                      smoothing=options.smooth and not is_image, threads=options.threads)
 
-
-def _run(source, frame, landmarker, outputs: _Outputs, options: AnnotateOptions, is_image: bool,
-         result: FileResult, bar) -> int:
-    """Every frame of the source from ``frame`` on; returns how many were decoded."""
-    decoded = 0
+def _run(source, frame, landmarker: Landmarker, outputs: _Outputs, options: AnnotateOptions,
+         progress: _Progress | None, result: FileResult, bar) -> tuple[int, int]:
+    """Every frame of the source from ``frame`` on (``progress`` None: a still); returns how
+    many frames were decoded and the index of the last one processed."""
+    landmarker.reset(restart_ids=True)
+    start, done = result.resumed_from, outputs.done
+    replay_from = start if progress is None else _start_video(landmarker, options, progress)
+    decoded = last = 0
     while frame is not None:
         decoded += 1
         if frame.index % options.every == 0:
-            if frame.index < outputs.start:
-                if outputs.video is not None:
-                    outputs.video.write(draw_faces(frame.image, outputs.done.get(frame.index, [])))
+            last = frame.index
+            if frame.index < start:
+                if frame.index >= replay_from:
+                    landmarker.process(frame.image, frame.timestamp)
+                outputs.draw(frame, done.get(frame.index, []))
             else:
-                faces = (landmarker.process_image(frame.image, options.max_faces) if is_image
+                faces = (landmarker.process_image(frame.image, options.max_faces) if progress is None
                          else landmarker.process(frame.image, frame.timestamp))
                 outputs.write(frame, faces)
                 result.frames += 1
                 result.faces += len(faces)
+                if progress is not None and (frame.index // options.every) % CHECKPOINT_FRAMES == CHECKPOINT_FRAMES - 1:
+                    progress.save(frame.index, landmarker.video_state())
         if bar is not None:
             bar.update(1)
         frame = source.read()
-    source.close()
-    return decoded
+    return decoded, last
 
 
-def _annotate_one(args) -> FileResult:
-    return annotate_file(*args)
+# The landmarker of a worker process (--jobs N), made once by ``_start_worker``.
+_worker: Landmarker | PipnetError | None = None
+
+
+def _start_worker(options: AnnotateOptions) -> None:
+    global _worker
+    try:
+        _worker = open_landmarker(options)
+        util.Finalize(_worker, _worker.close, exitpriority=10)  # workers leave through os._exit
+    except PipnetError as exc:
+        _worker = exc  # every file of this worker reports it
+
+
+def _annotate_in_worker(args) -> FileResult:
+    if isinstance(_worker, PipnetError):
+        return FileResult(args[0], error=str(_worker))
+    path, options, name, several, position = args
+    return annotate_file(path, options, _worker, name, several, position)
 
 
 def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1) -> list[FileResult]:
-    files = expand_inputs(inputs)
+    files = expand(inputs)
     if not files:
         raise PipnetError("no input files")
     bad = [f for f in options.formats if f not in FORMATS]
@@ -211,9 +354,11 @@ def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1) -> list
     several = len(files) > 1
     names = output_names(files)
     if jobs <= 1 or len(files) == 1:
-        return [annotate_file(f, options, names[f], several) for f in files]
-    # Separate processes: each has its own ONNX session and detector, sharing the cores.
-    per_job = AnnotateOptions(**{**options.__dict__, "threads": max(1, options.threads // jobs)})
+        with open_landmarker(options) as landmarker:
+            return [annotate_file(f, options, landmarker, names[f], several) for f in files]
+    # Separate processes, each with one landmarker for all its files, sharing the cores.
+    per_job = replace(options, threads=max(1, options.threads // jobs))
     work = [(f, per_job, names[f], several, i % jobs) for i, f in enumerate(files)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        return list(pool.map(_annotate_one, work))
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker,
+                             initargs=(per_job,)) as pool:
+        return list(pool.map(_annotate_in_worker, work))

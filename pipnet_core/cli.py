@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from .detect import DETECTORS
 from .errors import PipnetError
@@ -48,7 +49,8 @@ def _eval(args) -> None:
         from .evaluate import evaluate_pipeline
         from .landmarker import Landmarker
 
-        landmarker = Landmarker(model, detector=args.detector, still_detector=args.detector, smoothing=False)
+        landmarker = Landmarker(model, detector=args.detector, still_detector=args.detector, smoothing=False,
+                                calibration=args.calibration)
         result = evaluate_pipeline(landmarker, samples, progress=_progress("evaluating"))
         if not result.names:
             raise PipnetError("the detector found none of the labeled faces")
@@ -95,7 +97,8 @@ def _eval_views(args, model, samples) -> None:
     from .landmarker import Landmarker
 
     detector = args.detector or "mediapipe-both"
-    landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False)
+    landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False,
+                            calibration=args.calibration)
     if args.rotate:
         label, views = "rotation", [(f"{a:g} deg", rotated_view(a)) for a in args.rotate]
     else:
@@ -111,8 +114,6 @@ def _eval_views(args, model, samples) -> None:
     worst = max(rows, key=lambda r: r["nme"] if np.isfinite(r["nme"]) else np.inf)
     print(f"worst row: {worst['view']} (NME {100 * worst['nme']:.2f}%, found {100 * worst['found']:.1f}%)")
     if args.json:
-        from pathlib import Path
-
         Path(args.json).write_text(json.dumps({"model": str(args.model), "data": str(args.data), "rows": rows}, indent=2))
 
 
@@ -120,14 +121,14 @@ def _eval_clip(args) -> None:
     from .evaluate import evaluate_clip
     from .sample_clip import ClipSpec
 
-    landmarker = _landmarker(args, max_faces=1)
-    frames = int(round(args.seconds * 30))
-    results = {}
-    for roll_speed in (args.roll_speed, 0.0):
-        results[roll_speed] = evaluate_clip(landmarker, ClipSpec(frames=frames, roll_speed=roll_speed))
-        print(f"sample clip, {frames} frames at 30 fps, rolling {roll_speed:g} deg/s: {results[roll_speed].line()}")
-    ratio = results[args.roll_speed].nme.mean() / results[0.0].nme.mean()
-    print(f"mean NME rolling / still: {ratio:.2f}x")
+    with _landmarker(args, max_faces=1) as landmarker:
+        frames = int(round(args.seconds * 30))
+        results = {}
+        for roll_speed in (args.roll_speed, 0.0):
+            results[roll_speed] = evaluate_clip(landmarker, ClipSpec(frames=frames, roll_speed=roll_speed))
+            print(f"sample clip, {frames} frames at 30 fps, rolling {roll_speed:g} deg/s: {results[roll_speed].line()}")
+        ratio = results[args.roll_speed].nme.mean() / results[0.0].nme.mean()
+        print(f"mean NME rolling / still: {ratio:.2f}x")
 
 
 def _calibrate(args) -> None:
@@ -135,10 +136,12 @@ def _calibrate(args) -> None:
     from .detect import calibrate, create_detector, save_calibration
 
     samples = [s for path in args.data for s in read_labeled(path)]
-    detector = create_detector(args.detector, min_score=0.3)
-    for source, (calibration, matched) in calibrate(detector, samples, progress=_progress("detecting")).items():
-        saved = save_calibration(source, calibration)
-        print(f"{source}: fitted on {matched}/{len(samples)} faces: {calibration}; saved to {saved}")
+    with create_detector(args.detector, min_score=0.3) as detector:
+        fitted = calibrate(detector, samples, progress=_progress("detecting"))
+    save_calibration({source: calibration for source, (calibration, _) in fitted.items()}, args.out)
+    for source, (calibration, matched) in fitted.items():
+        print(f"{source}: fitted on {matched}/{len(samples)} faces: {calibration}")
+    print(f"saved to {args.out}; other commands use it with --calibration {args.out}")
 
 
 def _export(args) -> None:
@@ -153,8 +156,6 @@ def _export(args) -> None:
 
 
 def _quantize(args) -> None:
-    from pathlib import Path
-
     from .training.config import Config
     from .training.quantize import evenly, int8_path, quantize
     from .training.sources import load_sources
@@ -178,53 +179,68 @@ def _quantize(args) -> None:
 def _landmarker(args, **overrides):
     from .landmarker import Landmarker
 
-    options = dict(model=args.model, detector=args.detector, threads=args.threads)
+    options = dict(model=args.model, detector=args.detector, threads=args.threads, calibration=args.calibration)
     options.update(overrides)
     return Landmarker(**options)
 
 
 def _detect(args) -> None:
-    import json
-    from pathlib import Path
+    from .annotate import output_names
+    from .media import expand
 
-    import cv2
+    images = expand(args.images, kinds=("image",))
+    if not images:
+        raise PipnetError("no images found in " + ", ".join(args.images))
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PipnetError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    names = output_names(images)
+    failed = 0
+    with _landmarker(args, smoothing=False, still_detector=args.detector) as landmarker:
+        for path in images:
+            try:
+                count, written = _detect_one(landmarker, path, out / names[path], args)
+                print(f"{path}: {count} face(s)" + ("" if count else " (no face found)") + " -> "
+                      + ", ".join(str(w) for w in written))
+            except PipnetError as exc:
+                failed += 1
+                print(f"pipnet detect: error: {exc}", file=sys.stderr)
+    print(f"{len(images) - failed} of {len(images)} images complete")
+    if failed:
+        raise PipnetError(f"{failed} image(s) failed")
 
+
+def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list]:
+    """One image: its annotated PNG (and JSON); returns the face count and the files written."""
     from .data import load_image
     from .draw import OverlayOptions, draw_faces
-    from .writers import face_to_dict
+    from .media import sniff
+    from .writers import face_to_dict, write_image, write_json
 
-    landmarker = _landmarker(args, smoothing=False, still_detector=args.detector)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    failed = 0
-    for name in args.images:
-        try:
-            image = load_image(Path(name))
-        except PipnetError as exc:
-            print(f"pipnet detect: error: {exc}", file=sys.stderr)
-            failed += 1
-            continue
-        faces = landmarker.process_image(image, args.max_faces)
-        stem = Path(name).stem
-        cv2.imwrite(str(out / f"{stem}_landmarks.png"), draw_faces(image, faces, OverlayOptions(pose_axes=True)))
-        if args.json:
-            record = {"image": str(name), "width": image.shape[1], "height": image.shape[0],
-                      "faces": [face_to_dict(f) for f in faces]}
-            (out / f"{stem}.json").write_text(json.dumps(record, indent=1))
-        print(f"{name}: {len(faces)} face(s)" + ("" if faces else " (no face found)"))
-    if failed:
-        raise PipnetError(f"{failed} of {len(args.images)} images could not be read")
+    if sniff(path) == "video":
+        raise PipnetError(f"{path}: is a video; `pipnet annotate` takes videos")
+    image = load_image(path)
+    landmarker.reset(restart_ids=True)
+    faces = landmarker.process_image(image, args.max_faces)
+    drawn = out_stem.with_name(out_stem.name + "_landmarks.png")
+    write_image(drawn, draw_faces(image, faces, OverlayOptions(pose_axes=True)))
+    written = [drawn]
+    if args.json:
+        written.append(out_stem.with_name(out_stem.name + ".json"))
+        write_json(written[-1], {"image": str(path), "width": image.shape[1], "height": image.shape[0],
+                                 "faces": [face_to_dict(f) for f in faces]})
+    return len(faces), written
 
 
 def _annotate(args) -> None:
-    from pathlib import Path
-
     from .annotate import AnnotateOptions, annotate
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     options = AnnotateOptions(Path(args.out), formats, Path(args.video_out) if args.video_out else None, max(args.every, 1),
-                              args.max_faces, not args.no_smooth, args.resume, args.model, args.detector, args.threads,
-                              show_progress=sys.stderr.isatty())
+                              args.max_faces, not args.no_smooth, args.resume, args.model, args.detector,
+                              args.calibration, args.threads, show_progress=sys.stderr.isatty())
     results = annotate(args.inputs, options, args.jobs)
     failed = 0
     for r in results:
@@ -233,7 +249,9 @@ def _annotate(args) -> None:
             print(f"pipnet annotate: error: {r.error}", file=sys.stderr)
         if r.warning:
             print(f"pipnet annotate: warning: {r.warning}", file=sys.stderr)
-        if r.frames or not r.error:
+        if r.already_complete:
+            print(f"{r.path}: already complete -> " + ", ".join(str(o) for o in r.outputs))
+        elif r.frames or not r.error:
             resumed = f", resumed at frame {r.resumed_from}" if r.resumed_from else ""
             fps = r.frames / r.seconds if r.seconds else 0.0
             print(f"{r.path}: {r.frames} frames, {r.faces} faces, {fps:.1f} FPS{resumed} -> "
@@ -246,56 +264,56 @@ def _annotate(args) -> None:
 def _bench(args) -> None:
     from .bench import bench_detectors, bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
 
-    landmarker = _landmarker(args, max_faces=max(args.faces))
-    print(f"model {landmarker.model.info.name} ({landmarker.model.info.backbone}, input {landmarker.model.info.input_size}), "
-          f"{args.threads} threads, detector {landmarker.detector.name}")
-    print(f"landmark network alone: {bench_model(landmarker):.2f} ms per face")
-    first = load_frames(args.video, 1, 1)
-    if not first:
-        raise PipnetError(f"{args.video}: no frames could be read")
-    detectors = bench_detectors(first[0])
-    print(f"face detectors alone, {first[0].shape[1]}x{first[0].shape[0]} (ms per frame; quarter turns: the "
-          "still-image search without tiles): "
-          + ", ".join(f"{name} {ms:.2f}" for name, ms in detectors.items()))
-    for faces in args.faces:
-        frames = load_frames(args.video, faces, args.frames)
-        if not frames:
+    with _landmarker(args, max_faces=max(args.faces)) as landmarker:
+        info = landmarker.model.info
+        print(f"model {info.name} ({info.backbone}, input {info.input_size}), {args.threads} threads, "
+              f"detector {landmarker.detector.name}")
+        print(f"landmark network alone: {bench_model(landmarker):.2f} ms per face")
+        first = load_frames(args.video, 1, 1)
+        if not first:
             raise PipnetError(f"{args.video}: no frames could be read")
-        landmarker.set_max_faces(faces)
-        label = f"{len(frames[0][0])}x{len(frames[0])} {'video' if args.video else 'sample clip'}, {faces} face(s)"
-        result = bench_pipeline(landmarker, frames, args.frames, label)
-        print(result.line())
-        if result.memory_mb:
-            trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in result.memory_mb)
-            print(f"  resident memory (frame: MB): {trace}")
-        if args.compare:
-            for name, fps in (("MediaPipe Face Mesh", bench_face_mesh(frames, min(args.frames, 300), faces)),
-                              ("dlib 68-point", bench_dlib(frames, min(args.frames, 300)))):
-                if fps is not None:
-                    print(f"  {name} on the same frames: {fps:.1f} FPS; pipnet-live is {result.fps / fps:.2f}x its speed")
+        detectors = bench_detectors(first[0])
+        print(f"face detectors alone, {first[0].shape[1]}x{first[0].shape[0]} (ms per frame; quarter turns: the "
+              "still-image search without tiles): "
+              + ", ".join(f"{name} {ms:.2f}" for name, ms in detectors.items()))
+        for faces in args.faces:
+            frames = load_frames(args.video, faces, args.frames)
+            if not frames:
+                raise PipnetError(f"{args.video}: no frames could be read")
+            landmarker.set_max_faces(faces)
+            label = f"{len(frames[0][0])}x{len(frames[0])} {'video' if args.video else 'sample clip'}, {faces} face(s)"
+            result = bench_pipeline(landmarker, frames, args.frames, label)
+            print(result.line())
+            if result.memory_mb:
+                trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in result.memory_mb)
+                print(f"  resident memory (frame: MB): {trace}")
+            if args.compare:
+                for name, fps in (("MediaPipe Face Mesh", bench_face_mesh(frames, min(args.frames, 300), faces)),
+                                  ("dlib 68-point", bench_dlib(frames, min(args.frames, 300)))):
+                    if fps is not None:
+                        print(f"  {name} on the same frames: {fps:.1f} FPS; "
+                              f"pipnet-live is {result.fps / fps:.2f}x its speed")
 
 
 def _bench_quality(args) -> None:
-    from pathlib import Path
-
-    from .annotate import expand_inputs
+    from .media import expand
     from .quality import TABLE_HEADER, measure_clip, write_json
 
-    clips = [p for p in expand_inputs(args.videos) if p.suffix.lower() != ".md"]
+    clips = expand(args.videos, kinds=("video",))
     if not clips:
         raise PipnetError("no videos given")
-    landmarker = _landmarker(args, max_faces=1)
-    print(f"model {landmarker.model.info.name} {landmarker.model.info.version}, detector {landmarker.detector.name}; "
-          "reference: MediaPipe Face Mesh on the same frames; % of Face Mesh's outer eye distance")
-    print(TABLE_HEADER)
-    results = []
-    for clip in clips:
-        quality = measure_clip(clip, landmarker, out_dir=Path(args.out) if args.out else None)
-        results.append(quality)
-        print(quality.row(), flush=True)
-    if args.out:
-        write_json(Path(args.out) / "quality.json", results)
-        print(f"worst frames (ours green, Face Mesh red) and quality.json in {args.out}")
+    with _landmarker(args, max_faces=1) as landmarker:
+        print(f"model {landmarker.model.info.name} {landmarker.model.info.version}, detector {landmarker.detector.name}; "
+              "reference: MediaPipe Face Mesh on the same frames; % of Face Mesh's outer eye distance")
+        print(TABLE_HEADER)
+        results = []
+        for clip in clips:
+            quality = measure_clip(clip, landmarker, out_dir=Path(args.out) if args.out else None)
+            results.append(quality)
+            print(quality.row(), flush=True)
+        if args.out:
+            write_json(Path(args.out) / "quality.json", results)
+            print(f"worst frames (ours green, Face Mesh red) and quality.json in {args.out}")
 
 
 def _bench_train(args) -> None:
@@ -411,6 +429,7 @@ def _evaluation_commands(sub) -> None:
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     p.add_argument("--detector", choices=DETECTORS,
                    help="start from this face detector's boxes instead of the ground-truth landmark box")
+    _add_calibration_option(p)
     views = p.add_mutually_exclusive_group()
     views.add_argument("--rotate", type=float, nargs="+", metavar="DEG",
                        help="turn each whole picture by these angles (clockwise, degrees) and run the still "
@@ -425,6 +444,8 @@ def _evaluation_commands(sub) -> None:
 
     p = sub.add_parser("calibrate", help="fit a detector's box -> model crop mapping on labeled training faces")
     p.add_argument("--data", required=True, nargs="+", help="labeled folders or CSVs (training data, never test sets)")
+    p.add_argument("--out", required=True, type=Path, help="the calibration file to write (other commands read it "
+                   "with --calibration; an existing file keeps its other detectors' mappings)")
     p.add_argument("--detector", default="mediapipe-both", choices=DETECTORS,
                    help="mediapipe-both (default) fits both BlazeFace ranges")
     p.set_defaults(run=_calibrate)
@@ -442,11 +463,17 @@ def _add_runtime_options(p, detector="mediapipe"):
                    help=f"face detector (default: {detector}; mediapipe is BlazeFace short range, "
                         "mediapipe-full the full-range model for small and far faces, mediapipe-both the two)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
+    _add_calibration_option(p)
+
+
+def _add_calibration_option(p) -> None:
+    p.add_argument("--calibration", type=Path, metavar="FILE",
+                   help="detector box calibration written by `pipnet calibrate --out` (default: the shipped one)")
 
 
 def _runtime_commands(sub) -> None:
     p = sub.add_parser("detect", help="landmarks on still images: annotated PNGs and JSON")
-    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of them")
     p.add_argument("--out", default="landmarks", help="output folder (default: landmarks/)")
     p.add_argument("--json", action="store_true", help="also write IMAGE.json with every face's points")
     p.add_argument("--max-faces", type=int, help="at most this many faces per image (default: all)")

@@ -17,9 +17,8 @@ import numpy as np
 
 from .crop import CropBox
 from .errors import PipnetError
+from .media import IMAGE_SUFFIXES
 from .scheme import NUM_POINTS
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,13 @@ down, and ``TiledDetector`` searches overlapping tiles of a large frame for smal
 
 Detector boxes are not the crop the landmark model was trained on (a box around the 68 points,
 enlarged, upright). ``BoxCalibration`` maps one to the other with offsets (in the face's upright
-frame) and a scale measured on training data by ``pipnet calibrate``; the result is kept in
-models/detector_calibration.json, one entry per detector model.
+frame) and a scale measured on training data by ``pipnet calibrate``; the shipped mappings are in
+models/detector_calibration.json, one entry per detector model, and a user's own calibration is a
+file of the same form passed explicitly (``--calibration``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -60,6 +62,19 @@ class FaceDetector(Protocol):
     def close(self) -> None: ...
 
 
+class Closing:
+    """``with detector:`` closes it at the end (native graphs and their threads)."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 @dataclass(frozen=True)
 class BoxCalibration:
     """Landmark box (centre, longer side) relative to a detector box, in units of the box size,
@@ -89,24 +104,57 @@ class BoxCalibration:
         return cls(round(float(dx), 4), round(float(dy), 4), round(float(scale), 4))
 
 
-def load_calibrations(path: Path | None = None) -> dict[str, BoxCalibration]:
-    """Box mappings per detector model, from the shipped file unless ``path`` names another. A
-    missing file is an error: without it every crop would be off by up to 15% of the face."""
-    path = path or calibration_file()
-    try:
-        return {name: BoxCalibration(**values) for name, values in json.loads(path.read_text()).items()}
-    except OSError as exc:
-        raise PipnetError(f"{path}: cannot read the detector calibration ({exc.strerror})") from None
-    except (ValueError, TypeError) as exc:
-        raise PipnetError(f"{path}: not a detector calibration ({exc})") from None
+@dataclass(frozen=True)
+class DetectorCalibration:
+    """The box mappings of every detector model, from one file: the shipped one, or a user's own
+    written by `pipnet calibrate --out` (used only when named). Exports record which, by sha256."""
+
+    path: Path
+    mappings: dict[str, BoxCalibration]
+    sha256: str
+    shipped: bool
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "DetectorCalibration":
+        """A missing or foreign file is an error, and so is a user's file without a mapping the
+        shipped file has: without it every crop of that detector would be off by up to 15% of the face."""
+        shipped_path = calibration_file()
+        path = Path(path) if path else shipped_path
+        try:
+            data = path.read_bytes()
+            mappings = {name: BoxCalibration(**values) for name, values in json.loads(data).items()}
+        except OSError as exc:
+            raise PipnetError(f"{path}: cannot read the detector calibration ({exc.strerror})") from None
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise PipnetError(f"{path}: not a detector calibration ({exc})") from None
+        shipped = path.resolve() == shipped_path.resolve()
+        if not shipped:
+            missing = sorted(set(cls.load().mappings) - set(mappings))
+            if missing:
+                raise PipnetError(f"{path}: no mapping for detector {missing[0]} (`pipnet calibrate --out` writes every one)")
+        return cls(path, mappings, hashlib.sha256(data).hexdigest(), shipped)
+
+    def landmark_box(self, detection: Detection) -> CropBox:
+        """The detection's landmark box through its detector model's mapping."""
+        return self.mappings.get(detection.source, BoxCalibration()).landmark_box(detection)
+
+    def fields(self) -> dict:
+        """What an export says of it."""
+        return {"detector_calibration": "shipped" if self.shipped else str(self.path),
+                "detector_calibration_sha256": self.sha256}
 
 
-def save_calibration(name: str, calibration: BoxCalibration, path: Path | None = None) -> Path:
-    path = path or calibration_file()
-    data = {k: asdict(v) for k, v in load_calibrations(path).items()}
-    data[name] = asdict(calibration)
-    path.write_text(json.dumps(data, indent=2) + "\n")
-    return path
+def save_calibration(fitted: dict[str, BoxCalibration], path: Path) -> None:
+    """Write a calibration file for ``Landmarker(calibration=path)``: the mappings ``path`` already
+    holds (else the shipped ones), with the fitted detectors' replaced. Never the shipped file:
+    a package that changed under its users would change every later run without a trace."""
+    from .writers import write_json
+
+    path = Path(path)
+    if path.resolve() == calibration_file().resolve():
+        raise PipnetError(f"{path}: is the shipped calibration; write a file of your own and pass it with --calibration")
+    current = DetectorCalibration.load(path if path.is_file() else None)
+    write_json(path, {name: asdict(mapping) for name, mapping in (current.mappings | fitted).items()})
 
 
 @contextmanager
@@ -124,7 +172,7 @@ def quiet_native_stderr():
         os.close(saved)
 
 
-class MediaPipeDetector:
+class MediaPipeDetector(Closing):
     """BlazeFace via mediapipe's bundled models (no download): short or full range."""
 
     RANGES = {"short": 0, "full": 1}
@@ -161,7 +209,7 @@ class MediaPipeDetector:
         self._detector.close()
 
 
-class HaarDetector:
+class HaarDetector(Closing):
     """OpenCV's frontal-face Haar cascade: slower and less robust, but needs only OpenCV."""
 
     name = "haar"
@@ -183,9 +231,6 @@ class HaarDetector:
         return [Detection(tuple(float(v) for v in box), float(1 / (1 + np.exp(-wt))), self.name)
                 for box, wt in zip(boxes, np.ravel(weights))]
 
-    def close(self) -> None:
-        pass
-
 
 def merge_detections(detections: list[Detection], overlap: float = 0.3) -> list[Detection]:
     """One detection per face: the highest-scoring of those whose boxes overlap."""
@@ -196,7 +241,7 @@ def merge_detections(detections: list[Detection], overlap: float = 0.3) -> list[
     return kept
 
 
-class CombinedDetector:
+class CombinedDetector(Closing):
     """Several detectors on the same frame, their detections merged (short + full range BlazeFace)."""
 
     def __init__(self, name: str, detectors: list[FaceDetector]):
@@ -210,7 +255,7 @@ class CombinedDetector:
             detector.close()
 
 
-class _WiderSearch:
+class _WiderSearch(Closing):
     """A detector run on the whole frame and on more views of it (each subclass says which),
     its detections mapped back to the frame and merged."""
 

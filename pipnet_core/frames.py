@@ -10,8 +10,7 @@ import cv2
 import numpy as np
 
 from .errors import PipnetError
-
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
+from .media import media_kind
 
 
 def as_bgr(frame: np.ndarray) -> np.ndarray:
@@ -51,8 +50,10 @@ class FrameSource(Protocol):
 
 
 class VideoSource:
-    """A video file through OpenCV. Timestamps are the container's own (presentation times, so a
-    variable-frame-rate phone video gets its real times); a file that loops keeps counting up."""
+    """A video file through OpenCV. Timestamps are the container's own presentation times (so a
+    variable-frame-rate phone video gets its real times) counted from the first frame: a container
+    whose first frame is stamped -0.017 s or 3600 s starts at 0, and ``start_offset`` keeps what
+    was subtracted. A file that loops keeps counting up."""
 
     is_camera = False
 
@@ -71,27 +72,34 @@ class VideoSource:
         self.width = int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
         self._index = 0
+        self._in_loop = 0  # frames read since the start of the file (of this loop)
         self._loop_offset = 0.0  # seconds played in earlier loops
         self._last_time = -1.0
+        self.start_offset: float | None = None  # the first frame's presentation time, once read
 
     def _frame_time(self) -> float:
-        """The decoded frame's presentation time in seconds; index / fps where the backend gives none."""
+        """The decoded frame's presentation time in seconds from the first frame's; frame number /
+        fps where the backend gives no times (every frame at the first one's)."""
         position = self.capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
-        if self._index > 0 and position <= 0.0:
-            return self._index / self.fps
-        return position
+        if self.start_offset is None:
+            self.start_offset = position
+        if self._in_loop > 0 and position <= self.start_offset:
+            return self._in_loop / self.fps
+        return position - self.start_offset
 
     def read(self) -> Frame | None:
         ok, image = self.capture.read()
         if not ok and self.loop and self._index > 0:
             self.capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
             self._loop_offset = self._last_time + 1.0 / self.fps
+            self._in_loop = 0
             ok, image = self.capture.read()
         if not ok:
             return None
         self._last_time = self._loop_offset + self._frame_time()
         frame = Frame(self._index, self._last_time, as_bgr(image))
         self._index += 1
+        self._in_loop += 1
         return frame
 
     def close(self) -> None:
@@ -170,6 +178,7 @@ class ImageSource:
     fps = 1.0
     is_camera = False
     frame_count = 1
+    start_offset = 0.0
 
     def __init__(self, path: str | Path):
         from .data import load_image
@@ -190,13 +199,12 @@ class ImageSource:
 
 def open_source(target: str | int | Path, loop: bool = False, camera_format: CameraFormat = CameraFormat(),
                 name: str | None = None) -> FrameSource:
-    """A camera index (``name``: its device name, for messages), a video file or an image file."""
+    """A camera index (``name``: its device name, for messages), a video file or an image file
+    (told apart by content: see ``media``)."""
     if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
         return CameraSource(int(target), camera_format, name)
     path = Path(target)
-    if path.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"):
-        return ImageSource(path)
-    return VideoSource(path, loop=loop)
+    return ImageSource(path) if media_kind(path) == "image" else VideoSource(path, loop=loop)
 
 
 def iterate(source: FrameSource) -> Iterator[Frame]:

@@ -1,12 +1,13 @@
 """The real-time pipeline: frame -> detect/track -> crop -> landmarks -> smooth -> pose.
 
     from pipnet_core import Landmarker
-    landmarker = Landmarker()                      # the shipped model, BlazeFace, smoothing on
-    for face in landmarker.process(frame_bgr, timestamp):
-        print(face.id, face.points[36], face.pose.yaw)
+    with Landmarker() as landmarker:               # the shipped model, BlazeFace, smoothing on
+        for face in landmarker.process(frame_bgr, timestamp):
+            print(face.id, face.points[36], face.pose.yaw)
 """
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -14,8 +15,8 @@ from time import perf_counter
 import numpy as np
 
 from .crop import CropBox, crop_matrix, warp
-from .detect import (BoxCalibration, Detection, FaceDetector, QuarterTurnDetector, TiledDetector, create_detector,
-                     load_calibrations)
+from .detect import (Closing, Detection, DetectorCalibration, FaceDetector, QuarterTurnDetector, TiledDetector,
+                     create_detector)
 from .frames import as_bgr
 from .model_interface import LandmarkModel
 from .plausibility import plausibility
@@ -57,10 +58,15 @@ def _detector(spec: str | FaceDetector, threshold: float, min_size: int) -> Face
     return spec if not isinstance(spec, str) else create_detector(spec, threshold, min_size)
 
 
-class Landmarker:
+class Landmarker(Closing):
     """``detector`` finds faces in video (the short-range BlazeFace by default: fast, made for a
     webcam); ``still_detector`` finds them in stills (``process_image``: both BlazeFace ranges, so
-    far and small faces too) and is loaded on first use."""
+    far and small faces too) and is loaded on first use. ``calibration`` names a detector box
+    calibration file (`pipnet calibrate --out`); by default the shipped one.
+
+    It holds an ONNX Runtime session and native detector graphs: ``close()`` it, or use it as a
+    context manager. It closes what it made from names and paths; a model or detector passed in
+    as an object stays the caller's to close."""
 
     # A fresh face whose roll moved more than this between its first two passes gets a third.
     REFINE_ROLL_DEG = 10.0
@@ -77,18 +83,19 @@ class Landmarker:
     def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
                  smoothing: SmoothingParams | bool = True, max_faces: int | None = VIDEO_MAX_FACES, redetect_interval: int = 10,
                  min_confidence: float = 0.4, detector_threshold: float = 0.5, min_face_size: int = 24,
-                 threads: int = 2, pose: bool = True, calibration: BoxCalibration | None = None,
+                 threads: int = 2, pose: bool = True, calibration: str | Path | None = None,
                  still_detector: str | FaceDetector = "mediapipe-both", still_threshold: float = 0.6):
         self.model = _load_model(model, threads)
         self.detector = _detector(detector, detector_threshold, min_face_size)
+        self._owned = {"model": not isinstance(model, LandmarkModel), "detector": isinstance(detector, str),
+                       "still_detector": isinstance(still_detector, str)}
         self._still_spec = still_detector
         self._still_detector: FaceDetector | None = None
         # Stills search up to 56 windows (two models, tiles, four turns): a higher score per window
         # keeps their false detections rarer. 99% of real faces score 0.6 or more, also when small
         # (HELEN training faces, 40-90 px tall in a 1280x720 frame).
         self._still_options = (still_threshold, min_face_size)
-        self.calibrations = load_calibrations()
-        self._calibration = calibration  # one mapping for every detector, replacing the file's
+        self.calibration = DetectorCalibration.load(calibration)
         self.smoothing = SmoothingParams() if smoothing is True else smoothing or None
         self.tracker = Tracker(max_faces, redetect_interval, min_confidence)
         self.min_face_size = min_face_size
@@ -119,28 +126,43 @@ class Landmarker:
             del self.tracker.tracks[count:]
 
     def set_detector(self, detector: str | FaceDetector, threshold: float = 0.5) -> None:
-        """Another video detector or threshold; the model session and tracked faces stay."""
-        self.detector = _detector(detector, threshold, self.min_face_size)
+        """Another video detector or threshold; the model session and tracked faces stay, the
+        old detector is closed (if this landmarker made it)."""
+        new = _detector(detector, threshold, self.min_face_size)
+        if self._owned["detector"]:
+            self.detector.close()
+        self.detector, self._owned["detector"] = new, isinstance(detector, str)
 
     def _new_smoother(self) -> LandmarkSmoother:
         return LandmarkSmoother(self.model.info.codec.mean_face, self.smoothing or SmoothingParams())
 
-    def reset(self) -> None:
-        """Forget all faces (a new video, a jump in time)."""
-        self.tracker.reset()
+    def reset(self, restart_ids: bool = False) -> None:
+        """Forget all faces (a jump in time); ``restart_ids``: a new video, whose ids count from 0."""
+        self.tracker.reset(restart_ids)
+        if restart_ids:
+            self._frames = self._empty_frames = 0
+
+    def close(self) -> None:
+        """Release the detectors' native graphs and the model session; the object is done."""
+        if self._owned["detector"]:
+            self.detector.close()
+        if self._still_detector is not None and self._owned["still_detector"]:
+            self._still_detector.close()
+        self._still_detector = None
+        if self._owned["model"]:
+            self.model.close()
 
     # -- the pipeline -------------------------------------------------------------------------------
     def detector_crop(self, detection: Detection) -> CropBox:
         """The model crop a detection implies, through its detector's calibrated box mapping."""
-        calibration = self._calibration or self.calibrations.get(detection.source, BoxCalibration())
-        box = calibration.landmark_box(detection)
+        box = self.calibration.landmark_box(detection)
         return CropBox(box.cx, box.cy, box.side * self.model.info.crop_scale, box.roll)
 
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[Face]:
         """Faces in one video frame; ``timestamp`` in seconds drives the smoothing (default 30 fps)."""
-        return self._process(frame, timestamp, self.detector)
+        return self._process(frame, timestamp, self.detector, video=True)
 
-    def _process(self, frame: np.ndarray, timestamp: float | None, detector: FaceDetector) -> list[Face]:
+    def _process(self, frame: np.ndarray, timestamp: float | None, detector: FaceDetector, video: bool) -> list[Face]:
         timings = dict.fromkeys(STAGES, 0.0)
         self.timings = timings
         frame = as_bgr(frame)
@@ -167,7 +189,7 @@ class Landmarker:
             self._refine(frame, points, confidence, fresh, [tracks[i].crop.roll for i in fresh])
             self._try_other_turns(frame, points, confidence, fresh)
         self._catch_up(frame, points, confidence, tracks, crops, detector)
-        return self._faces(tracks, points, confidence, timestamp, frame.shape[1::-1], timings)
+        return self._faces(tracks, points, confidence, timestamp, frame.shape[1::-1], timings, video)
 
     def _detect(self, frame: np.ndarray, detector: FaceDetector) -> None:
         """New faces from the detector; tracks it does not match get a second look, upright."""
@@ -213,13 +235,18 @@ class Landmarker:
                 points[i], confidence[i] = p[0], c[0]
 
     def _faces(self, tracks: list, points: np.ndarray, confidence: np.ndarray, timestamp: float,
-               frame_size: tuple[int, int], timings: dict[str, float]) -> list[Face]:
+               frame_size: tuple[int, int], timings: dict[str, float], video: bool) -> list[Face]:
         """Record every track's result, smooth, estimate pose; a lost face is reported once,
-        unsuccessful; a duplicate of another track is not reported."""
+        unsuccessful; a duplicate of another track is not reported. In video, a new detection
+        becomes a face (and gets an id) only if its shape is plausible too: a rejected one is
+        looked for again in the next frame, whereas a still has one chance."""
         tracker = self.tracker
-        faces, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
+        results, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
         for track, pts, conf in zip(tracks, points, confidence):
             t1 = perf_counter()
+            if video and track.id == tracker.UNCONFIRMED and not self._plausible(pts, conf, frame_size):
+                tracker.drop(track)
+                continue
             success = tracker.update(track, pts, conf, self.model.info.crop_scale, timestamp)
             t2 = perf_counter()
             shown = track.smoother(pts, timestamp) if self.smoothing and success else pts
@@ -228,14 +255,27 @@ class Landmarker:
             reported = conf * plausibility(pts, self.model.info.codec.mean_face, pose.yaw if pose else None)
             t4 = perf_counter()
             track_ms, smooth_ms, pose_ms = track_ms + t2 - t1, smooth_ms + t3 - t2, pose_ms + t4 - t3
-            lo, hi = shown.min(axis=0), shown.max(axis=0)
-            faces.append(Face(track.id, (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
-                              track.detector_score, shown, reported, pose, success))
+            results.append((track, shown, reported, pose, success))
         t5 = perf_counter()
         tracker.drop_duplicates()
+        tracker.name_new_faces()
         timings.update(track=1000 * (track_ms + perf_counter() - t5), smooth=1000 * smooth_ms, pose=1000 * pose_ms)
-        live = {t.id for t in tracker.tracks}
-        return [f for f in faces if f.id in live or not f.success]
+        live = {id(t) for t in tracker.tracks}
+        faces = []
+        for track, shown, reported, pose, success in results:
+            # A lost face is reported once; a duplicate, or a detection the model rejected, never.
+            if id(track) in live or (not success and track.id != tracker.UNCONFIRMED):
+                lo, hi = shown.min(axis=0), shown.max(axis=0)
+                faces.append(Face(track.id, (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+                                  track.detector_score, shown, reported, pose, success))
+        return faces
+
+    def _plausible(self, points: np.ndarray, confidence: np.ndarray, frame_size: tuple[int, int]) -> bool:
+        """Confident once lowered for a near-profile view or a shape unlike a face: drawings and
+        face-like patterns score 0.4 raw but 0.2 here, real faces entering a video 0.78 or more."""
+        yaw = estimate_pose(points, frame_size).yaw if self.with_pose else None
+        factor = plausibility(points, self.model.info.codec.mean_face, yaw)
+        return float(confidence.mean()) * factor >= self.tracker.min_confidence
 
     def _seen_upright(self, frame: np.ndarray, crop: CropBox, detector: FaceDetector) -> bool:
         """Does the detector find a face in this crop turned upright (with some margin)? Faces the
@@ -245,14 +285,15 @@ class Landmarker:
         view = CropBox(crop.cx, crop.cy, crop.side * 1.5, crop.roll)
         return bool(detector.detect(warp(frame, crop_matrix(view, size), size)))
 
-    def resume_tracks(self, written: dict[int, list], start: int) -> None:
-        """Continue an export interrupted before frame ``start``: the faces still tracked in the last
-        frame written keep their ids, and new faces get ids the file has not used on any row."""
-        before = [index for index in written if index < start]
-        last = [face for face in written[max(before)] if face.success] if before else []
-        used = [face.id for faces in written.values() for face in faces]
-        self.tracker.resume([(face.id, np.asarray(face.points, np.float32)) for face in last],
-                            max(used, default=-1) + 1, self.model.info.crop_scale, self._new_smoother)
+    def video_state(self) -> bytes:
+        """Everything a video's next frame depends on besides the frame: the tracks with their
+        crops, smoothers and ids, and the detection schedule. An export that stops and goes on
+        restores it (``restore_video_state``) and continues exactly as if it had never stopped."""
+        return pickle.dumps((self.tracker, self._frames, self._empty_frames))
+
+    def restore_video_state(self, state: bytes) -> None:
+        """Continue from ``video_state()`` (of a landmarker with the same model and settings)."""
+        self.tracker, self._frames, self._empty_frames = pickle.loads(state)
 
     def _refine(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
                 rolls: list[float]) -> None:
@@ -296,7 +337,7 @@ class Landmarker:
         self.smoothing, tracker.max_faces, tracker.duplicate_iou = None, max_faces, 0.3
         self.reset()
         try:
-            return [face for face in self._process(image, 0.0, self.still_detector) if face.success]
+            return [face for face in self._process(image, 0.0, self.still_detector, video=False) if face.success]
         finally:
             self.smoothing, tracker.max_faces, tracker.duplicate_iou = video
             self.reset()

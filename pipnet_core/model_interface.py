@@ -79,6 +79,9 @@ class LandmarkModel(ABC):
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
         """Raw network outputs for a float32 (B, 3, S, S) batch."""
 
+    def close(self) -> None:
+        """Release what the model holds (an inference session); nothing by default."""
+
     def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """BGR uint8 crops (B, S, S, 3) -> points (B, N, 2) in crop pixels, confidence (B, N)."""
         if len(crops) == 0:

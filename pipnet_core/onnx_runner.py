@@ -58,6 +58,9 @@ class OnnxLandmarkModel(LandmarkModel):
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
         return GridOutputs(*self.session.run(self.output_names, {self.input_name: batch}))
 
+    def close(self) -> None:
+        self.session = None  # ONNX Runtime frees the session, its memory and threads, with the last reference
+
 
 def describe_model(model: LandmarkModel) -> dict[str, str]:
     """What a user should know about a model: for `pipnet --version`, the About box, export headers."""

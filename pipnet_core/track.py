@@ -15,7 +15,7 @@ from .smooth import LandmarkSmoother
 
 @dataclass
 class Track:
-    id: int
+    id: int  # Tracker.UNCONFIRMED until the model first accepts the face
     crop: CropBox  # the model crop to use in the next frame
     detector_score: float
     smoother: LandmarkSmoother
@@ -44,6 +44,10 @@ class Track:
 
 
 class Tracker:
+    # The id of a detection the model has not yet accepted as a face: ids go only to faces the
+    # model confirms, so detections it rejects (a drawing, a face-like pattern) use none up.
+    UNCONFIRMED = -1
+
     def __init__(self, max_faces: int | None, redetect_interval: int, min_confidence: float, match_iou: float = 0.3,
                  duplicate_iou: float = 0.5, max_unconfirmed: int = 2):
         self.max_faces = max_faces
@@ -59,10 +63,12 @@ class Tracker:
         self._since_detection = 0
         self._lost = False
 
-    def reset(self) -> None:
+    def reset(self, restart_ids: bool = False) -> None:
         self.tracks.clear()
         self._since_detection = 0
         self._lost = False
+        if restart_ids:
+            self._next_id = 0
 
     def needs_detection(self) -> bool:
         """No face yet, the interval is up, a face was lost, or there is room for more faces
@@ -86,8 +92,7 @@ class Tracker:
         for i in sorted(unmatched, key=lambda i: -scores[i]):
             if self.max_faces is not None and len(self.tracks) >= self.max_faces:
                 break
-            self.tracks.append(Track(self._next_id, crops[i], scores[i], new_smoother()))
-            self._next_id += 1
+            self.tracks.append(Track(self.UNCONFIRMED, crops[i], scores[i], new_smoother()))
         return missed
 
     def confirm(self, track: Track, confirmed: bool) -> None:
@@ -98,14 +103,6 @@ class Tracker:
             self.tracks.remove(track)
             self._lost = True
 
-    def resume(self, ids_and_points: list[tuple[int, np.ndarray]], next_id: int, crop_scale: float, new_smoother) -> None:
-        """Continue from faces written before (an interrupted export): same ids, crops from their points."""
-        self.reset()
-        for face_id, points in ids_and_points[: self.max_faces]:
-            self.tracks.append(Track(face_id, CropBox.around_points(points, crop_scale), 0.0, new_smoother(),
-                                     frames=1, points=points))
-        self._next_id = max(self._next_id, next_id)
-
     def next_frame(self) -> None:
         self._since_detection += 1
 
@@ -114,8 +111,7 @@ class Tracker:
         """Record a track's landmarks; a track whose confidence collapsed is dropped (False)."""
         mean = float(confidence.mean())
         if mean < self.min_confidence:
-            self.tracks.remove(track)
-            self._lost = True
+            self.drop(track)
             return False
         if track.frames and track.time is not None:
             track.previous = (track.crop, track.time)
@@ -124,6 +120,11 @@ class Tracker:
         track.usual_confidence = mean if not track.frames else 0.9 * track.usual_confidence + 0.1 * mean
         track.frames += 1
         return True
+
+    def drop(self, track: Track) -> None:
+        """A face no longer followed (lost, or a detection the model rejected): look again next frame."""
+        self.tracks.remove(track)
+        self._lost = True
 
     def is_unsure(self, track: Track, confidence: float) -> bool:
         """A tracked face whose confidence fell well below its own usual level (or below the floor):
@@ -134,7 +135,15 @@ class Tracker:
         """Two tracks that converged on one face: keep the older id (in a still, the higher
         detector score)."""
         kept: list[Track] = []
-        for track in sorted(self.tracks, key=lambda t: t.id):
+        # New faces last, in detector-score order (a stable sort keeps it).
+        for track in sorted(self.tracks, key=lambda t: (t.id == self.UNCONFIRMED, t.id)):
             if all(track.crop.iou(other.crop) < self.duplicate_iou for other in kept):
                 kept.append(track)
         self.tracks = kept
+
+    def name_new_faces(self) -> None:
+        """Ids for the new tracks that the model accepted and that duplicate no other: ids count
+        faces, so nothing else uses one up."""
+        for track in self.tracks:
+            if track.id == self.UNCONFIRMED:
+                track.id, self._next_id = self._next_id, self._next_id + 1

@@ -6,12 +6,21 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from pipnet_core.codec import GridOutputs
 from pipnet_core.model_interface import LandmarkModel
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("PIPNET_SHARED_DATA", REPO.parent / "shared" / "data"))
+# The developers' real data and clips, beside the checkout; a user's clone has none.
+SHARED = Path(os.environ.get("PIPNET_SHARED", REPO.parent / "shared"))
+SHARED_DATA = Path(os.environ.get("PIPNET_SHARED_DATA", SHARED / "data"))
+SHARED_VIDEOS = SHARED / "videos"
+
+
+def needs(path: Path):
+    """Skip a test whose real data is absent, saying which."""
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is not present (../shared is on the developers' machines only)")
 
 
 def _arc(cx, cy, rx, ry, start_deg, end_deg, n):

@@ -84,3 +84,75 @@ def test_bench_runs_and_reports_every_stage():
     result = pipnet("bench", "--frames", "5", "--faces", "1", "--no-compare")
     assert result.returncode == 0, result.stderr
     assert "ms per face" in result.stdout and "FPS" in result.stdout and "Traceback" not in result.stderr
+
+
+def test_detect_takes_folders_names_outputs_apart_and_reports_a_failed_write(tmp_path):
+    import cv2
+
+    from pipnet_core.sample_clip import face_photo
+
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "face.png"), face_photo())
+    (tmp_path / "b" / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    (out / "b_face_png_landmarks.png").mkdir(parents=True)  # where b's drawing should go: cannot be written
+    result = pipnet("detect", tmp_path / "a", tmp_path / "b", "--out", out, "--json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 2 and "b_face_png_landmarks.png: cannot write (Is a directory)" in errors[0]
+    assert errors[1] == "pipnet detect: error: 1 image(s) failed"
+    assert "1 of 2 images complete" in result.stdout
+    assert (out / "a_face_png_landmarks.png").is_file() and (out / "a_face_png.json").is_file()
+    assert not list(out.glob("*.partial"))
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert_one_line_error(pipnet("detect", tmp_path / "a", "--out", blocker / "sub"), "cannot create the output folder")
+
+
+def labeled_faces(folder, count=12):
+    """Crops of the astronaut photo at several sizes and places, labeled with the model's own points."""
+    import cv2
+
+    from pipnet_core.data import write_pts
+    from pipnet_core.landmarker import Landmarker
+    from pipnet_core.sample_clip import face_photo
+
+    folder.mkdir()
+    photo = face_photo()
+    with Landmarker(smoothing=False) as landmarker:
+        for i in range(count):
+            side, x, y = 280 + 10 * i, 20 + 5 * i, 4 * i
+            crop = photo[y:y + side, x:x + side].copy()
+            cv2.imwrite(str(folder / f"face{i}.png"), crop)
+            write_pts(folder / f"face{i}.pts", landmarker.process_image(crop)[0].points)
+
+
+def test_calibrate_writes_the_users_file_never_the_package_and_outputs_name_it(tmp_path):
+    import hashlib
+    import json
+
+    from pipnet_core.resources import calibration_file
+
+    shipped = calibration_file().read_bytes()
+    labeled_faces(tmp_path / "faces")
+    mine = tmp_path / "mine.json"
+    result = pipnet("calibrate", "--data", tmp_path / "faces", "--detector", "mediapipe", "--out", mine)
+    assert result.returncode == 0, result.stderr
+    assert calibration_file().read_bytes() == shipped
+    written = json.loads(mine.read_text())
+    assert written["mediapipe"] != json.loads(shipped)["mediapipe"]  # fitted anew
+    assert written["mediapipe-full"] == json.loads(shipped)["mediapipe-full"]  # kept from the shipped file
+    assert_one_line_error(pipnet("calibrate", "--data", tmp_path / "faces", "--out", calibration_file()),
+                          "is the shipped calibration")
+    out = tmp_path / "out"
+    image = tmp_path / "faces" / "face0.png"
+    assert pipnet("annotate", image, "--out", out, "--calibration", mine).returncode == 0
+    sidecar = json.loads((out / "face0.csv.json").read_text())
+    assert sidecar["detector_calibration"] == str(mine)
+    assert sidecar["detector_calibration_sha256"] == hashlib.sha256(mine.read_bytes()).hexdigest()
+    refused = pipnet("annotate", image, "--out", out, "--resume")
+    assert refused.returncode == 2 and "cannot resume: made with detector_calibration_sha256" in refused.stderr
+    (tmp_path / "broken.json").write_text("{")
+    assert_one_line_error(pipnet("detect", image, "--out", out, "--calibration", tmp_path / "broken.json"),
+                          "broken.json: not a detector calibration")

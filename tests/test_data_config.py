@@ -4,7 +4,7 @@ import pytest
 from pipnet_core.training.config import Config
 from pipnet_core.data import Sample, conflicting_labels, list_images, load_image, read_labeled, read_pts, write_pts
 from pipnet_core.errors import PipnetError
-from synthetic import SHARED_DATA, drawn_face
+from synthetic import SHARED_DATA, drawn_face, needs
 
 import cv2
 
@@ -88,7 +88,7 @@ def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
         Config.load(path)
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")
+@needs(SHARED_DATA)
 @pytest.mark.parametrize("layout", ["300w_subset/helen/testset", "300w_subset/afw", "ytf68/test"])
 def test_real_data_loads_as_shipped(layout):
     samples = read_labeled(SHARED_DATA / layout)

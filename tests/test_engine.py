@@ -165,3 +165,122 @@ def test_the_haar_cascade_stands_in_with_a_warning_when_mediapipe_cannot_load(mo
     with pytest.warns(RuntimeWarning, match="using OpenCV's Haar cascade"):
         detector = detect.create_detector("mediapipe")
     assert detector.name == "haar" and len(detector.detect(face_photo())) == 1
+
+
+class RejectingModel:
+    """The shipped model, but while ``rejecting`` every point's confidence is 0: the model saying
+    "not a face" to whatever the detector found."""
+
+    def __init__(self, model):
+        self.model, self.info, self.rejecting = model, model.info, True
+
+    def predict_in_frames(self, frames, matrices, timings=None):
+        points, confidence = self.model.predict_in_frames(frames, matrices, timings)
+        return points, confidence * (0.0 if self.rejecting else 1.0)
+
+    def close(self):
+        pass
+
+
+def test_detections_the_model_rejects_get_no_id_and_no_face(model):
+    stand_in = RejectingModel(model)
+    landmarker = Landmarker(model)
+    landmarker.model = stand_in
+    frames = clip_frames(frames=20)
+    rejected = run(landmarker, frames[:10])
+    assert rejected == [[]] * 10  # neither a face nor a "lost" row for something never accepted
+    stand_in.rejecting = False
+    accepted = run(landmarker, frames[10:])
+    assert {f.id for faces in accepted for f in faces} == {0}  # the first face the model accepts is face 0
+
+
+def threads_of_this_process() -> int:
+    with open("/proc/self/status") as status:
+        return int(status.read().split("Threads:")[1].split()[0])
+
+
+def test_closing_landmarkers_and_detectors_releases_their_threads():
+    """Each landmarker holds an ONNX Runtime session and MediaPipe graphs (video and stills
+    detectors), each with threads of its own: closed, they are gone, even while the objects live."""
+    photo = face_photo()
+    with Landmarker(detector="mediapipe-both") as warm:  # libraries' one-time threads start here
+        warm.process_image(photo)
+    before = threads_of_this_process()
+    kept = []
+    for _ in range(4):
+        with Landmarker(detector="mediapipe-both") as landmarker:
+            assert len(landmarker.process_image(photo)) == 1 and len(landmarker.process(photo)) == 1
+        kept.append(landmarker)
+    assert threads_of_this_process() <= before + 1
+
+
+class CountingDetector:
+    name = "counting"
+
+    def __init__(self):
+        self.closed = 0
+
+    def detect(self, frame):
+        return []
+
+    def close(self):
+        self.closed += 1
+
+
+def test_a_landmarker_closes_the_detectors_it_made_and_not_the_callers(model, monkeypatch):
+    from pipnet_core import landmarker as landmarker_module
+
+    made = []
+    monkeypatch.setattr(landmarker_module, "create_detector", lambda *args: made.append(CountingDetector()) or made[-1])
+    theirs = CountingDetector()
+    landmarker = Landmarker(model, detector="mediapipe")
+    landmarker.set_detector("mediapipe-full")  # replaces one it made: closed
+    landmarker.set_detector(theirs)  # replaces another it made: closed; the caller's is not
+    landmarker.set_detector("mediapipe")
+    landmarker.close()
+    assert [d.closed for d in made] == [1, 1, 1] and theirs.closed == 0
+    assert model.session is not None  # the model was passed in too: still usable
+
+
+def test_a_restored_video_state_continues_exactly_like_the_uninterrupted_run(model):
+    frames = clip_frames(frames=50)
+    whole = Landmarker(model)
+    results = run(whole, frames[:30])
+    state = whole.video_state()
+    results += run(whole, frames[30:])
+    resumed = Landmarker(model)
+    resumed.restore_video_state(state)
+    continued = run(resumed, frames[30:])
+    assert [[f.id for f in faces] for faces in continued] == [[f.id for f in faces] for faces in results[30:]]
+    np.testing.assert_array_equal(np.stack([faces[0].points for faces in continued]),
+                                  np.stack([faces[0].points for faces in results[30:]]))
+    cold = Landmarker(model)  # the plausible wrong answer: start again from the detector
+    restarted = run(cold, frames[30:])
+    assert not np.array_equal(restarted[5][0].points, results[35][0].points)
+
+
+class ShapeModel:
+    """The mean face, or the mean face with its points shuffled (no face has that shape), at a
+    raw confidence of 0.7 whatever the crop."""
+
+    def __init__(self, info, scrambled):
+        self.info = info
+        shape = info.codec.mean_face.copy()
+        self.shape = shape[np.random.default_rng(0).permutation(len(shape))] if scrambled else shape
+
+    def predict_in_frames(self, frames, matrices, timings=None):
+        from pipnet_core.crop import invert, transform_points
+
+        points = [transform_points(self.shape, invert(m)) for m in matrices]  # mean face: crop pixels
+        return np.stack(points).astype(np.float32), np.full((len(matrices), len(self.shape)), 0.7, np.float32)
+
+    def close(self):
+        pass
+
+
+def test_a_new_detection_with_an_implausible_shape_is_not_a_face_in_video(model):
+    frames = clip_frames(frames=5)
+    for scrambled, expected in ((True, [[]] * 5), (False, [[0]] * 5)):
+        landmarker = Landmarker(model)
+        landmarker.model = ShapeModel(model.info, scrambled)
+        assert [[f.id for f in faces] for faces in run(landmarker, frames)] == expected

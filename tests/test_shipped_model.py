@@ -8,7 +8,7 @@ from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.resources import shipped_model
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.sample_clip import face_photo
-from synthetic import SHARED_DATA
+from synthetic import SHARED_DATA, needs
 
 HELEN_TEST = SHARED_DATA / "300w_subset" / "helen" / "testset"
 
@@ -39,7 +39,7 @@ def test_features_land_in_anatomical_order_on_the_astronaut(model):
     assert abs(right_eye[1] - left_eye[1]) < 10
 
 
-@pytest.mark.skipif(not HELEN_TEST.is_dir(), reason="../shared/data is not present")
+@needs(HELEN_TEST)
 def test_helen_test_nme_is_what_the_model_card_says_for_the_float_model_and_its_int8_twin():
     # All 330 faces, thresholds just above the card's 3.25% (float): a regression of more than 0.05
     # points fails (the previous model, 1.0, scores 3.28%); the INT8 twin (3.27% on the card), the
@@ -60,6 +60,7 @@ def test_the_runtime_prefers_the_int8_twin_and_the_float_model_stays_available()
         assert shipped_model(prefer).stat().st_size < 25 * 2**20
 
 
+@needs(SHARED_DATA / "300w_subset" / "helen" / "trainset")
 def test_quantize_keeps_the_metadata_and_refuses_a_model_beyond_its_tolerance(tmp_path):
     from pipnet_core.training.quantize import quantize
 
