@@ -28,8 +28,8 @@ IMAGE_FILTER = dialog_filter("image")
 OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point indices", "box": "Face box",
                   "face_id": "Face id", "pose_axes": "Head pose axes"}
 # BlazeFace short range is the fastest and made for a webcam; full range finds small, far faces.
-DETECTOR_LABELS = {"mediapipe": "Near (webcam, fastest)", "mediapipe-full": "Far (small faces)",
-                   "mediapipe-both": "Near and far", "haar": "Haar cascade (upright faces only)"}
+DETECTOR_LABELS = {"blazeface": "Near (webcam, fastest)", "blazeface-full": "Far (small faces)",
+                   "blazeface-both": "Near and far", "haar": "Haar cascade (upright faces only)"}
 OVERLAY_KEYS = {"points": "P", "contours": "C", "indices": "N", "box": "B", "face_id": "I", "pose_axes": "H"}
 RESOLUTIONS = {"Default resolution": (0, 0), "640 x 480": (640, 480), "1280 x 720": (1280, 720), "1920 x 1080": (1920, 1080)}
 FRAME_RATES = {"Default frame rate": 0.0, "15 FPS": 15.0, "30 FPS": 30.0, "60 FPS": 60.0}
@@ -126,9 +126,9 @@ class MainWindow(QMainWindow):
     def _load_settings(self) -> Settings:
         s = self.store
         overlay = OverlayOptions(**{k: s.value(f"overlay/{k}", getattr(OverlayOptions(), k), type=bool) for k in OVERLAY_LABELS})
-        detector = s.value("detector", "mediapipe", type=str)
+        detector = s.value("detector", "blazeface", type=str)
         return Settings(overlay, s.value("smoothing", True, type=bool), s.value("smoothing_strength", 0.5, type=float),
-                        detector if detector in DETECTOR_LABELS else "mediapipe",
+                        detector if detector in DETECTOR_LABELS else "blazeface",
                         s.value("detector_threshold", 0.5, type=float), s.value("max_faces", 1, type=int),
                         s.value("model_path", "", type=str))
 

@@ -13,7 +13,6 @@ import queue
 import threading
 import time
 import traceback
-import warnings
 from collections import deque
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +38,7 @@ class Settings:
     overlay: OverlayOptions = OverlayOptions()
     smoothing: bool = True
     smoothing_strength: float = 0.5
-    detector: str = "mediapipe"  # see pipnet_core.detect.DETECTORS
+    detector: str = "blazeface"  # see pipnet_core.detect.DETECTORS
     detector_threshold: float = 0.5
     max_faces: int = 1  # video: one face unless asked (see README, "How many faces")
     model_path: str = ""  # empty: the shipped model
@@ -319,12 +318,8 @@ class ProcessingWorker(QThread):
         """A landmarker for the new model and detector; if that fails, the old one stays and the
         settings in force keep the old model (so a broken model is never saved)."""
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RuntimeWarning)
-                landmarker = Landmarker(new.model_path or None, detector=new.detector,
-                                        detector_threshold=new.detector_threshold, max_faces=new.max_faces)
-            for warning in caught:  # e.g. MediaPipe unavailable, Haar cascade in use
-                self.error.emit(str(warning.message))
+            landmarker = Landmarker(new.model_path or None, detector=new.detector,
+                                    detector_threshold=new.detector_threshold, max_faces=new.max_faces)
         except PipnetError as exc:
             self.error.emit(str(exc))
             if old is None:  # nothing to fall back on but the shipped model

@@ -50,7 +50,7 @@ class AnnotateOptions:
     smooth: bool = True
     resume: bool = False
     model: str | None = None
-    detector: str = "mediapipe-both"  # video files come from anywhere: near and far faces
+    detector: str = "blazeface-both"  # video files come from anywhere: near and far faces
     calibration: Path | None = None  # a detector calibration file of the user's; None: the shipped one
     threads: int = 2
     show_progress: bool = True

@@ -10,7 +10,6 @@ from time import perf_counter
 
 import numpy as np
 
-from .detect import quiet_native_stderr
 from .landmarker import STAGES, Landmarker
 
 
@@ -74,7 +73,7 @@ def bench_pipeline(landmarker: Landmarker, frames: list[np.ndarray], total: int,
     return BenchResult(label, total, seconds, {k: v / total for k, v in sums.items()}, faces / total, memory)
 
 
-def bench_detectors(frame: np.ndarray, names=("mediapipe", "mediapipe-full", "mediapipe-both"), repeats: int = 50) -> dict[str, float]:
+def bench_detectors(frame: np.ndarray, names=("blazeface", "blazeface-full", "blazeface-both"), repeats: int = 50) -> dict[str, float]:
     """Milliseconds per frame of each face detector alone, and of the still-image search (the
     frame and its three quarter turns) with each."""
     from .detect import QuarterTurnDetector, create_detector
@@ -92,6 +91,29 @@ def bench_detectors(frame: np.ndarray, names=("mediapipe", "mediapipe-full", "me
     return timings
 
 
+def bench_mediapipe_detectors(frame: np.ndarray, repeats: int = 50) -> dict[str, float]:
+    """MediaPipe's own BlazeFace on the same frame (ms per frame): short, full and both, as
+    ``bench_detectors`` times ours; a PipnetError saying why when MediaPipe is not there."""
+    from .mediapipe_reference import MediaPipeFaceDetection
+
+    detectors = {"short": MediaPipeFaceDetection("short"), "full": MediaPipeFaceDetection("full")}
+    runs = {"short": ["short"], "full": ["full"], "both": ["short", "full"]}
+    timings = {}
+    try:
+        for label, names in runs.items():
+            for name in names:
+                detectors[name].detect(frame)
+            start = perf_counter()
+            for _ in range(repeats):
+                for name in names:
+                    detectors[name].detect(frame)
+            timings[label] = 1000 * (perf_counter() - start) / repeats
+    finally:
+        for detector in detectors.values():
+            detector.close()
+    return timings
+
+
 def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
     """Milliseconds per face of the landmark network alone (batch of one, crop prepared)."""
     size = landmarker.model.info.input_size
@@ -104,25 +126,24 @@ def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
     return 1000 * (perf_counter() - start) / repeats
 
 
-def bench_face_mesh(frames: list[np.ndarray], total: int, max_faces: int) -> float | None:
-    """MediaPipe Face Mesh (468 points) on the same frames, in FPS; None if it is not importable."""
+def bench_face_mesh(frames: list[np.ndarray], total: int, max_faces: int) -> float:
+    """MediaPipe Face Mesh (468 points) on the same frames, in FPS; a PipnetError saying why when
+    MediaPipe is not there to compare with."""
     import cv2
 
-    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
-    try:
-        with quiet_native_stderr():
-            import mediapipe as mp
+    from .mediapipe_reference import face_mesh, quiet_native_stderr
 
-            mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
-            mesh.process(rgb[0])  # warm-up, as for our own models: loads the graphs
-    except Exception:  # mediapipe missing or its graph failed to load: nothing to compare with
-        return None
-    start = perf_counter()
-    for i in range(total):
-        mesh.process(rgb[i % len(rgb)])
-    seconds = perf_counter() - start
-    mesh.close()
-    return total / seconds
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+    mesh = face_mesh(max_faces)
+    try:
+        with quiet_native_stderr():  # warm-up on a real frame, as for our own models; its warnings hidden
+            mesh.process(rgb[0])
+        start = perf_counter()
+        for i in range(total):
+            mesh.process(rgb[i % len(rgb)])
+        return total / (perf_counter() - start)
+    finally:
+        mesh.close()
 
 
 def bench_dlib(frames: list[np.ndarray], total: int) -> float | None:

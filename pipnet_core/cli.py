@@ -96,7 +96,7 @@ def _eval_views(args, model, samples) -> None:
     from .evaluate import rotated_view, small_face_view, evaluate_pipeline
     from .landmarker import Landmarker
 
-    detector = args.detector or "mediapipe-both"
+    detector = args.detector or "blazeface-both"
     landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False,
                             calibration=args.calibration)
     if args.rotate:
@@ -262,7 +262,8 @@ def _annotate(args) -> None:
 
 
 def _bench(args) -> None:
-    from .bench import bench_detectors, bench_dlib, bench_face_mesh, bench_model, bench_pipeline, load_frames
+    from .bench import (bench_detectors, bench_dlib, bench_face_mesh, bench_mediapipe_detectors, bench_model,
+                        bench_pipeline, load_frames)
 
     with _landmarker(args, max_faces=max(args.faces)) as landmarker:
         info = landmarker.model.info
@@ -276,6 +277,12 @@ def _bench(args) -> None:
         print(f"face detectors alone, {first[0].shape[1]}x{first[0].shape[0]} (ms per frame; quarter turns: the "
               "still-image search without tiles): "
               + ", ".join(f"{name} {ms:.2f}" for name, ms in detectors.items()))
+        try:
+            theirs = bench_mediapipe_detectors(first[0])
+            print("MediaPipe's own BlazeFace on the same frame (ms): "
+                  + ", ".join(f"{name} {ms:.2f}" for name, ms in theirs.items()))
+        except PipnetError as exc:
+            print(f"MediaPipe's own BlazeFace: not compared ({exc})")
         for faces in args.faces:
             frames = load_frames(args.video, faces, args.frames)
             if not frames:
@@ -288,8 +295,12 @@ def _bench(args) -> None:
                 trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in result.memory_mb)
                 print(f"  resident memory (frame: MB): {trace}")
             if args.compare:
-                for name, fps in (("MediaPipe Face Mesh", bench_face_mesh(frames, min(args.frames, 300), faces)),
-                                  ("dlib 68-point", bench_dlib(frames, min(args.frames, 300)))):
+                try:
+                    mesh_fps = bench_face_mesh(frames, min(args.frames, 300), faces)
+                except PipnetError as exc:
+                    print(f"  MediaPipe Face Mesh: not compared ({exc})")
+                    mesh_fps = None
+                for name, fps in (("MediaPipe Face Mesh", mesh_fps), ("dlib 68-point", bench_dlib(frames, min(args.frames, 300)))):
                     if fps is not None:
                         print(f"  {name} on the same frames: {fps:.1f} FPS; "
                               f"pipnet-live is {result.fps / fps:.2f}x its speed")
@@ -433,7 +444,7 @@ def _evaluation_commands(sub) -> None:
     views = p.add_mutually_exclusive_group()
     views.add_argument("--rotate", type=float, nargs="+", metavar="DEG",
                        help="turn each whole picture by these angles (clockwise, degrees) and run the still "
-                            "pipeline (detector default mediapipe-both); found rate and NME per angle")
+                            "pipeline (detector default blazeface-both); found rate and NME per angle")
     views.add_argument("--face-height", type=float, nargs="+", metavar="PX",
                        help="scale each face to this landmark-box height in a 1280x720 frame; found rate and NME per height")
     views.add_argument("--roll-error", type=float, nargs="+", metavar="DEG",
@@ -446,8 +457,8 @@ def _evaluation_commands(sub) -> None:
     p.add_argument("--data", required=True, nargs="+", help="labeled folders or CSVs (training data, never test sets)")
     p.add_argument("--out", required=True, type=Path, help="the calibration file to write (other commands read it "
                    "with --calibration; an existing file keeps its other detectors' mappings)")
-    p.add_argument("--detector", default="mediapipe-both", choices=DETECTORS,
-                   help="mediapipe-both (default) fits both BlazeFace ranges")
+    p.add_argument("--detector", default="blazeface-both", choices=DETECTORS,
+                   help="blazeface-both (default) fits both BlazeFace ranges")
     p.set_defaults(run=_calibrate)
 
     p = sub.add_parser("eval-clip", help="the video pipeline on the sample clip with its head rolling through 360 degrees")
@@ -457,11 +468,11 @@ def _evaluation_commands(sub) -> None:
     p.set_defaults(run=_eval_clip)
 
 
-def _add_runtime_options(p, detector="mediapipe"):
+def _add_runtime_options(p, detector="blazeface"):
     p.add_argument("--model", help="ONNX model (default: the shipped pipnet_mbv2_68.onnx)")
     p.add_argument("--detector", default=detector, choices=DETECTORS,
-                   help=f"face detector (default: {detector}; mediapipe is BlazeFace short range, "
-                        "mediapipe-full the full-range model for small and far faces, mediapipe-both the two)")
+                   help=f"face detector (default: {detector}; blazeface is BlazeFace short range, "
+                        "blazeface-full the full-range model for small and far faces, blazeface-both the two)")
     p.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (default 2)")
     _add_calibration_option(p)
 
@@ -477,7 +488,7 @@ def _runtime_commands(sub) -> None:
     p.add_argument("--out", default="landmarks", help="output folder (default: landmarks/)")
     p.add_argument("--json", action="store_true", help="also write IMAGE.json with every face's points")
     p.add_argument("--max-faces", type=int, help="at most this many faces per image (default: all)")
-    _add_runtime_options(p, detector="mediapipe-both")
+    _add_runtime_options(p, detector="blazeface-both")
     p.set_defaults(run=_detect)
 
     p = sub.add_parser("annotate", help="landmark tables (CSV / JSON Lines / .pts) and annotated video for media files")
@@ -491,7 +502,7 @@ def _runtime_commands(sub) -> None:
     p.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks, no temporal smoothing")
     p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (default: 1)")
     p.add_argument("--resume", action="store_true", help="continue files an interrupted run left unfinished")
-    _add_runtime_options(p, detector="mediapipe-both")
+    _add_runtime_options(p, detector="blazeface-both")
     p.set_defaults(run=_annotate)
 
     p = sub.add_parser("bench", help="per-stage timings and FPS of the real-time pipeline")

@@ -1,8 +1,10 @@
-"""Face detection: MediaPipe's BlazeFace by default, OpenCV's Haar cascade as fallback.
+"""Face detection: MediaPipe's BlazeFace through ONNX Runtime by default; OpenCV's Haar cascade on request.
 
-BlazeFace comes in two models, both bundled with mediapipe: short range (faces within about 2 m
-of a webcam, 128 px input) and full range (small and far faces, 192 px input). Each is best where
-the other is weak, so "mediapipe-both" runs the two and merges what they find.
+BlazeFace comes in two models, both converted from the TFLite files MediaPipe publishes (Apache-2.0;
+tools/convert_blazeface.py) and shipped as package data: short range (faces within about 2 m of a
+webcam, 128 px input) and full range (small and far faces, 192 px input). Each is best where the
+other is weak, so "blazeface-both" runs the two and merges what they find. MediaPipe itself is not
+needed: the models run on the same ONNX Runtime as the landmark model.
 
 BlazeFace also places the two eyes, which give the face's roll, so the first crop of a new face is
 already upright. For stills, ``QuarterTurnDetector`` also searches the frame turned by 90, 180 and
@@ -19,11 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
-import os
-import sys
-import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -33,9 +30,8 @@ import numpy as np
 
 from .crop import CropBox, box_iou, rotation
 from .errors import PipnetError
-from .resources import calibration_file
+from .resources import calibration_file, packaged_model
 
-log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Detection:
     box: tuple[float, float, float, float]  # x, y, w, h in frame pixels
@@ -157,56 +153,112 @@ def save_calibration(fitted: dict[str, BoxCalibration], path: Path) -> None:
     write_json(path, {name: asdict(mapping) for name, mapping in (current.mappings | fitted).items()})
 
 
-@contextmanager
-def quiet_native_stderr():
-    """MediaPipe's C++ (glog, TFLite) writes start-up chatter straight to file descriptor 2;
-    hide it while the graph loads so users see only our messages."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+@dataclass(frozen=True)
+class BlazeFaceModel:
+    """One BlazeFace model as MediaPipe configures it (face_detection_{short,full}_range.pbtxt)."""
+
+    file: str
+    size: int  # square input, pixels
+    strides: tuple[int, ...]  # one per SSD layer; layers of one stride share a grid
+    interpolated_anchor: bool  # an extra anchor per cell and layer (short range)
+    # The graph decodes only scores above this: a lower threshold finds nothing more, and the
+    # weighted suppression averages over these boxes only.
+    decode_threshold: float
 
 
-class MediaPipeDetector(Closing):
-    """BlazeFace via mediapipe's bundled models (no download): short or full range."""
+BLAZEFACE = {"short": BlazeFaceModel("blazeface_short_range.onnx", 128, (8, 16, 16, 16), True, 0.5),
+             "full": BlazeFaceModel("blazeface_full_range.onnx", 192, (4,), False, 0.6)}
 
-    RANGES = {"short": 0, "full": 1}
 
-    def __init__(self, min_score: float = 0.5, min_size: int = 24, model_range: str = "short"):
-        os.environ.setdefault("GLOG_minloglevel", "2")
-        self.name = "mediapipe" if model_range == "short" else f"mediapipe-{model_range}"
+def ssd_anchor_centres(spec: BlazeFaceModel) -> np.ndarray:
+    """(anchors, 2) anchor centres in [0, 1], in the models' output order; every anchor is 1x1."""
+    centres = []
+    layer = 0
+    while layer < len(spec.strides):
+        same = sum(1 for stride in spec.strides[layer:] if stride == spec.strides[layer])
+        per_cell = same * (1 + spec.interpolated_anchor)
+        cells = int(np.ceil(spec.size / spec.strides[layer]))
+        grid = (np.stack(np.meshgrid(np.arange(cells), np.arange(cells)), axis=-1).reshape(-1, 2) + 0.5) / cells
+        centres.append(np.repeat(grid, per_cell, axis=0))
+        layer += same
+    return np.concatenate(centres).astype(np.float32)
+
+
+def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, overlap: float = 0.3):
+    """MediaPipe's weighted non-maximum suppression: the best box and every box overlapping it by
+    more than ``overlap`` (IoU) become one detection, their corners and keypoints averaged by
+    score, with the best score. ``boxes`` (N, 4) as x0, y0, x1, y1."""
+    order = np.argsort(-scores, kind="stable")
+    kept = []
+    while len(order):
+        best = boxes[order[0]]
+        x0, y0 = np.maximum(best[:2], boxes[order, :2]).T
+        x1, y1 = np.minimum(best[2:], boxes[order, 2:]).T
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        areas = np.prod(boxes[order, 2:] - boxes[order, :2], axis=1)
+        iou = inter / np.maximum(areas + np.prod(best[2:] - best[:2]) - inter, 1e-12)
+        group, order = order[iou > overlap], order[iou <= overlap]
+        weights = scores[group][:, None]
+        kept.append(((weights * boxes[group]).sum(0) / weights.sum(), (weights[:, :, None] * keypoints[group]).sum(0)
+                     / weights.sum(), float(scores[group[0]])))
+    return kept
+
+
+class BlazeFaceDetector(Closing):
+    """MediaPipe's BlazeFace (short or full range) converted to ONNX (tools/convert_blazeface.py)
+    and run by ONNX Runtime, with MediaPipe's own pre- and post-processing: the frame letterboxed
+    into the square input, SSD anchors, box and keypoint decoding, weighted non-maximum
+    suppression. Boxes and eyes agree with mediapipe's detector within a pixel
+    (tests/test_blazeface.py)."""
+
+    def __init__(self, min_score: float = 0.5, min_size: int = 24, model_range: str = "short", threads: int = 1):
+        import onnxruntime as ort
+
+        self.name = "blazeface" if model_range == "short" else f"blazeface-{model_range}"
         self.min_size, self.min_score = min_size, min_score
-        with quiet_native_stderr():
-            import mediapipe as mp
-
-            self._detector = mp.solutions.face_detection.FaceDetection(
-                model_selection=self.RANGES[model_range], min_detection_confidence=min_score)
-            self._detector.process(np.zeros((64, 64, 3), np.uint8))  # warm-up: loads the TFLite graph
+        self.spec = BLAZEFACE[model_range]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+        options.log_severity_level = 3
+        path = packaged_model(self.spec.file)
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ONNX Runtime reports a bad file through several exception types
+            raise PipnetError(f"{path}: not a loadable ONNX model ({str(exc).splitlines()[0][:120]})") from None
+        self._anchors = ssd_anchor_centres(self.spec)
 
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        h, w = frame_bgr.shape[:2]
-        result = self._detector.process(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+        height, width = frame_bgr.shape[:2]
+        size = self.spec.size
+        # The frame's longer side fills the input, centred; the rest is black (-1 after scaling).
+        side = max(width, height)
+        x0, y0 = (width - side) / 2, (height - side) / 2
+        scale = size / side
+        to_input = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        tensor = cv2.warpAffine(rgb, to_input, (size, size), flags=cv2.INTER_LINEAR, borderValue=(0, 0, 0))
+        batch = (tensor.astype(np.float32) / 127.5 - 1.0)[None]
+        regressors, classificators = self._session.run(["regressors", "classificators"], {"input": batch})
+        scores = 1 / (1 + np.exp(-np.clip(classificators[0, :, 0].astype(np.float64), -100, 100)))
+        keep = np.flatnonzero(scores >= self.spec.decode_threshold)
+        if not len(keep):
+            return []
+        raw, anchors = regressors[0, keep] / size, self._anchors[keep]
+        centre, half = raw[:, :2] + anchors, raw[:, 2:4] / 2
+        boxes = np.concatenate([centre - half, centre + half], axis=1)
+        keypoints = raw[:, 4:].reshape(len(keep), -1, 2) + anchors[:, None]
         found = []
-        for det in result.detections or ():
-            rel = det.location_data.relative_bounding_box
-            box = (rel.xmin * w, rel.ymin * h, rel.width * w, rel.height * h)
-            # Keypoints 0 and 1: the eye on the left of an upright face in the picture (the
-            # person's right eye), then the other.
-            right, left = det.location_data.relative_keypoints[:2]
-            eyes = (right.x * w, right.y * h, left.x * w, left.y * h)
-            # MediaPipe's own threshold lets lower scores through (0.52 at a 0.6 setting, seen
-            # on a turned photo): check again.
-            if min(box[2], box[3]) >= self.min_size and det.score[0] >= self.min_score:
-                found.append(Detection(box, float(det.score[0]), self.name, eyes))
+        for box, points, score in weighted_nms(boxes, keypoints, scores[keep]):
+            # Input [0, 1] -> frame pixels.
+            (bx0, by0, bx1, by1), pts = box * side + (x0, y0, x0, y0), points * side + (x0, y0)
+            if min(bx1 - bx0, by1 - by0) >= self.min_size and score >= self.min_score:
+                # Keypoints 0 and 1: the person's right eye (image left when upright), then the left.
+                found.append(Detection((float(bx0), float(by0), float(bx1 - bx0), float(by1 - by0)), score, self.name,
+                                       tuple(float(v) for v in pts[:2].ravel())))
         return found
 
     def close(self) -> None:
-        self._detector.close()
+        self._session = None
 
 
 class HaarDetector(Closing):
@@ -358,35 +410,20 @@ def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
                    eyes=eyes, roll_hint=float(-degrees))
 
 
-DETECTORS = ("mediapipe", "mediapipe-full", "mediapipe-both", "haar")
+DETECTORS = ("blazeface", "blazeface-full", "blazeface-both", "haar")
 
 
-def _build(name: str, min_score: float, min_size: int) -> FaceDetector:
+def create_detector(name: str = "blazeface", min_score: float = 0.5, min_size: int = 24) -> FaceDetector:
+    """The named detector: "blazeface" (short range), "blazeface-full" (full range),
+    "blazeface-both" (the two merged) or "haar" (OpenCV's cascade, upright faces only)."""
     if name == "haar":
         return HaarDetector(min_score, min_size)
-    if name == "mediapipe-both":
-        return CombinedDetector(name, [MediaPipeDetector(min_score, min_size, "short"),
-                                       MediaPipeDetector(min_score, min_size, "full")])
-    return MediaPipeDetector(min_score, min_size, "full" if name == "mediapipe-full" else "short")
-
-
-def create_detector(name: str = "mediapipe", min_score: float = 0.5, min_size: int = 24) -> FaceDetector:
-    """The named detector ("mediapipe": BlazeFace short range, "mediapipe-full": full range,
-    "mediapipe-both": the two merged, "haar"); if MediaPipe cannot load, the Haar cascade with a
-    visible warning."""
-    if name not in DETECTORS:
-        raise PipnetError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
-    try:
-        return _build(name, min_score, min_size)
-    except PipnetError:
-        raise
-    except Exception as exc:  # an import or model-loading failure inside mediapipe
-        if name == "haar":
-            raise PipnetError(f"{name} detector failed to load: {exc}") from None
-        message = f"MediaPipe face detector unavailable ({type(exc).__name__}: {exc}); using OpenCV's Haar cascade"
-        warnings.warn(message, RuntimeWarning, stacklevel=2)
-        log.warning(message)
-        return HaarDetector(min_score, min_size)
+    if name == "blazeface-both":
+        return CombinedDetector(name, [BlazeFaceDetector(min_score, min_size, "short"),
+                                       BlazeFaceDetector(min_score, min_size, "full")])
+    if name in ("blazeface", "blazeface-full"):
+        return BlazeFaceDetector(min_score, min_size, "full" if name == "blazeface-full" else "short")
+    raise PipnetError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
 
 
 def match_detection(detections: list[Detection], landmark_box: CropBox, calibration: BoxCalibration) -> Detection | None:
@@ -398,7 +435,7 @@ def match_detection(detections: list[Detection], landmark_box: CropBox, calibrat
 
 def calibrate(detector: FaceDetector, samples, progress=None) -> dict[str, tuple[BoxCalibration, int]]:
     """Fit the detector-box -> landmark-box mapping on labeled faces, for each detector model
-    that found them ("mediapipe-both" fits both ranges); returns each mapping and the number of
+    that found them ("blazeface-both" fits both ranges); returns each mapping and the number of
     faces it was fitted on. A first pass with a generic mapping picks the right detection."""
     from .data import load_image
 

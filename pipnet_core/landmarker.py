@@ -80,11 +80,11 @@ class Landmarker(Closing):
     # looks in the same frame too.
     JUMP = 0.25
 
-    def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "mediapipe",
+    def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "blazeface",
                  smoothing: SmoothingParams | bool = True, max_faces: int | None = VIDEO_MAX_FACES, redetect_interval: int = 10,
                  min_confidence: float = 0.4, detector_threshold: float = 0.5, min_face_size: int = 24,
                  threads: int = 2, pose: bool = True, calibration: str | Path | None = None,
-                 still_detector: str | FaceDetector = "mediapipe-both", still_threshold: float = 0.6):
+                 still_detector: str | FaceDetector = "blazeface-both", still_threshold: float = 0.6):
         self.model = _load_model(model, threads)
         self.detector = _detector(detector, detector_threshold, min_face_size)
         self._owned = {"model": not isinstance(model, LandmarkModel), "detector": isinstance(detector, str),

@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detect import quiet_native_stderr
 from .frames import iterate, open_source
 from .landmarker import Landmarker
 
@@ -61,11 +60,9 @@ class FaceMeshReference:
     """Face Mesh in video mode, one face; shared points in frame pixels, or None."""
 
     def __init__(self):
-        with quiet_native_stderr():
-            import mediapipe as mp
+        from .mediapipe_reference import face_mesh
 
-            self.mesh = mp.solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=1)
-            self.mesh.process(np.zeros((64, 64, 3), np.uint8))  # the graph's first-run chatter, hidden too
+        self.mesh = face_mesh(max_faces=1)
 
     def points(self, frame: np.ndarray) -> np.ndarray | None:
         result = self.mesh.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))

@@ -39,6 +39,11 @@ def shipped_model(prefer_int8: bool = True) -> Path:
     return _packaged("pipnet_core.models", MODEL_FILE)
 
 
+def packaged_model(name: str) -> Path:
+    """A model file shipped in the package (the landmark model, the BlazeFace detectors)."""
+    return _packaged("pipnet_core.models", name)
+
+
 def calibration_file() -> Path:
     return _packaged("pipnet_core.models", CALIBRATION_FILE)
 

@@ -137,12 +137,12 @@ def test_calibrate_writes_the_users_file_never_the_package_and_outputs_name_it(t
     shipped = calibration_file().read_bytes()
     labeled_faces(tmp_path / "faces")
     mine = tmp_path / "mine.json"
-    result = pipnet("calibrate", "--data", tmp_path / "faces", "--detector", "mediapipe", "--out", mine)
+    result = pipnet("calibrate", "--data", tmp_path / "faces", "--detector", "blazeface", "--out", mine)
     assert result.returncode == 0, result.stderr
     assert calibration_file().read_bytes() == shipped
     written = json.loads(mine.read_text())
-    assert written["mediapipe"] != json.loads(shipped)["mediapipe"]  # fitted anew
-    assert written["mediapipe-full"] == json.loads(shipped)["mediapipe-full"]  # kept from the shipped file
+    assert written["blazeface"] != json.loads(shipped)["blazeface"]  # fitted anew
+    assert written["blazeface-full"] == json.loads(shipped)["blazeface-full"]  # kept from the shipped file
     assert_one_line_error(pipnet("calibrate", "--data", tmp_path / "faces", "--out", calibration_file()),
                           "is the shipped calibration")
     out = tmp_path / "out"

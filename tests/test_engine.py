@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from pipnet_core.crop import CropBox, crop_matrix, transform_points
-from pipnet_core.detect import HaarDetector, MediaPipeDetector
+from pipnet_core.detect import BlazeFaceDetector, HaarDetector
 from pipnet_core.errors import PipnetError
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import nme
@@ -25,7 +25,7 @@ def inside(point, box, margin=0):
     return box[0] - margin <= point[0] <= box[2] + margin and box[1] - margin <= point[1] <= box[3] + margin
 
 
-@pytest.mark.parametrize("detector_type", [MediaPipeDetector, HaarDetector])
+@pytest.mark.parametrize("detector_type", [BlazeFaceDetector, HaarDetector])
 def test_detectors_find_the_astronaut(detector_type):
     detections = detector_type().detect(face_photo())
     assert len(detections) == 1
@@ -155,18 +155,6 @@ def test_missing_or_wrong_model_files_give_clear_errors(tmp_path):
         OnnxLandmarkModel(other)
 
 
-def test_the_haar_cascade_stands_in_with_a_warning_when_mediapipe_cannot_load(monkeypatch):
-    from pipnet_core import detect
-
-    def broken(*args, **kwargs):
-        raise ImportError("no mediapipe here")
-
-    monkeypatch.setattr(detect, "MediaPipeDetector", broken)
-    with pytest.warns(RuntimeWarning, match="using OpenCV's Haar cascade"):
-        detector = detect.create_detector("mediapipe")
-    assert detector.name == "haar" and len(detector.detect(face_photo())) == 1
-
-
 class RejectingModel:
     """The shipped model, but while ``rejecting`` every point's confidence is 0: the model saying
     "not a face" to whatever the detector found."""
@@ -203,12 +191,12 @@ def test_closing_landmarkers_and_detectors_releases_their_threads():
     """Each landmarker holds an ONNX Runtime session and MediaPipe graphs (video and stills
     detectors), each with threads of its own: closed, they are gone, even while the objects live."""
     photo = face_photo()
-    with Landmarker(detector="mediapipe-both") as warm:  # libraries' one-time threads start here
+    with Landmarker(detector="blazeface-both") as warm:  # libraries' one-time threads start here
         warm.process_image(photo)
     before = threads_of_this_process()
     kept = []
     for _ in range(4):
-        with Landmarker(detector="mediapipe-both") as landmarker:
+        with Landmarker(detector="blazeface-both") as landmarker:
             assert len(landmarker.process_image(photo)) == 1 and len(landmarker.process(photo)) == 1
         kept.append(landmarker)
     assert threads_of_this_process() <= before + 1
@@ -233,10 +221,10 @@ def test_a_landmarker_closes_the_detectors_it_made_and_not_the_callers(model, mo
     made = []
     monkeypatch.setattr(landmarker_module, "create_detector", lambda *args: made.append(CountingDetector()) or made[-1])
     theirs = CountingDetector()
-    landmarker = Landmarker(model, detector="mediapipe")
-    landmarker.set_detector("mediapipe-full")  # replaces one it made: closed
+    landmarker = Landmarker(model, detector="blazeface")
+    landmarker.set_detector("blazeface-full")  # replaces one it made: closed
     landmarker.set_detector(theirs)  # replaces another it made: closed; the caller's is not
-    landmarker.set_detector("mediapipe")
+    landmarker.set_detector("blazeface")
     landmarker.close()
     assert [d.closed for d in made] == [1, 1, 1] and theirs.closed == 0
     assert model.session is not None  # the model was passed in too: still usable

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from pipnet_core.sample_clip import face_photo
+from pipnet_core.sample_clip import ClipSpec, face_photo, write_clip
 from synthetic import REPO
 
 VENV_BIN = Path(sys.executable).parent
@@ -21,21 +21,37 @@ def run(command, **kwargs):
     return subprocess.run([str(c) for c in command], capture_output=True, text=True, **kwargs)
 
 
-def test_the_wheel_runs_pipnet_detect_in_a_fresh_environment_with_runtime_dependencies_only(tmp_path):
-    wheels = tmp_path / "wheels"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    wheels = tmp_path_factory.mktemp("wheels")
     built = run([sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "-q", "-w", wheels], timeout=300)
     assert built.returncode == 0, built.stderr
     wheel = next(wheels.glob("pipnet_live-*.whl"))
     assert wheel.stat().st_size < 25 * 2**20
+    return wheel
+
+
+def other_python(version: str) -> Path | None:
+    """Another Python of this machine (pyenv keeps several), or None."""
+    found = sorted(Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"), "versions").glob(f"{version}.*/bin/python{version}"))
+    return found[-1] if found else (Path(shutil.which(f"python{version}")) if shutil.which(f"python{version}") else None)
+
+
+def install_and_run(python: Path, wheel: Path, tmp_path: Path, numpy2: bool = False) -> str:
+    """The wheel in a fresh venv of ``python`` with the runtime pins (numpy 2 if asked); `pipnet
+    detect` on a photo and `pipnet annotate` on a clip, away from the checkout. Returns pip's freeze."""
     venv = tmp_path / "venv"
-    assert run([sys.executable, "-m", "venv", venv]).returncode == 0
-    python = venv / "bin" / "python"
+    assert run([python, "-m", "venv", venv]).returncode == 0
+    pins = tmp_path / "pins.txt"
+    lines = (REPO / "requirements" / "runtime.txt").read_text().splitlines()
+    pins.write_text("\n".join(["numpy==2.2.6"] + [l for l in lines if not l.startswith("numpy")] if numpy2 else lines) + "\n")
     # The checkout's pins as constraints: the same versions, from pip's cache when it has them.
-    installed = run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel,
-                     "-c", REPO / "requirements" / "runtime.txt"], timeout=900)
+    installed = run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel,
+                     "-c", pins], timeout=900)
     assert installed.returncode == 0, installed.stderr
-    image = tmp_path / "photo.jpg"
+    image, clip = tmp_path / "photo.jpg", tmp_path / "clip.avi"
     cv2.imwrite(str(image), face_photo())
+    write_clip(clip, ClipSpec(frames=20))
     away = tmp_path / "elsewhere"  # not the checkout: everything must come from the installed package
     away.mkdir()
     result = run([venv / "bin" / "pipnet", "detect", image, "--json", "--out", away / "out"], cwd=away, timeout=300)
@@ -43,12 +59,30 @@ def test_the_wheel_runs_pipnet_detect_in_a_fresh_environment_with_runtime_depend
     assert "1 face(s)" in result.stdout
     record = json.loads((away / "out" / "photo.json").read_text())
     assert len(record["faces"]) == 1 and len(record["faces"][0]["points"]) == 68
-    listing = run([python, "-m", "pip", "list", "--format=freeze"]).stdout.lower()
-    assert "torch" not in listing and "pyside6" not in listing  # training and GUI are extras
-    version = run([venv / "bin" / "pipnet", "--version"], cwd=away)
+    result = run([venv / "bin" / "pipnet", "annotate", clip, "--out", away / "tables"], cwd=away, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert (away / "tables" / "clip.csv").read_text().count("\n") == 21
+    return run([venv / "bin" / "python", "-m", "pip", "list", "--format=freeze"]).stdout.lower()
+
+
+def test_the_wheel_runs_in_a_fresh_environment_with_runtime_dependencies_only(wheel, tmp_path):
+    listing = install_and_run(Path(sys.executable), wheel, tmp_path)
+    # Training and GUI are extras; MediaPipe only a reference for tests and benchmarks.
+    assert "torch" not in listing and "pyside6" not in listing and "mediapipe" not in listing
+    away = tmp_path / "elsewhere"
+    version = run([tmp_path / "venv" / "bin" / "pipnet", "--version"], cwd=away)
     assert "pipnet_mbv2_68" in version.stdout and str(REPO) not in version.stdout  # the packaged model
-    gui = run([venv / "bin" / "pipnet-live"], cwd=away)
+    gui = run([tmp_path / "venv" / "bin" / "pipnet-live"], cwd=away)
     assert gui.returncode == 1 and "pip install 'pipnet-live[gui]'" in gui.stderr and "Traceback" not in gui.stderr
+
+
+@pytest.mark.parametrize("version,numpy2", [("3.10", False), ("3.12", True), ("3.13", True)])
+def test_the_wheel_works_on_the_other_pythons_of_this_machine(wheel, tmp_path, version, numpy2):
+    python = other_python(version)
+    if python is None:
+        pytest.skip(f"Python {version} is not installed here")
+    listing = install_and_run(python, wheel, tmp_path, numpy2)
+    assert ("numpy==2." in listing) == numpy2
 
 
 @pytest.mark.parametrize("command", [["pipnet"], ["pipnet-live"], ["pipnet", "annotate"], ["pipnet", "train"]])

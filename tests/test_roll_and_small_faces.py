@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from pipnet_core.crop import CropBox, crop_matrix, face_roll, rotation, transform_points
-from pipnet_core.detect import MediaPipeDetector, QuarterTurnDetector
+from pipnet_core.detect import BlazeFaceDetector, QuarterTurnDetector
 from pipnet_core.evaluate import evaluate_clip, rotated_view, small_face_view
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import point_errors
@@ -47,7 +47,7 @@ def test_the_quarter_turn_detector_finds_a_turned_face_and_its_roll(turn):
     # The upright detector alone misses an upside-down face or gives it the wrong roll.
     photo = face_photo()
     expected_roll = {cv2.ROTATE_90_CLOCKWISE: 90, cv2.ROTATE_180: 180, cv2.ROTATE_90_COUNTERCLOCKWISE: -90}[turn]
-    detections = QuarterTurnDetector(MediaPipeDetector()).detect(cv2.rotate(photo, turn))
+    detections = QuarterTurnDetector(BlazeFaceDetector()).detect(cv2.rotate(photo, turn))
     assert len(detections) == 1
     difference = (detections[0].roll - expected_roll + 180) % 360 - 180
     assert abs(difference) < 20
@@ -85,7 +85,7 @@ def test_small_faces_in_a_wide_frame_are_found_by_stills(landmarker, upright_poi
     # The still search may also take a face-like patch for a face (the suit's round mission
     # patch, at a lower confidence): the face must be found, and be the most confident.
     image, expected = small_face_view(height)(face_photo(), upright_points)
-    assert MediaPipeDetector().detect(image) == []
+    assert BlazeFaceDetector().detect(image) == []
     faces = sorted(landmarker.process_image(image), key=lambda f: -f.mean_confidence)
     assert faces and point_errors(faces[0].points[None], expected[None]).mean() < 0.08
 

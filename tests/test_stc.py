@@ -27,11 +27,11 @@ def test_pseudo_labels_are_the_models_own_predictions(tmp_path):
     model = OnnxLandmarkModel()
     path = tmp_path / "face.png"
     cv2.imwrite(str(path), face_photo())
-    kept, found = pseudo_label(model, [path], "mediapipe", min_confidence=0.0)
+    kept, found = pseudo_label(model, [path], "blazeface", min_confidence=0.0)
     expected = Landmarker(model, smoothing=False).process_image(face_photo())[0].points
     assert found == 1 and len(kept) == 1
     np.testing.assert_allclose(kept[0].points, expected, atol=1e-4)
-    assert pseudo_label(model, [path], "mediapipe", min_confidence=1.01)[0] == []  # the threshold drops faces
+    assert pseudo_label(model, [path], "blazeface", min_confidence=1.01)[0] == []  # the threshold drops faces
 
 
 def test_pseudo_labels_on_a_network_mid_training_use_eval_mode_and_leave_it_training(tmp_path):
@@ -51,7 +51,7 @@ def test_pseudo_labels_on_a_network_mid_training_use_eval_mode_and_leave_it_trai
     statistics = {k: v.clone() for k, v in network.state_dict().items() if "running" in k}
     path = tmp_path / "face.png"
     cv2.imwrite(str(path), face_photo())
-    kept, found = pseudo_label(TorchLandmarkModel(network, info), [path], "mediapipe", min_confidence=0.0)
+    kept, found = pseudo_label(TorchLandmarkModel(network, info), [path], "blazeface", min_confidence=0.0)
     assert found == 1 and network.training and all(m.training for m in network.modules())
     for key, value in network.state_dict().items():
         if key in statistics:

@@ -105,12 +105,12 @@ class SelfTrainer:
         if path.exists():
             saved = json.loads(path.read_text())
             return [Sample(Path(name), np.array(points, np.float32)) for name, points in saved["samples"]]
-        kept, found = pseudo_label(model, self.images, "mediapipe", self.cfg.stc.min_confidence)
+        kept, found = pseudo_label(model, self.images, "blazeface", self.cfg.stc.min_confidence)
         self.log(f"round {round_index + 1}: pseudo-labeled {len(kept)} of {len(self.images)} unlabeled images "
                  f"({found} with a face; confidence >= {self.cfg.stc.min_confidence})")
         record = {"samples": [[str(s.image_path), np.round(s.points, 2).tolist()] for s in kept]}
         if self.probe:
-            record["probe"] = pseudo_label_errors(model, self.probe, "mediapipe")
+            record["probe"] = pseudo_label_errors(model, self.probe, "blazeface")
         if record.get("probe", {}).get("faces"):
             self.log(f"round {round_index + 1}: pseudo-label NME on {record['probe']['faces']} labeled probe faces "
                      f"{100 * record['probe']['nme']:.2f}% (by confidence quartile, low to high: "

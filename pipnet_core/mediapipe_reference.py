@@ -1,0 +1,82 @@
+"""MediaPipe as a reference, never as a dependency: Face Mesh for `pipnet bench` and `pipnet
+bench-quality`, and MediaPipe's own BlazeFace for the parity tests of ours.
+
+MediaPipe is optional (`pip install pipnet-live[reference]`, Python <= 3.12). Releases after
+0.10.21 dropped ``mp.solutions``; their Tasks API needs model files downloaded at run time, which
+pipnet-live never does, so there the comparison is skipped with the reason.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from contextlib import contextmanager
+
+import cv2
+import numpy as np
+
+from .errors import PipnetError
+
+
+@contextmanager
+def quiet_native_stderr():
+    """MediaPipe's C++ (glog, TFLite) writes start-up chatter straight to file descriptor 2;
+    hide it while a graph loads so users see only our messages."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def solutions():
+    """``mediapipe.solutions``, or a PipnetError saying in one line why the reference is unavailable."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        with quiet_native_stderr():
+            import mediapipe as mp
+    except ImportError:
+        raise PipnetError("MediaPipe is not installed (pip install 'pipnet-live[reference]', Python <= 3.12)") from None
+    if not hasattr(mp, "solutions"):
+        raise PipnetError(f"mediapipe {getattr(mp, '__version__', '?')} has no mp.solutions, and its Tasks API would "
+                          "download model files: install mediapipe==0.10.21 for the reference") from None
+    return mp.solutions
+
+
+def face_mesh(max_faces: int):
+    """Face Mesh in video mode, warmed up (its graph's first-run chatter hidden too)."""
+    mp_solutions = solutions()
+    with quiet_native_stderr():
+        mesh = mp_solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
+        mesh.process(np.zeros((64, 64, 3), np.uint8))
+    return mesh
+
+
+class MediaPipeFaceDetection:
+    """MediaPipe's BlazeFace through mp.solutions: boxes, eye keypoints and scores in frame pixels,
+    the reference that ``detect.BlazeFaceDetector`` is measured against."""
+
+    def __init__(self, model_range: str = "short", min_score: float = 0.5):
+        mp_solutions = solutions()
+        with quiet_native_stderr():
+            self._detector = mp_solutions.face_detection.FaceDetection(
+                model_selection={"short": 0, "full": 1}[model_range], min_detection_confidence=min_score)
+            self._detector.process(np.zeros((64, 64, 3), np.uint8))
+
+    def detect(self, frame_bgr: np.ndarray) -> list[tuple[tuple[float, ...], tuple[float, ...], float]]:
+        """(box x, y, w, h), (right eye x, y, left eye x, y) and score per face."""
+        height, width = frame_bgr.shape[:2]
+        result = self._detector.process(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+        found = []
+        for detection in result.detections or ():
+            box = detection.location_data.relative_bounding_box
+            right, left = detection.location_data.relative_keypoints[:2]
+            found.append(((box.xmin * width, box.ymin * height, box.width * width, box.height * height),
+                          (right.x * width, right.y * height, left.x * width, left.y * height), float(detection.score[0])))
+        return found
+
+    def close(self) -> None:
+        self._detector.close()
