@@ -1,4 +1,4 @@
-"""Face detection: MediaPipe's BlazeFace through ONNX Runtime by default; OpenCV's Haar cascade on request.
+"""Face detection: MediaPipe's BlazeFace through ONNX Runtime.
 
 BlazeFace comes in two models, both converted from the TFLite files MediaPipe publishes (Apache-2.0;
 tools/convert_blazeface.py) and shipped as package data: short range (faces within about 2 m of a
@@ -261,29 +261,6 @@ class BlazeFaceDetector(Closing):
         self._session = None
 
 
-class HaarDetector(Closing):
-    """OpenCV's frontal-face Haar cascade: slower and less robust, but needs only OpenCV."""
-
-    name = "haar"
-
-    def __init__(self, min_score: float = 0.5, min_size: int = 24):
-        path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
-        self._cascade = cv2.CascadeClassifier(str(path))
-        if self._cascade.empty():
-            raise PipnetError(f"{path}: Haar cascade not found (OpenCV 4 ships it; OpenCV 5 does not)")
-        self.min_size = min_size
-        # The cascade's score is a neighbour count; map the 0..1 threshold onto 3..8 neighbours.
-        self.min_neighbours = int(round(3 + 5 * min_score))
-
-    def detect(self, frame_bgr: np.ndarray) -> list[Detection]:
-        grey = cv2.equalizeHist(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY))
-        boxes, _, weights = self._cascade.detectMultiScale3(
-            grey, scaleFactor=1.1, minNeighbors=self.min_neighbours, minSize=(self.min_size, self.min_size),
-            outputRejectLevels=True)
-        return [Detection(tuple(float(v) for v in box), float(1 / (1 + np.exp(-wt))), self.name)
-                for box, wt in zip(boxes, np.ravel(weights))]
-
-
 def merge_detections(detections: list[Detection], overlap: float = 0.3) -> list[Detection]:
     """One detection per face: the highest-scoring of those whose boxes overlap."""
     kept: list[Detection] = []
@@ -410,14 +387,15 @@ def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
                    eyes=eyes, roll_hint=float(-degrees))
 
 
-DETECTORS = ("blazeface", "blazeface-full", "blazeface-both", "haar")
+# OpenCV's Haar cascade was the fallback while MediaPipe might not load; BlazeFace now loads like
+# the landmark model, and the cascade missed 21 of HELEN's 330 test faces where BlazeFace misses
+# none (`pipnet eval --detector`, README), with no eyes to set a crop's roll: it is gone.
+DETECTORS = ("blazeface", "blazeface-full", "blazeface-both")
 
 
 def create_detector(name: str = "blazeface", min_score: float = 0.5, min_size: int = 24) -> FaceDetector:
-    """The named detector: "blazeface" (short range), "blazeface-full" (full range),
-    "blazeface-both" (the two merged) or "haar" (OpenCV's cascade, upright faces only)."""
-    if name == "haar":
-        return HaarDetector(min_score, min_size)
+    """The named detector: "blazeface" (short range), "blazeface-full" (full range) or
+    "blazeface-both" (the two merged)."""
     if name == "blazeface-both":
         return CombinedDetector(name, [BlazeFaceDetector(min_score, min_size, "short"),
                                        BlazeFaceDetector(min_score, min_size, "full")])
