@@ -18,6 +18,10 @@ $(VENV)/.runtime: requirements/runtime.txt pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.runtime requirements/dev.txt
 	$(PIP) -r requirements/dev.txt
+	# MediaPipe (the tests' reference) pulls in opencv-contrib-python over our headless OpenCV: put
+	# back the build users get, so the tests run it (the reference imports either).
+	$(PY) -m pip uninstall -y -q opencv-contrib-python
+	$(PIP) --force-reinstall --no-deps $$(grep '^opencv-python-headless' requirements/runtime.txt)
 	touch $@
 
 install: $(VENV)/.runtime

@@ -228,7 +228,8 @@ class MainWindow(QMainWindow):
         self.detector_box.setCurrentIndex(list(DETECTOR_LABELS).index(self.settings.detector))
         self.detector_box.activated.connect(lambda i: self.change_settings(detector=self.detector_box.itemData(i)))
         form.addRow("Face detector", self.detector_box)
-        self.threshold = QDoubleSpinBox(minimum=0.1, maximum=0.95, singleStep=0.05, value=self.settings.detector_threshold)
+        # BlazeFace's graphs decode no score below 0.5 (short range) or 0.6 (full): lower finds nothing more.
+        self.threshold = QDoubleSpinBox(minimum=0.5, maximum=0.95, singleStep=0.05, value=self.settings.detector_threshold)
         self.threshold.valueChanged.connect(lambda v: self.change_settings(detector_threshold=round(v, 2)))
         form.addRow("Detector threshold", self.threshold)
         self.max_faces = QSpinBox(minimum=1, maximum=8, value=self.settings.max_faces)

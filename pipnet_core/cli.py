@@ -136,7 +136,7 @@ def _calibrate(args) -> None:
     from .detect import calibrate, create_detector, save_calibration
 
     samples = [s for path in args.data for s in read_labeled(path)]
-    with create_detector(args.detector, min_score=0.3) as detector:
+    with create_detector(args.detector) as detector:
         fitted = calibrate(detector, samples, progress=_progress("detecting"))
     save_calibration({source: calibration for source, (calibration, _) in fitted.items()}, args.out)
     for source, (calibration, matched) in fitted.items():

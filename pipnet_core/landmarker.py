@@ -54,8 +54,8 @@ def _load_model(model: str | Path | LandmarkModel | None, threads: int) -> Landm
     return OnnxLandmarkModel(model, threads)
 
 
-def _detector(spec: str | FaceDetector, threshold: float, min_size: int) -> FaceDetector:
-    return spec if not isinstance(spec, str) else create_detector(spec, threshold, min_size)
+def _detector(spec: str | FaceDetector, threshold: float, min_size: int, threads: int) -> FaceDetector:
+    return spec if not isinstance(spec, str) else create_detector(spec, threshold, min_size, threads)
 
 
 class Landmarker(Closing):
@@ -86,7 +86,8 @@ class Landmarker(Closing):
                  threads: int = 2, pose: bool = True, calibration: str | Path | None = None,
                  still_detector: str | FaceDetector = "blazeface-both", still_threshold: float = 0.6):
         self.model = _load_model(model, threads)
-        self.detector = _detector(detector, detector_threshold, min_face_size)
+        self.threads = threads
+        self.detector = _detector(detector, detector_threshold, min_face_size, threads)
         self._owned = {"model": not isinstance(model, LandmarkModel), "detector": isinstance(detector, str),
                        "still_detector": isinstance(still_detector, str)}
         self._still_spec = still_detector
@@ -109,7 +110,7 @@ class Landmarker(Closing):
         """The detector for stills: tiles of a large image for small faces, and all four quarter
         turns of it for faces on their side or upside down."""
         if self._still_detector is None:
-            detector = _detector(self._still_spec, *self._still_options)
+            detector = _detector(self._still_spec, *self._still_options, self.threads)
             self._still_detector = QuarterTurnDetector(TiledDetector(detector))
         return self._still_detector
 
@@ -128,7 +129,7 @@ class Landmarker(Closing):
     def set_detector(self, detector: str | FaceDetector, threshold: float = 0.5) -> None:
         """Another video detector or threshold; the model session and tracked faces stay, the
         old detector is closed (if this landmarker made it)."""
-        new = _detector(detector, threshold, self.min_face_size)
+        new = _detector(detector, threshold, self.min_face_size, self.threads)
         if self._owned["detector"]:
             self.detector.close()
         self.detector, self._owned["detector"] = new, isinstance(detector, str)

@@ -22,7 +22,9 @@ def reference_or_skip(model_range):
 def pictures():
     """640x480 pictures: the astronaut, three faces, HELEN test photos and frames of the real clips
     when ../shared is here."""
-    found = [cv2.resize(face_photo(), (640, 480)), next(generate(ClipSpec(frames=1, faces=3)))[0]]
+    photo = face_photo()
+    found = [cv2.resize(photo, (640, 480)), next(generate(ClipSpec(frames=1, faces=3)))[0],
+             cv2.rotate(cv2.resize(photo, (640, 480)), cv2.ROTATE_90_CLOCKWISE)]  # portrait: letterboxed sideways
     found += [cv2.resize(cv2.imread(str(p)), (640, 480))
               for p in sorted((SHARED_DATA / "300w_subset" / "helen" / "testset").glob("*.jpg"))[:12]]
     for clip in sorted(SHARED_VIDEOS.glob("*.m*")) if SHARED_VIDEOS.is_dir() else []:
@@ -40,19 +42,24 @@ def pictures():
 def test_boxes_eyes_and_scores_match_mediapipes_own_detector(model_range):
     reference = reference_or_skip(model_range)
     ours = BlazeFaceDetector(0.5, min_size=0, model_range=model_range)
-    faces = 0
-    for picture in pictures():
-        theirs = sorted(reference.detect(picture))
-        mine = sorted((d.box, d.eyes, d.score) for d in ours.detect(picture))
-        assert len(mine) == len(theirs)
-        for (box, eyes, score), (their_box, their_eyes, their_score) in zip(mine, theirs):
-            assert np.abs(np.subtract(box, their_box)).max() <= 1.0
-            assert np.abs(np.subtract(eyes, their_eyes)).max() <= 1.0
-            assert abs(score - their_score) <= 0.02
-        faces += len(theirs)
-    assert faces >= 4  # the astronaut and the three synthetic faces at least, in both ranges
-    reference.close()
-    ours.close()
+    faces, worst = 0, np.zeros(3)
+    try:
+        for picture in pictures():
+            theirs = sorted(reference.detect(picture))
+            mine = sorted((d.box, d.eyes, d.score) for d in ours.detect(picture))
+            assert len(mine) == len(theirs)
+            for (box, eyes, score), (their_box, their_eyes, their_score) in zip(mine, theirs):
+                worst = np.maximum(worst, [np.abs(np.subtract(box, their_box)).max(),
+                                           np.abs(np.subtract(eyes, their_eyes)).max(), abs(score - their_score)])
+            faces += len(theirs)
+    finally:
+        reference.close()
+        ours.close()
+    # `pytest tests/test_blazeface.py -s` prints what the README and the model card quote.
+    print(f"{model_range} range, {faces} faces: largest differences box {worst[0]:.3f} px, eyes {worst[1]:.3f} px, "
+          f"score {worst[2]:.4f}")
+    assert worst[0] <= 1.0 and worst[1] <= 1.0 and worst[2] <= 0.02
+    assert faces >= 5  # the astronaut (twice) and the three synthetic faces at least, in both ranges
 
 
 def test_anchors_are_mediapipes_grids():

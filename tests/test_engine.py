@@ -187,7 +187,7 @@ def threads_of_this_process() -> int:
 
 
 def test_closing_landmarkers_and_detectors_releases_their_threads():
-    """Each landmarker holds an ONNX Runtime session and MediaPipe graphs (video and stills
+    """Each landmarker holds ONNX Runtime sessions (the model, the video and stills
     detectors), each with threads of its own: closed, they are gone, even while the objects live."""
     photo = face_photo()
     with Landmarker(detector="blazeface-both") as warm:  # libraries' one-time threads start here

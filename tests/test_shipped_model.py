@@ -1,5 +1,4 @@
 """The model in models/ on real faces."""
-import numpy as np
 import pytest
 
 from pipnet_core.data import read_labeled
