@@ -51,9 +51,9 @@ class FrameSource(Protocol):
 
 class VideoSource:
     """A video file through OpenCV. Timestamps are the container's own presentation times (so a
-    variable-frame-rate phone video gets its real times) counted from the first frame: a container
-    whose first frame is stamped -0.017 s or 3600 s starts at 0, and ``start_offset`` keeps what
-    was subtracted. A file that loops keeps counting up."""
+    variable-frame-rate phone video gets its real times) counted from the first frame: OpenCV
+    counts from the stream's start, and what remains (a first frame presented at -0.017 s) is
+    subtracted and kept as ``start_offset``. A file that loops keeps counting up."""
 
     is_camera = False
 

@@ -64,7 +64,7 @@ class Landmarker(Closing):
     far and small faces too) and is loaded on first use. ``calibration`` names a detector box
     calibration file (`pipnet calibrate --out`); by default the shipped one.
 
-    It holds an ONNX Runtime session and native detector graphs: ``close()`` it, or use it as a
+    It holds ONNX Runtime sessions (the model's, the detectors'): ``close()`` it, or use it as a
     context manager. It closes what it made from names and paths; a model or detector passed in
     as an object stays the caller's to close."""
 
@@ -144,7 +144,7 @@ class Landmarker(Closing):
             self._frames = self._empty_frames = 0
 
     def close(self) -> None:
-        """Release the detectors' native graphs and the model session; the object is done."""
+        """Release the detectors' and the model's sessions (those it made); the object is done."""
         if self._owned["detector"]:
             self.detector.close()
         if self._still_detector is not None and self._owned["still_detector"]:

@@ -42,7 +42,7 @@ def solutions():
         raise PipnetError("MediaPipe is not installed (pip install 'pipnet-live[reference]', Python <= 3.12)") from None
     if not hasattr(mp, "solutions"):
         raise PipnetError(f"mediapipe {getattr(mp, '__version__', '?')} has no mp.solutions, and its Tasks API would "
-                          "download model files: install mediapipe==0.10.21 for the reference") from None
+                          "download model files: install mediapipe==0.10.21 for the reference")
     return mp.solutions
 
 
