@@ -54,6 +54,13 @@ class CropBox:
         centre = turn @ ((lo + hi) / 2)
         return cls(float(centre[0]), float(centre[1]), float(scale * max(hi - lo)), roll)
 
+    def snapped(self) -> "CropBox":
+        """On a grid of whole pixels and degrees: a tracked face's crops. Two runs of a video whose
+        tracks differ by a fraction of a pixel (a chunk warmed up on a few frames against the same
+        frames run from the start) then fall onto the same crop within a few frames and go on
+        identically; the model does not notice half a pixel."""
+        return CropBox(float(round(self.cx)), float(round(self.cy)), float(round(self.side)), float(round(self.roll)))
+
     @property
     def centre(self) -> np.ndarray:
         return np.array([self.cx, self.cy])

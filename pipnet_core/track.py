@@ -40,7 +40,7 @@ class Track:
         dx, dy = ahead * (self.crop.cx - before.cx), ahead * (self.crop.cy - before.cy)
         if np.hypot(dx, dy) < 0.02 * self.crop.side:
             return self.crop
-        return CropBox(self.crop.cx + dx, self.crop.cy + dy, self.crop.side, self.crop.roll)
+        return CropBox(self.crop.cx + dx, self.crop.cy + dy, self.crop.side, self.crop.roll).snapped()
 
 
 class Tracker:
@@ -116,7 +116,7 @@ class Tracker:
         if track.frames and track.time is not None:
             track.previous = (track.crop, track.time)
         track.points, track.time = points, timestamp
-        track.crop = CropBox.around_points(points, crop_scale)
+        track.crop = CropBox.around_points(points, crop_scale).snapped()
         track.usual_confidence = mean if not track.frames else 0.9 * track.usual_confidence + 0.1 * mean
         track.frames += 1
         return True
