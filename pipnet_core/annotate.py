@@ -279,11 +279,15 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
     return result
 
 
+def prepare_for_video(landmarker: Landmarker, options: AnnotateOptions) -> None:
+    landmarker.set_max_faces(options.max_faces or VIDEO_MAX_FACES)
+    landmarker.set_smoothing(SmoothingParams() if options.smooth else None)
+
+
 def _start_video(landmarker: Landmarker, options: AnnotateOptions, progress: _Progress) -> int:
     """Set the landmarker up for a video; returns the first frame to process. A resumed video
     continues from its newest saved state, and the frames after it are processed again."""
-    landmarker.set_max_faces(options.max_faces or VIDEO_MAX_FACES)
-    landmarker.set_smoothing(SmoothingParams() if options.smooth else None)
+    prepare_for_video(landmarker, options)
     frame, state = progress.latest()
     if state is not None:
         landmarker.restore_video_state(state)
@@ -340,7 +344,9 @@ def _annotate_in_worker(args) -> FileResult:
     return annotate_file(path, options, _worker, name, several, position)
 
 
-def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1) -> list[FileResult]:
+def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1, cluster=None) -> list[FileResult]:
+    """Every input (files, folders), in ``jobs`` processes of this machine, or on the Dask cluster
+    that ``cluster`` (a ``cluster.ClusterOptions``) names."""
     files = expand(inputs)
     if not files:
         raise PipnetError("no input files")
@@ -353,6 +359,10 @@ def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1) -> list
         raise PipnetError(f"{options.out_dir}: cannot create the output folder ({exc.strerror})") from None
     several = len(files) > 1
     names = output_names(files)
+    if cluster is not None:
+        from .cluster import annotate_on_cluster
+
+        return annotate_on_cluster(files, names, options, cluster)
     if jobs <= 1 or len(files) == 1:
         with open_landmarker(options) as landmarker:
             return [annotate_file(f, options, landmarker, names[f], several) for f in files]

@@ -241,7 +241,15 @@ def _annotate(args) -> None:
     options = AnnotateOptions(Path(args.out), formats, Path(args.video_out) if args.video_out else None, max(args.every, 1),
                               args.max_faces, not args.no_smooth, args.resume, args.model, args.detector,
                               args.calibration, args.threads, show_progress=sys.stderr.isatty())
-    results = annotate(args.inputs, options, args.jobs)
+    cluster = None
+    if args.scheduler:
+        from .cluster import DEFAULT_CHUNK_SECONDS, ClusterOptions
+
+        chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
+        cluster = ClusterOptions(args.scheduler, max(chunk, 0.0), max(args.chunk_overlap, 0.0))
+    elif args.chunk_seconds is not None:
+        raise PipnetError("--chunk-seconds splits videos between the workers of --scheduler; give one")
+    results = annotate(args.inputs, options, args.jobs, cluster)
     failed = 0
     for r in results:
         if r.error:
@@ -502,6 +510,14 @@ def _runtime_commands(sub) -> None:
     p.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks, no temporal smoothing")
     p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (default: 1)")
     p.add_argument("--resume", action="store_true", help="continue files an interrupted run left unfinished")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run on a Dask cluster: its scheduler (tcp://HOST:8786), or local:N for N workers here; "
+                        "--out must be a folder every worker sees (see README)")
+    p.add_argument("--chunk-seconds", type=float, metavar="S",
+                   help="with --scheduler: split videos into chunks of S seconds run in parallel "
+                        "(default: 60; 0: one task per video)")
+    p.add_argument("--chunk-overlap", type=float, default=2.0, metavar="S",
+                   help="with --scheduler: seconds decoded before each chunk to warm the tracker up (default: 2)")
     _add_runtime_options(p, detector="blazeface-both")
     p.set_defaults(run=_annotate)
 

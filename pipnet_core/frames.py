@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -104,6 +105,102 @@ class VideoSource:
 
     def close(self) -> None:
         self.capture.release()
+
+
+def _open_av(path: str | Path):
+    """A container and its first video stream through PyAV (the ``cluster`` extra)."""
+    try:
+        import av
+    except ImportError:
+        raise PipnetError("reading a video from a given frame needs PyAV: pip install 'pipnet-live[cluster]'") from None
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, OSError) as exc:
+        raise PipnetError(f"{path}: cannot be opened as a video ({exc})") from None
+    if not container.streams.video:
+        container.close()
+        raise PipnetError(f"{path}: has no video stream")
+    return container, container.streams.video[0]
+
+
+@dataclass(frozen=True)
+class VideoLayout:
+    """A video as its packets tell it, without decoding a frame: each frame's presentation time
+    (in ``time_base`` units, in presentation order) and the stream's properties."""
+
+    times: list[int]
+    time_base: float
+    fps: float
+    width: int
+    height: int
+
+    @staticmethod
+    def read(path: str | Path) -> "VideoLayout":
+        container, stream = _open_av(path)
+        try:
+            times = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None and packet.size)
+            rate = float(stream.average_rate or stream.guessed_rate or 0)
+            return VideoLayout(times, float(stream.time_base), rate if 1 <= rate <= 240 else 30.0,
+                               stream.codec_context.width, stream.codec_context.height)
+        except _av_errors() as exc:
+            raise PipnetError(f"{path}: cannot be read ({exc})") from None
+        finally:
+            container.close()
+
+    def seconds(self, index: int) -> float:
+        """Frame ``index``'s time from the first frame's (what the tables call timestamp)."""
+        return (self.times[index] - self.times[0]) * self.time_base
+
+    def first_at(self, seconds: float) -> int:
+        """The first frame at or after ``seconds`` from the first frame (len(times) if none)."""
+        return bisect_left(self.times, self.times[0] + seconds / self.time_base - 1e-9)
+
+
+def _av_errors() -> tuple[type[Exception], ...]:
+    import av
+
+    return (av.FFmpegError,)
+
+
+class VideoRange:
+    """Frames ``first`` to ``end`` - 1 of a video (numbered as in ``layout``), decoded from the
+    keyframe before ``first`` and checked by presentation time: each frame's index is the position
+    of its time in the layout, so a seek that lands late, or a frame the layout lacks, is an error
+    rather than a shifted number. Colours converted as OpenCV's reader converts them (BT.601),
+    so these frames are the pixels a ``VideoSource`` of the same file gives."""
+
+    def __init__(self, path: str | Path, layout: VideoLayout, first: int, end: int):
+        self.path, self.layout, self.first, self.end = path, layout, first, end
+        self._container, self._stream = _open_av(path)
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self.first >= self.end:
+            return
+        layout, wanted = self.layout, self.first
+        target = layout.times[wanted]
+        if wanted:
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+        try:
+            for decoded in self._container.decode(self._stream):
+                if decoded.pts is None:
+                    raise PipnetError(f"{self.path}: a frame without a presentation time; use --chunk-seconds 0")
+                if wanted == self.first and decoded.pts < target:
+                    continue  # between the keyframe and the first frame wanted
+                if decoded.pts != layout.times[wanted]:
+                    raise PipnetError(f"{self.path}: frame {wanted} should be presented at {layout.seconds(wanted):.4f} s, "
+                                      f"the decoder gave {(decoded.pts - layout.times[0]) * layout.time_base:.4f} s "
+                                      "(a seek that missed, or an irregular file: use --chunk-seconds 0)")
+                image = decoded.reformat(format="bgr24", src_colorspace="ITU601").to_ndarray()
+                yield Frame(wanted, layout.seconds(wanted), image)
+                wanted += 1
+                if wanted == self.end:
+                    return
+        except _av_errors() as exc:
+            raise PipnetError(f"{self.path}: cannot be decoded at frame {wanted} ({exc})") from None
+        raise PipnetError(f"{self.path}: ended at frame {wanted}, where its packets announce {self.end}")
+
+    def close(self) -> None:
+        self._container.close()
 
 
 @dataclass(frozen=True)

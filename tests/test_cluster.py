@@ -1,0 +1,198 @@
+"""`pipnet annotate --scheduler` on a real Dask cluster of this machine: a scheduler and two workers
+as separate processes on 127.0.0.1, a worker SIGKILLed mid-run, a client stopped with Ctrl-C; every
+output compared with a single-process run of the same inputs."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed", reason="the cluster extra (dask[distributed]) is not installed")
+av = pytest.importorskip("av", reason="the cluster extra (PyAV) is not installed")
+
+from pipnet_core.cluster import Chunk, match_ids, plan_chunks  # noqa: E402
+from pipnet_core.frames import VideoLayout, VideoRange, VideoSource  # noqa: E402
+from pipnet_core.landmarker import Face  # noqa: E402
+from pipnet_core.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
+from pipnet_core.writers import read_records  # noqa: E402
+from synthetic import SHARED_VIDEOS  # noqa: E402
+
+DASK = str(Path(sys.executable).with_name("dask"))
+SHORT_CLIPS = ("talking_head_turns_410.mp4", "face_then_cartoon_960x540.mov", "news_anchor_700.mp4")
+CHUNK = ("--chunk-seconds", "5", "--chunk-overlap", "1")
+
+
+def pipnet(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs)
+
+
+def write_h264(path: Path, spec: ClipSpec) -> Path:
+    """The synthetic clip as H.264 with B-frames and a keyframe every 25 frames: seeking into it
+    lands on a keyframe before the frame wanted, as in real footage."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=int(spec.fps), options={"bf": "2", "g": "25", "crf": "18", "preset": "veryfast"})
+        stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
+        for image, _, _ in generate(spec):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory):
+    """20 s, two faces: four chunks of 5 s."""
+    return write_h264(tmp_path_factory.mktemp("cluster") / "two_faces.mp4", ClipSpec(frames=200, fps=10, faces=2))
+
+
+def test_a_range_decodes_the_frames_a_sequential_read_gives(long_clip):
+    clips = [long_clip] + [SHARED_VIDEOS / name for name in SHORT_CLIPS if (SHARED_VIDEOS / name).is_file()]
+    for clip in clips:
+        layout = VideoLayout.read(clip)
+        source = VideoSource(clip)
+        frames = [frame.image for frame in iter(source.read, None)]
+        source.close()
+        assert len(layout.times) == len(frames)
+        for first in (1, 24, 26, len(frames) // 2 + 3, len(frames) - 4):  # around keyframes, not on them
+            reader = VideoRange(clip, layout, first, min(first + 12, len(frames)))
+            got = list(reader)
+            reader.close()
+            assert [f.index for f in got] == list(range(first, min(first + 12, len(frames))))
+            assert all(np.array_equal(f.image, frames[f.index]) for f in got), f"{clip.name} from frame {first}"
+
+
+def test_chunks_own_every_frame_once_and_warm_up_on_the_one_before():
+    # A variable frame rate: 30 fps, then a stretch at 10 fps, in 1/90000 s units.
+    times = [i * 3000 for i in range(300)] + [900000 + i * 9000 for i in range(100)]
+    layout = VideoLayout(times, 1 / 90000, 30.0, 640, 480)
+    chunks = plan_chunks(layout, 4.0, 1.0)
+    assert [c.first for c in chunks] == [0, 120, 240, 320, 360]  # frames at 0, 4, 8, 12, 16 s
+    assert chunks[-1].end == 400 and all(a.end == b.first for a, b in zip(chunks, chunks[1:]))
+    assert [c.warmup for c in chunks] == [0, 90, 210, 310, 350]  # 1 s before: 30 frames, then 10
+    assert plan_chunks(layout, 0, 1.0) == [Chunk(0, 0, 400)]
+    assert plan_chunks(layout, 2.0, 5.0)[1].warmup == 0  # the overlap is at most a chunk
+
+
+def _face(face_id, points):
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return Face(face_id, (*lo, *(hi - lo)), 0.9, points, np.full(68, 0.9), None, True)
+
+
+def test_ids_are_matched_by_where_the_faces_are_not_by_their_numbers():
+    rng = np.random.default_rng(0)
+    left = rng.uniform(100, 200, (68, 2))
+    right = left + [300, 0]
+    elsewhere = left + [0, 250]
+    before = {f: [_face(4, left + f), _face(7, right + f)] for f in range(10)}
+    # The new chunk numbered the faces the other way round, and found a third one.
+    warmup = {f: [_face(0, right + f + 0.5), _face(1, left + f - 0.5), _face(2, elsewhere)] for f in range(10)}
+    assert match_ids(before, warmup) == {0: 7, 1: 4}
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    """A scheduler and two single-threaded workers, each its own process (no nanny: a worker
+    killed stays dead). Yields the scheduler address and the workers; stops them all."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    log = (tmp_path / "cluster.log").open("w")
+    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                                  stdout=log, stderr=subprocess.STDOUT)]
+    try:
+        for name in ("a", "b"):
+            processes.append(subprocess.Popen([DASK, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
+                                               "--no-dashboard", "--local-directory", str(tmp_path / name)],
+                                              stdout=log, stderr=subprocess.STDOUT))
+        yield address, processes[1:]
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+def _inputs(long_clip, tmp_path):
+    """The long clip, a photo, a damaged video, and the real clips when present."""
+    import cv2
+
+    image, broken = tmp_path / "photo.png", tmp_path / "broken.mp4"
+    cv2.imwrite(str(image), face_photo())
+    broken.write_bytes(long_clip.read_bytes()[:4000])
+    return [long_clip, image, broken] + [SHARED_VIDEOS / name for name in SHORT_CLIPS if (SHARED_VIDEOS / name).is_file()]
+
+
+def _compare(reference: Path, output: Path) -> float:
+    """Same frames, same ids in every frame; returns the largest point difference (pixels)."""
+    expected, got = read_records(reference), read_records(output)
+    assert sorted(got) == sorted(expected), f"{output}: other frames"
+    worst = 0.0
+    for frame, faces in expected.items():
+        assert [f.id for f in got[frame]] == [f.id for f in faces], f"{output}: ids differ in frame {frame}"
+        for a, b in zip(faces, got[frame]):
+            worst = max(worst, float(np.abs(a.points - b.points).max()))
+    return worst
+
+
+def _wait_for(condition, process, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(cluster, long_clip, tmp_path):
+    address, workers = cluster
+    inputs = _inputs(long_clip, tmp_path)
+    options = ("--format", "csv,json,pts", "--max-faces", "3", "--threads", "1")
+    reference = pipnet("annotate", *inputs, "--out", tmp_path / "single", *options)
+    assert reference.returncode == 2 and "broken.mp4" in reference.stderr, reference.stderr
+
+    # A client stopped with Ctrl-C once two chunks of the long clip are done.
+    out = tmp_path / "cluster"
+    command = [sys.executable, "-m", "pipnet_core", "annotate", *map(str, inputs), "--out", str(out), *options,
+               "--scheduler", address, *CHUNK]
+    client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for(lambda: len(list(out.glob("two_faces.chunks/*.chunk"))) >= 2, client)
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=60)
+    assert client.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
+    kept = sorted(out.glob("two_faces.chunks/*.chunk"))
+    assert len(kept) >= 2 and not (out / "two_faces.csv").exists()
+
+    # --resume, and one worker SIGKILLed while it works on a chunk: Dask runs it on the other.
+    client = subprocess.Popen(command + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    pieces = lambda: set(out.glob("two_faces.chunks/*.chunk")) - set(kept)  # noqa: E731
+    _wait_for(lambda: pieces() or not (out / "two_faces.chunks").exists(), client)
+    workers[1].send_signal(signal.SIGKILL)
+    workers[1].wait(timeout=10)
+    stdout, stderr = client.communicate(timeout=300)
+    assert client.returncode == 2 and "Traceback" not in stderr, stderr
+    assert f"{len(inputs) - 1} of {len(inputs)} files complete" in stdout
+    errors = [line for line in stderr.splitlines() if "error" in line]
+    assert len(errors) == 2 and "broken.mp4" in errors[0], stderr  # the file, then the count
+    inputs.remove(inputs[2])
+
+    # Every output of every input equals the single-process run: the same frames, the same ids,
+    # points within 0.5 px (in the long clip's chunks after the first, warmed up on 1 s).
+    for path in inputs:
+        for suffix in (".csv", ".jsonl", "_pts"):
+            worst = _compare(tmp_path / "single" / f"{path.stem}{suffix}", out / f"{path.stem}{suffix}")
+            assert worst <= 0.5, f"{path.stem}{suffix}: {worst:.2f} px"
+    assert not list(out.glob("*.chunks")) and not list(out.glob(".*"))  # nothing left behind
+    # The single-process --resume takes the cluster's files as its own: finished, or continued
+    # near the end (a .pts folder says nothing of the frames after the last face).
+    again = pipnet("annotate", *inputs, "--out", out, *options, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already complete") + again.stdout.count("resumed at frame") == len(inputs) - 1, again.stdout
