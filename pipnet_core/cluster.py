@@ -360,22 +360,29 @@ def _client(scheduler: str):
         raise PipnetError("--scheduler needs Dask: pip install 'pipnet-live[cluster]'") from None
     import logging
 
-    workers = local_workers(scheduler)
-    if workers:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                               silence_logs=logging.ERROR)
-        try:
-            with Client(cluster) as client:
-                yield client
-        finally:
-            cluster.close()
-        return
+    # The run reports its errors one line per file; Dask's client would also log a traceback of
+    # its own cancelled calls when the user stops the run with Ctrl-C (the workers log in their
+    # own processes).
+    logging.disable(logging.ERROR)
     try:
-        client = Client(scheduler, timeout="20s")
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise PipnetError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
-    with client:
-        yield client
+        workers = local_workers(scheduler)
+        if workers:
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                                   silence_logs=logging.ERROR)
+            try:
+                with Client(cluster) as client:
+                    yield client
+            finally:
+                cluster.close()
+            return
+        try:
+            client = Client(scheduler, timeout="20s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise PipnetError(f"cannot reach the Dask scheduler at {scheduler} ({exc})") from None
+        with client:
+            yield client
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def annotate_on_cluster(files: list[Path], names: dict[Path, str], options: AnnotateOptions,
