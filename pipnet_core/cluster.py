@@ -195,11 +195,14 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
                 resume_point(paths, header)  # refuses outputs made with other settings
                 return FileResult(path, already_complete=True, outputs=outputs)
         else:
+            # Chunks an earlier run left are not removed: a chunk task without --resume writes its
+            # own over them, and this task may run twice (its worker lost) while chunks are written.
             paths["progress"].unlink(missing_ok=True)
-            shutil.rmtree(options.out_dir / f"{name}.chunks", ignore_errors=True)
         return VideoPlan(path, name, header, layout, plan_chunks(layout, cluster.chunk_seconds, cluster.overlap_seconds))
     except PipnetError as exc:
         return FileResult(path, error=str(exc))
+    except OSError as exc:
+        return FileResult(path, error=f"{exc.filename or path}: {exc.strerror or exc}")
 
 
 def _read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
@@ -257,6 +260,9 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
                         seconds=sum(d.seconds for d in done),
                         outputs=[output for kind, output in paths.items() if kind != "progress"])
     failed = next((d.error for d in done if d.error), None)
+    if not (options.out_dir / f"{plan.name}.chunks").is_dir() and \
+            _Progress(paths["progress"], len(plan.layout.times)).complete_at is not None:
+        return result  # this merge ran before, its worker lost before the client heard
     if failed:
         result.error = f"{failed} (the finished chunks are kept: --resume continues)"
         return result
@@ -411,7 +417,7 @@ def annotate_on_cluster(files: list[Path], names: dict[Path, str], options: Anno
                 else:
                     plans[client.submit(_plan_video, path, names[path], options, cluster, retries=RETRIES, pure=False)] = path
             for planned in as_completed(plans):
-                plan = planned.result()
+                plan = _result(plans[planned], planned, bar)
                 if isinstance(plan, FileResult):
                     futures[plans[planned]] = plan
                     continue
@@ -429,14 +435,17 @@ def annotate_on_cluster(files: list[Path], names: dict[Path, str], options: Anno
     return results
 
 
-def _result(path: Path, future, bar: "_Bar") -> FileResult:
+def _result(path: Path, future, bar: "_Bar"):
+    """A task's result, or the file's error when the task failed on every try or its worker died
+    too often (Dask's KilledWorker)."""
     if isinstance(future, FileResult):
         return future
     try:
         result = future.result()
-    except Exception as exc:  # the task failed on every try, or its worker died too often (KilledWorker)
+    except Exception as exc:
         return FileResult(path, error=f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    bar.finished(result)
+    if isinstance(result, FileResult):
+        bar.finished(result)
     return result
 
 

@@ -178,9 +178,9 @@ class VideoRange:
             return
         layout, wanted = self.layout, self.first
         target = layout.times[wanted]
-        if wanted:
-            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
         try:
+            if wanted:
+                self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
             for decoded in self._container.decode(self._stream):
                 if decoded.pts is None:
                     raise PipnetError(f"{self.path}: a frame without a presentation time; use --chunk-seconds 0")
