@@ -95,13 +95,14 @@ class ChunkDone:
 
 def plan_chunks(layout: VideoLayout, chunk_seconds: float, overlap_seconds: float) -> list[Chunk]:
     """Chunks of ``chunk_seconds`` of presentation time (the whole video for 0); each but the
-    first decodes from ``overlap_seconds`` (at most a chunk) before its first frame."""
+    first decodes from ``overlap_seconds`` (at most a chunk) before its first frame, and at least
+    one frame before it: the faces of that frame are how ids are matched."""
     count = len(layout.times)
     starts = [0]
     while chunk_seconds > 0 and (nxt := layout.first_at(layout.seconds(starts[-1]) + chunk_seconds)) < count:
         starts.append(max(nxt, starts[-1] + 1))
     overlap = min(overlap_seconds, chunk_seconds)
-    return [Chunk(layout.first_at(max(layout.seconds(first) - overlap, 0.0)) if first else 0, first, end)
+    return [Chunk(min(layout.first_at(max(layout.seconds(first) - overlap, 0.0)), first - 1) if first else 0, first, end)
             for first, end in zip(starts, starts[1:] + [count])]
 
 

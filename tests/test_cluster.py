@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("distributed", reason="the cluster extra (dask[distributed]) is not installed")
 av = pytest.importorskip("av", reason="the cluster extra (PyAV) is not installed")
+from distributed import Client  # noqa: E402
 
 from pipnet_core.cluster import Chunk, match_ids, plan_chunks  # noqa: E402
 from pipnet_core.frames import VideoLayout, VideoRange, VideoSource  # noqa: E402
@@ -75,6 +76,7 @@ def test_chunks_own_every_frame_once_and_warm_up_on_the_one_before():
     assert [c.warmup for c in chunks] == [0, 90, 210, 310, 350]  # 1 s before: 30 frames, then 10
     assert plan_chunks(layout, 0, 1.0) == [Chunk(0, 0, 400)]
     assert plan_chunks(layout, 2.0, 5.0)[1].warmup == 0  # the overlap is at most a chunk
+    assert [c.warmup for c in plan_chunks(layout, 4.0, 0.0)][1:] == [119, 239, 319, 359]  # a frame to match ids on
 
 
 def _face(face_id, points):
@@ -171,12 +173,17 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     kept = sorted(out.glob("two_faces.chunks/*.chunk"))
     assert len(kept) >= 2 and not (out / "two_faces.csv").exists()
 
-    # --resume, and one worker SIGKILLed while it works on a chunk: Dask runs it on the other.
+    # --resume, and worker b SIGKILLed while it runs a chunk (the scheduler says when): Dask runs
+    # that chunk again on worker a.
     client = subprocess.Popen(command + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    pieces = lambda: set(out.glob("two_faces.chunks/*.chunk")) - set(kept)  # noqa: E731
-    _wait_for(lambda: pieces() or not (out / "two_faces.chunks").exists(), client)
-    workers[1].send_signal(signal.SIGKILL)
-    workers[1].wait(timeout=10)
+    with Client(address) as watcher:
+        def b_runs_a_chunk():
+            names = {addr: info["name"] for addr, info in watcher.scheduler_info()["workers"].items()}
+            return any(names.get(addr) == "b" and any("_run_chunk" in str(key) for key in keys)
+                       for addr, keys in watcher.processing().items())
+        _wait_for(b_runs_a_chunk, client)
+        workers[1].send_signal(signal.SIGKILL)
+        workers[1].wait(timeout=10)
     stdout, stderr = client.communicate(timeout=300)
     assert client.returncode == 2 and "Traceback" not in stderr, stderr
     assert f"{len(inputs) - 1} of {len(inputs)} files complete" in stdout
@@ -196,3 +203,13 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     again = pipnet("annotate", *inputs, "--out", out, *options, "--resume")
     assert again.returncode == 0, again.stderr
     assert again.stdout.count("already complete") + again.stdout.count("resumed at frame") == len(inputs) - 1, again.stdout
+
+
+def test_a_local_cluster_of_this_machine(tmp_path):
+    """--scheduler local:2 starts its own workers, splits a short clip in two chunks and stops them."""
+    clip = write_h264(tmp_path / "short.mp4", ClipSpec(frames=40, fps=10, faces=1))
+    reference = pipnet("annotate", clip, "--out", tmp_path / "single", "--threads", "1")
+    result = pipnet("annotate", clip, "--out", tmp_path / "local", "--scheduler", "local:2", "--chunk-seconds", "2",
+                    "--chunk-overlap", "2")
+    assert reference.returncode == 0 and result.returncode == 0, result.stderr
+    assert _compare(tmp_path / "single" / "short.csv", tmp_path / "local" / "short.csv") <= 0.5

@@ -8,7 +8,8 @@ Runs, each timed wall-clock end to end through the command line (start-up includ
 2. one long video (the corpus joined end to end, twice) in one process, and in chunks of 20 s
    on the two workers;
 3. the per-task overhead of the Dask path: the long video on one worker as one task and as
-   chunks without overlap; the extra time per extra task.
+   chunks without overlap (one frame: ids are matched on it); the extra time per extra task.
+The workers have joined before a run is timed (a cluster is running before a user's run).
 Then projects the wall time of 1,000 hours of 30 FPS video on N workers from the measured
 per-frame cost and per-task overhead. Nothing else should run meanwhile.
 """
@@ -42,6 +43,7 @@ class Cluster:
     """A scheduler and ``workers`` single-threaded workers as processes; stopped on exit."""
 
     def __init__(self, workers: int, folder: Path):
+        self.workers = workers
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
@@ -54,6 +56,11 @@ class Cluster:
                                             stdout=self.log, stderr=subprocess.STDOUT) for i in range(workers)]
 
     def __enter__(self):
+        """Once every worker has joined: a user's cluster is running before the run starts."""
+        from distributed import Client
+
+        with Client(self.address, timeout="60s") as client:
+            client.wait_for_workers(self.workers, timeout=120)
         return self
 
     def __exit__(self, *exc):
