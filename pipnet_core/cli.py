@@ -243,12 +243,13 @@ def _annotate(args) -> None:
                               args.calibration, args.threads, show_progress=sys.stderr.isatty())
     cluster = None
     if args.scheduler:
-        from .cluster import DEFAULT_CHUNK_SECONDS, ClusterOptions
+        from .cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, ClusterOptions
 
         chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
-        cluster = ClusterOptions(args.scheduler, max(chunk, 0.0), max(args.chunk_overlap, 0.0))
-    elif args.chunk_seconds is not None:
-        raise PipnetError("--chunk-seconds splits videos between the workers of --scheduler; give one")
+        overlap = DEFAULT_OVERLAP_SECONDS if args.chunk_overlap is None else args.chunk_overlap
+        cluster = ClusterOptions(args.scheduler, max(chunk, 0.0), max(overlap, 0.0))
+    elif args.chunk_seconds is not None or args.chunk_overlap is not None:
+        raise PipnetError("--chunk-seconds and --chunk-overlap split videos between the workers of --scheduler; give one")
     results = annotate(args.inputs, options, args.jobs, cluster)
     failed = 0
     for r in results:
@@ -516,8 +517,8 @@ def _runtime_commands(sub) -> None:
     p.add_argument("--chunk-seconds", type=float, metavar="S",
                    help="with --scheduler: split videos into chunks of S seconds run in parallel "
                         "(default: 60; 0: one task per video)")
-    p.add_argument("--chunk-overlap", type=float, default=2.0, metavar="S",
-                   help="with --scheduler: seconds decoded before each chunk to warm the tracker up (default: 2)")
+    p.add_argument("--chunk-overlap", type=float, metavar="S",
+                   help="with --scheduler: seconds decoded before each chunk to warm the tracker up (default: 4)")
     _add_runtime_options(p, detector="blazeface-both")
     p.set_defaults(run=_annotate)
 

@@ -137,11 +137,13 @@ class Landmarker(Closing):
     def _new_smoother(self) -> LandmarkSmoother:
         return LandmarkSmoother(self.model.info.codec.mean_face, self.smoothing or SmoothingParams())
 
-    def reset(self, restart_ids: bool = False) -> None:
-        """Forget all faces (a jump in time); ``restart_ids``: a new video, whose ids count from 0."""
+    def reset(self, restart_ids: bool = False, first_frame: int = 0) -> None:
+        """Forget all faces (a jump in time); ``restart_ids``: a new video, whose ids count from 0,
+        and whose next frame is number ``first_frame`` (not 0 when a video is taken up in its
+        middle: the detector's schedule goes by frame numbers)."""
         self.tracker.reset(restart_ids)
         if restart_ids:
-            self._frames = self._empty_frames = 0
+            self._frames, self._empty_frames = first_frame, 0
 
     def close(self) -> None:
         """Release the detectors' and the model's sessions (those it made); the object is done."""
@@ -169,15 +171,14 @@ class Landmarker(Closing):
         frame = as_bgr(frame)
         if timestamp is None:
             timestamp = self._frames / 30.0
-        self._frames += 1
+        number, self._frames = self._frames, self._frames + 1
         if min(frame.shape[:2]) < self.min_face_size:
             self.tracker.reset()
             return []
         t0 = perf_counter()
-        if self.tracker.needs_detection():
+        if self.tracker.needs_detection(number):
             self._detect(frame, detector)
         timings["detect"] = 1000 * (perf_counter() - t0)
-        self.tracker.next_frame()
         tracks = list(self.tracker.tracks)
         if not tracks:
             return []

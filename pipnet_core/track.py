@@ -60,25 +60,25 @@ class Tracker:
         self.duplicate_iou = duplicate_iou  # two tracks' crops overlapping this much follow one face
         self.tracks: list[Track] = []
         self._next_id = 0
-        self._since_detection = 0
         self._lost = False
 
     def reset(self, restart_ids: bool = False) -> None:
         self.tracks.clear()
-        self._since_detection = 0
         self._lost = False
         if restart_ids:
             self._next_id = 0
 
-    def needs_detection(self) -> bool:
-        """No face yet, the interval is up, a face was lost, or there is room for more faces
-        at the interval (new faces can only come from the detector)."""
-        return not self.tracks or self._lost or self._since_detection >= self.redetect_interval
+    def needs_detection(self, frame_number: int) -> bool:
+        """No face yet, a face was lost, or a frame whose number is a multiple of the interval
+        (new faces can only come from the detector). The schedule goes by the frame's number, not
+        by the frames since the last detection: two runs of a video that started at different
+        frames (a chunk and the whole) look on the same frames once their faces agree."""
+        return not self.tracks or self._lost or frame_number % self.redetect_interval == 0
 
     def add_detections(self, crops: list[CropBox], scores: list[float], new_smoother) -> list[Track]:
         """Match detector crops to tracks by overlap; unmatched detections start new tracks.
         Returns the existing tracks no detection matched (see ``confirm``)."""
-        self._since_detection, self._lost = 0, False
+        self._lost = False
         unmatched = set(range(len(crops)))
         missed = []
         for track in self.tracks:
@@ -102,9 +102,6 @@ class Tracker:
         if track.unconfirmed >= self.max_unconfirmed:
             self.tracks.remove(track)
             self._lost = True
-
-    def next_frame(self) -> None:
-        self._since_detection += 1
 
     def update(self, track: Track, points: np.ndarray, confidence: np.ndarray, crop_scale: float,
                timestamp: float) -> bool:

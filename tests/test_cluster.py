@@ -25,7 +25,7 @@ from synthetic import SHARED_VIDEOS  # noqa: E402
 
 DASK = str(Path(sys.executable).with_name("dask"))
 SHORT_CLIPS = ("talking_head_turns_410.mp4", "face_then_cartoon_960x540.mov", "news_anchor_700.mp4")
-CHUNK = ("--chunk-seconds", "5", "--chunk-overlap", "2")  # 20 frames: 1 s left 0.55 px
+CHUNK = ("--chunk-seconds", "5")  # and the default warm-up, 4 s (1 s, 10 frames here, left 0.55 px)
 
 
 def pipnet(*args, **kwargs):
@@ -192,7 +192,7 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     inputs.remove(inputs[2])
 
     # Every output of every input equals the single-process run: the same frames, the same ids,
-    # points within 0.5 px (in the long clip's chunks after the first, warmed up on 2 s).
+    # points within 0.5 px.
     for path in inputs:
         for suffix in (".csv", ".jsonl", "_pts"):
             worst = _compare(tmp_path / "single" / f"{path.stem}{suffix}", out / f"{path.stem}{suffix}")
@@ -209,7 +209,6 @@ def test_a_local_cluster_of_this_machine(tmp_path):
     """--scheduler local:2 starts its own workers, splits a short clip in two chunks and stops them."""
     clip = write_h264(tmp_path / "short.mp4", ClipSpec(frames=40, fps=10, faces=1))
     reference = pipnet("annotate", clip, "--out", tmp_path / "single", "--threads", "1")
-    result = pipnet("annotate", clip, "--out", tmp_path / "local", "--scheduler", "local:2", "--chunk-seconds", "2",
-                    "--chunk-overlap", "2")
+    result = pipnet("annotate", clip, "--out", tmp_path / "local", "--scheduler", "local:2", "--chunk-seconds", "2")
     assert reference.returncode == 0 and result.returncode == 0, result.stderr
     assert _compare(tmp_path / "single" / "short.csv", tmp_path / "local" / "short.csv") <= 0.5

@@ -5,7 +5,7 @@
 Runs, each timed wall-clock end to end through the command line (start-up included):
 1. the corpus (every video in --videos) in one process, with --jobs 2, and on two Dask workers
    (a `dask scheduler` and two single-threaded `dask worker` processes on 127.0.0.1);
-2. one long video (the corpus joined end to end, twice) in one process, and in chunks of 20 s
+2. one long video (the corpus joined end to end, twice) in one process, and in chunks of 30 s
    on the two workers;
 3. the per-task overhead of the Dask path: the long video on one worker as one task and as
    chunks without overlap (one frame: ids are matched on it); the extra time per extra task.
@@ -24,6 +24,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+
+from pipnet_core.cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 DASK = str(Path(sys.executable).with_name("dask"))
@@ -120,9 +122,9 @@ def main() -> None:
     with Cluster(2, args.out) as cluster:
         report("corpus, two Dask workers", annotate(corpus, args.out / "dask2", "--scheduler", cluster.address,
                                                     "--threads", "1"), frames)
-        report("long video, two Dask workers, 20 s chunks",
+        report("long video, two Dask workers, 30 s chunks",
                annotate([long_video], args.out / "long_dask2", "--scheduler", cluster.address, "--threads", "1",
-                        "--chunk-seconds", "20"), long_frames)
+                        "--chunk-seconds", "30"), long_frames)
     report("long video, one process", annotate([long_video], args.out / "long_one"), long_frames)
     with Cluster(1, args.out) as cluster:
         whole = annotate([long_video], args.out / "long_whole", "--scheduler", cluster.address, "--threads", "1",
@@ -138,14 +140,15 @@ def main() -> None:
     one, long_one = runs["corpus, one process"], runs["long video, one process"]
     print(f"\nover one process: corpus --jobs 2 {one / runs['corpus, --jobs 2']:.2f}x, two Dask workers "
           f"{one / runs['corpus, two Dask workers']:.2f}x; long video on two Dask workers "
-          f"{long_one / runs['long video, two Dask workers, 20 s chunks']:.2f}x")
+          f"{long_one / runs['long video, two Dask workers, 30 s chunks']:.2f}x")
     print(f"per-task overhead (seek from the keyframe, cold tracker, scheduling, writing the chunk): "
           f"{1000 * overhead:.0f} ms; per frame on one worker: {1000 * per_frame:.2f} ms")
     total_frames = 1000 * 3600 * 30
-    chunk, overlap = 60 * 30, 2 * 30  # the defaults: 60 s chunks, 2 s warm-up
+    chunk, overlap = DEFAULT_CHUNK_SECONDS * 30, DEFAULT_OVERLAP_SECONDS * 30
     tasks = total_frames // chunk
     worker_seconds = total_frames * (1 + overlap / chunk) * per_frame + tasks * overhead
-    print(f"1,000 hours at 30 FPS = {total_frames:,} frames in {tasks:,} chunks of 60 s: "
+    print(f"1,000 hours at 30 FPS = {total_frames:,} frames in {tasks:,.0f} chunks of {DEFAULT_CHUNK_SECONDS:g} s "
+          f"with {DEFAULT_OVERLAP_SECONDS:g} s of warm-up: "
           f"{worker_seconds / 3600:,.0f} worker-hours")
     for workers in (2, 16, 64, 256):
         print(f"  {workers:4d} workers: {worker_seconds / workers / 3600:8,.1f} h ({worker_seconds / workers / 86400:.1f} days)")
