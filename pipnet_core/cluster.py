@@ -248,7 +248,7 @@ def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: st
                 source.close()
         piece_path.parent.mkdir(exist_ok=True)
         write_file(piece_path, pickle.dumps({"version": _Progress.VERSION, "settings": plan.settings, "chunk": chunk,
-                                             "frames": frames, "warmup": warmup}))
+                                             "frames": frames, "warmup": warmup}), shared=True)
     except PipnetError as exc:
         return ChunkDone(error=str(exc))
     except OSError as exc:

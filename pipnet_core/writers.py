@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,9 +99,11 @@ def _csv_line(values: list) -> str:
     return buffer.getvalue()
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """A file replaced whole: written under a temporary name, then renamed (never half-written)."""
-    partial = path.with_name(path.name + ".partial")
+def write_file(path: Path, data: bytes, shared: bool = False) -> None:
+    """A file replaced whole: written under a temporary name, then renamed (never half-written).
+    ``shared``: other processes may write the same file at once (a cluster task that Dask runs
+    again while its first run goes on): each writes its own temporary file."""
+    partial = path.with_name(path.name + (f".{uuid.uuid4().hex}" if shared else "") + ".partial")
     try:
         partial.write_bytes(data)
         partial.replace(path)

@@ -146,6 +146,21 @@ def _compare(reference: Path, output: Path) -> float:
     return worst
 
 
+def _check_run(result, inputs, reference: Path, out: Path) -> None:
+    """One error line for the damaged video, no traceback; every output of every other input has
+    the single-process run's frames and ids and points within 0.5 px; nothing left behind."""
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{len(inputs) - 1} of {len(inputs)} files complete" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 2 and "broken.mp4" in errors[0], result.stderr  # the file, then the count
+    for path in inputs:
+        if path.name != "broken.mp4":
+            for suffix in (".csv", ".jsonl", "_pts"):
+                worst = _compare(reference / f"{path.stem}{suffix}", out / f"{path.stem}{suffix}")
+                assert worst <= 0.5, f"{path.stem}{suffix}: {worst:.2f} px"
+    assert not list(out.glob("*.chunks")) and not list(out.glob(".*"))
+
+
 def _wait_for(condition, process, timeout=120.0):
     deadline = time.monotonic() + timeout
     while not condition():
@@ -161,7 +176,7 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     reference = pipnet("annotate", *inputs, "--out", tmp_path / "single", *options)
     assert reference.returncode == 2 and "broken.mp4" in reference.stderr, reference.stderr
 
-    # A client stopped with Ctrl-C once two chunks of the long clip are done.
+    # A client stopped with Ctrl-C once two chunks of the long clip are done, then --resume.
     out = tmp_path / "cluster"
     command = [sys.executable, "-m", "pipnet_core", "annotate", *map(str, inputs), "--out", str(out), *options,
                "--scheduler", address, *CHUNK]
@@ -173,9 +188,14 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     kept = sorted(out.glob("two_faces.chunks/*.chunk"))
     assert len(kept) >= 2 and not (out / "two_faces.csv").exists()
 
-    # --resume, and worker b SIGKILLed while it runs a chunk (the scheduler says when): Dask runs
-    # that chunk again on worker a.
-    client = subprocess.Popen(command + ["--resume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
+    _check_run(resumed, inputs, tmp_path / "single", out)
+
+    # A fresh run with worker b SIGKILLed while the scheduler reports it running a chunk: Dask
+    # runs that chunk again on worker a.
+    fresh = tmp_path / "fresh"
+    client = subprocess.Popen([*command[:command.index("--out") + 1], str(fresh), *command[command.index("--out") + 2:]],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with Client(address) as watcher:
         def b_runs_a_chunk():
             names = {addr: info["name"] for addr, info in watcher.scheduler_info()["workers"].items()}
@@ -185,24 +205,15 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
         workers[1].send_signal(signal.SIGKILL)
         workers[1].wait(timeout=10)
     stdout, stderr = client.communicate(timeout=300)
-    assert client.returncode == 2 and "Traceback" not in stderr, stderr
-    assert f"{len(inputs) - 1} of {len(inputs)} files complete" in stdout
-    errors = [line for line in stderr.splitlines() if "error" in line]
-    assert len(errors) == 2 and "broken.mp4" in errors[0], stderr  # the file, then the count
-    inputs.remove(inputs[2])
+    _check_run(subprocess.CompletedProcess(client.args, client.returncode, stdout, stderr), inputs, tmp_path / "single",
+               fresh)
 
-    # Every output of every input equals the single-process run: the same frames, the same ids,
-    # points within 0.5 px.
-    for path in inputs:
-        for suffix in (".csv", ".jsonl", "_pts"):
-            worst = _compare(tmp_path / "single" / f"{path.stem}{suffix}", out / f"{path.stem}{suffix}")
-            assert worst <= 0.5, f"{path.stem}{suffix}: {worst:.2f} px"
-    assert not list(out.glob("*.chunks")) and not list(out.glob(".*"))  # nothing left behind
     # The single-process --resume takes the cluster's files as its own: finished, or continued
     # near the end (a .pts folder says nothing of the frames after the last face).
-    again = pipnet("annotate", *inputs, "--out", out, *options, "--resume")
+    done = [path for path in inputs if path.name != "broken.mp4"]
+    again = pipnet("annotate", *done, "--out", out, *options, "--resume")
     assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already complete") + again.stdout.count("resumed at frame") == len(inputs) - 1, again.stdout
+    assert again.stdout.count("already complete") + again.stdout.count("resumed at frame") == len(done) - 1, again.stdout
 
 
 def test_a_local_cluster_of_this_machine(tmp_path):
