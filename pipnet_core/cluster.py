@@ -271,7 +271,7 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
         return result
     staging = options.out_dir / f".{plan.name}.merging"
     shutil.rmtree(staging, ignore_errors=True)
-    staged = output_paths(plan.name, replace(options, out_dir=staging), several=False)
+    staged = _staged_paths(plan.name, options, staging)
     writers = []
     try:
         staging.mkdir()
@@ -280,9 +280,7 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
         for writer in writers:
             writer.close()
         writers = []
-        for kind, path in staged.items():
-            if kind in WRITERS:
-                _move(path, paths[kind])
+        _move_outputs(plan.name, options, staging)
         _Progress(paths["progress"], 0).finish(last)
         shutil.rmtree(options.out_dir / f"{plan.name}.chunks", ignore_errors=True)
     except PipnetError as exc:
@@ -311,25 +309,39 @@ def _write_chunks(plan: VideoPlan, options: AnnotateOptions, writers: list) -> i
                 if face.id not in ids:
                     ids[face.id], next_id = next_id, next_id + 1
             faces = sorted((replace(face, id=ids[face.id]) for face in faces), key=lambda face: face.id)
-            next_id = max([next_id] + [face.id + 1 for face in faces])
             for writer in writers:
                 writer.write_frame(index, timestamp, faces)
             before[index], last = faces, index
     return last
 
 
-def _move(source: Path, target: Path) -> None:
-    """A finished output into place (a .pts folder replaces the old folder; a CSV brings its sidecar)."""
-    if source.is_dir():
-        shutil.rmtree(target, ignore_errors=True)
-    source.replace(target)
-    sidecar = source.with_name(source.name + ".json")
-    if sidecar.is_file():
-        sidecar.replace(target.with_name(target.name + ".json"))
+def _staged_paths(name: str, options: AnnotateOptions, staging: Path) -> dict[str, Path]:
+    return output_paths(name, replace(options, out_dir=staging), several=False)
 
 
-def _annotate_image(path: Path, name: str, options: AnnotateOptions) -> FileResult:
+def _move_outputs(name: str, options: AnnotateOptions, staging: Path) -> list[Path]:
+    """The finished tables of ``name`` from ``staging`` into the output folder (a .pts folder
+    replaces the old one; a CSV brings its sidecar); returns where they are now."""
+    paths = output_paths(name, options, several=False)
+    moved = []
+    for kind, source in _staged_paths(name, options, staging).items():
+        if kind not in WRITERS:
+            continue
+        target = paths[kind]
+        if source.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        source.replace(target)
+        sidecar = source.with_name(source.name + ".json")
+        if sidecar.is_file():
+            sidecar.replace(target.with_name(target.name + ".json"))
+        moved.append(target)
+    return moved
+
+
+def _annotate_image(path: Path, name: str, options: AnnotateOptions, topic: str) -> FileResult:
     """An image, written in a staging folder and moved into place when complete."""
+    from distributed import get_worker
+
     staging = options.out_dir / f".{name}.staging"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -337,11 +349,8 @@ def _annotate_image(path: Path, name: str, options: AnnotateOptions) -> FileResu
         with _plugin().landmarker() as landmarker:
             result = annotate_file(path, replace(options, out_dir=staging, resume=False), landmarker, name)
         if not result.error:
-            paths = output_paths(name, options, several=False)
-            for kind, staged in output_paths(name, replace(options, out_dir=staging), several=False).items():
-                if kind in WRITERS:
-                    _move(staged, paths[kind])
-            result.outputs = [paths[kind] for kind in WRITERS if kind in paths]
+            result.outputs = _move_outputs(name, options, staging)
+        get_worker().log_event(topic, (name, 0, 1))
         return result
     except OSError as exc:
         return FileResult(path, error=f"{exc.filename or path}: {exc.strerror or exc}")
@@ -415,12 +424,13 @@ def annotate_on_cluster(files: list[Path], names: dict[Path, str], options: Anno
         try:
             for path in files:
                 if media_kind(path) == "image":
-                    futures[path] = client.submit(_annotate_image, path, names[path], options, retries=RETRIES, pure=False)
+                    futures[path] = client.submit(_annotate_image, path, names[path], options, topic, retries=RETRIES,
+                                                  pure=False)
                     bar.add(1)
                 else:
                     plans[client.submit(_plan_video, path, names[path], options, cluster, retries=RETRIES, pure=False)] = path
             for planned in as_completed(plans):
-                plan = _result(plans[planned], planned, bar)
+                plan = _result(plans[planned], planned)
                 if isinstance(plan, FileResult):
                     futures[plans[planned]] = plan
                     continue
@@ -428,7 +438,7 @@ def annotate_on_cluster(files: list[Path], names: dict[Path, str], options: Anno
                 chunks = [client.submit(_run_chunk, planned, number, options, topic, retries=RETRIES, pure=False)
                           for number in range(len(plan.chunks))]
                 futures[plan.path] = client.submit(_merge_video, planned, options, *chunks, retries=RETRIES, pure=False)
-            results = [_result(path, futures[path], bar) for path in files]
+            results = [_result(path, futures[path]) for path in files]
         except BaseException:
             client.cancel([f for f in [*plans, *futures.values()] if not isinstance(f, FileResult)], force=True)
             raise
@@ -438,23 +448,20 @@ def annotate_on_cluster(files: list[Path], names: dict[Path, str], options: Anno
     return results
 
 
-def _result(path: Path, future, bar: "_Bar"):
+def _result(path: Path, future):
     """A task's result, or the file's error when the task failed on every try or its worker died
     too often (Dask's KilledWorker)."""
     if isinstance(future, FileResult):
         return future
     try:
-        result = future.result()
+        return future.result()
     except Exception as exc:
         return FileResult(path, error=f"{path}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-    if isinstance(result, FileResult):
-        bar.finished(result)
-    return result
 
 
 class _Bar:
-    """One progress bar over every frame of the run, fed by the chunks' progress events (a chunk
-    run again after its worker died counts its frames once)."""
+    """One progress bar over every frame of the run, fed by the tasks' progress events (a chunk
+    run again after its worker died counts its frames once; an image is one frame)."""
 
     def __init__(self, shown: bool):
         self._bar = None
@@ -479,10 +486,6 @@ class _Bar:
             self._done[key] = frames
             if self._bar is not None:
                 self._bar.update(grown)
-
-    def finished(self, result: FileResult) -> None:
-        if self._bar is not None and media_kind(result.path) == "image":
-            self._bar.update(1)
 
     def close(self) -> None:
         if self._bar is not None:
