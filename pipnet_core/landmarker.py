@@ -20,7 +20,7 @@ from .detect import (Closing, Detection, DetectorCalibration, FaceDetector, Quar
 from .frames import as_bgr
 from .model_interface import LandmarkModel
 from .plausibility import plausibility
-from .pose import HeadPose, estimate_pose
+from .pose import HeadPose, camera_matrix, estimate_pose
 from .smooth import LandmarkSmoother, SmoothingParams
 from .track import Tracker
 
@@ -44,6 +44,12 @@ class Face:
     @property
     def mean_confidence(self) -> float:
         return float(self.confidence.mean())
+
+
+def points_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """The bounding box (x, y, w, h) of points."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
 
 
 def _load_model(model: str | Path | LandmarkModel | None, threads: int) -> LandmarkModel:
@@ -104,6 +110,8 @@ class Landmarker(Closing):
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self._frames = 0
         self._empty_frames = 0  # frames since a face was last tracked or detected
+        self._given_intrinsics: tuple[float | None, ...] = (None, None, None, None)
+        self._intrinsics: tuple[tuple[int, int], np.ndarray] = ((0, 0), np.eye(3))
 
     @property
     def still_detector(self) -> FaceDetector:
@@ -125,6 +133,12 @@ class Landmarker(Closing):
         self.tracker.max_faces = count
         if count is not None:
             del self.tracker.tracks[count:]
+
+    def set_camera(self, fx: float | None = None, fy: float | None = None, cx: float | None = None,
+                   cy: float | None = None) -> None:
+        """The camera's intrinsics in pixels, for head pose; None: guessed from the frame size."""
+        self._given_intrinsics = (fx, fy, cx, cy)
+        self._intrinsics = ((0, 0), np.eye(3))
 
     def set_detector(self, detector: str | FaceDetector, threshold: float = 0.5) -> None:
         """Another video detector or threshold; the model session and tracked faces stay, the
@@ -253,7 +267,7 @@ class Landmarker(Closing):
             t2 = perf_counter()
             shown = track.smoother(pts, timestamp) if self.smoothing and success else pts
             t3 = perf_counter()
-            pose = estimate_pose(shown, frame_size) if self.with_pose else None
+            pose = estimate_pose(shown, self.camera(frame_size)) if self.with_pose else None
             reported = conf * plausibility(pts, self.model.info.codec.mean_face, pose.yaw if pose else None)
             t4 = perf_counter()
             track_ms, smooth_ms, pose_ms = track_ms + t2 - t1, smooth_ms + t3 - t2, pose_ms + t4 - t3
@@ -267,17 +281,22 @@ class Landmarker(Closing):
         for track, shown, reported, pose, success in results:
             # A lost face is reported once; a duplicate, or a detection the model rejected, never.
             if id(track) in live or (not success and track.id != tracker.UNCONFIRMED):
-                lo, hi = shown.min(axis=0), shown.max(axis=0)
-                faces.append(Face(track.id, (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
-                                  track.detector_score, shown, reported, pose, success))
+                faces.append(Face(track.id, points_box(shown), track.detector_score, shown, reported, pose, success))
         return faces
 
     def _plausible(self, points: np.ndarray, confidence: np.ndarray, frame_size: tuple[int, int]) -> bool:
         """Confident once lowered for a near-profile view or a shape unlike a face: drawings and
         face-like patterns score 0.4 raw but 0.2 here, real faces entering a video 0.78 or more."""
-        yaw = estimate_pose(points, frame_size).yaw if self.with_pose else None
+        yaw = estimate_pose(points, self.camera(frame_size)).yaw if self.with_pose else None
         factor = plausibility(points, self.model.info.codec.mean_face, yaw)
         return float(confidence.mean()) * factor >= self.tracker.min_confidence
+
+    def camera(self, frame_size: tuple[int, int]) -> np.ndarray:
+        """The intrinsics head pose assumes for frames of this size: those given to
+        ``set_camera``, the rest guessed (``pose.camera_matrix``). Kept: a video's frames share them."""
+        if self._intrinsics[0] != frame_size:
+            self._intrinsics = (frame_size, camera_matrix(*frame_size, *self._given_intrinsics))
+        return self._intrinsics[1]
 
     def _seen_upright(self, frame: np.ndarray, crop: CropBox, detector: FaceDetector) -> bool:
         """Does the detector find a face in this crop turned upright (with some margin)? Faces the

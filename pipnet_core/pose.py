@@ -1,7 +1,9 @@
-"""Head pose (yaw, pitch, roll in degrees) from 68 points by PnP against a generic 3D face."""
+"""Head pose (yaw, pitch, roll in degrees) from 68 points by PnP against a generic 3D face; the
+same pose in OpenFace's terms (translation in mm, Euler angles in radians, 3D landmarks)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import cv2
 import numpy as np
@@ -28,9 +30,17 @@ class HeadPose:
     translation: np.ndarray  # (3,), millimetres
 
 
-def camera_matrix(width: int, height: int) -> np.ndarray:
-    """A pinhole guess for an ordinary webcam: focal length about the image width."""
-    return np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], dtype=np.float64)
+def camera_matrix(width: int, height: int, fx: float | None = None, fy: float | None = None,
+                  cx: float | None = None, cy: float | None = None) -> np.ndarray:
+    """Pinhole intrinsics; what is not given is OpenFace's guess for an ordinary webcam (500 px of
+    focal length at 640x480, scaled with the image; the centre in the middle), so poses compare
+    with OpenFace's on the same video."""
+    if fx is None or fy is None:
+        guess = 250.0 * (width / 640 + height / 480)
+        fx, fy = fx or fy or guess, fy or fx or guess
+    cx = width / 2 if cx is None else cx
+    cy = height / 2 if cy is None else cy
+    return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)
 
 
 def euler_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
@@ -42,10 +52,9 @@ def euler_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
     return float(-yaw), float(-pitch), float(roll)
 
 
-def estimate_pose(points: np.ndarray, frame_size: tuple[int, int]) -> HeadPose | None:
-    """Pose of one face from its 68 points; None if PnP fails."""
-    width, height = frame_size
-    camera = camera_matrix(width, height)
+def estimate_pose(points: np.ndarray, camera: np.ndarray) -> HeadPose | None:
+    """Pose of one face from its 68 points seen by a camera of these intrinsics (3x3); None if
+    PnP fails."""
     # Start from a frontal face at the distance its eye span implies: without a guess the iterative
     # solver can settle on the mirror solution behind the camera.
     eye_span_px = max(float(np.linalg.norm(points[45] - points[36])), 1.0)
@@ -59,3 +68,32 @@ def estimate_pose(points: np.ndarray, frame_size: tuple[int, int]) -> HeadPose |
     rotation = cv2.Rodrigues(rvec)[0]
     yaw, pitch, roll = euler_from_rotation(rotation)
     return HeadPose(yaw, pitch, roll, rotation, tvec.ravel())
+
+
+@cache
+def face_model_3d() -> np.ndarray:
+    """A generic 68-point face, (68, 3) mm in the pose model's frame (assets/face_model_3d.txt)."""
+    from .resources import asset
+
+    return np.loadtxt(asset("face_model_3d.txt"))
+
+
+def openface_angles(rotation: np.ndarray) -> tuple[float, float, float]:
+    """OpenFace's pose_Rx, pose_Ry, pose_Rz in radians: rotation = Rx(rx) Ry(ry) Rz(rz)."""
+    ry = float(np.arcsin(np.clip(rotation[0, 2], -1, 1)))
+    rx = float(np.arctan2(-rotation[1, 2], rotation[2, 2]))
+    rz = float(np.arctan2(-rotation[0, 1], rotation[0, 0]))
+    return rx, ry, rz
+
+
+def openface_geometry(points: np.ndarray, pose: HeadPose, camera: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenFace's head position and 3D landmarks for a pose: the camera-frame position (mm) of the
+    generic face's centroid (OpenFace's pose_T is its own face model's origin, which is that
+    model's centroid), and (68, 3) landmarks that project exactly onto the 2D points, at the
+    depths of the generic face turned and placed by the pose (as OpenFace places its own)."""
+    model = face_model_3d()
+    depth = (model @ pose.rotation[2] + pose.translation[2])[:, None]
+    fx, fy, cx, cy = camera[0, 0], camera[1, 1], camera[0, 2], camera[1, 2]
+    xy = (np.asarray(points, np.float64) - (cx, cy)) / (fx, fy) * depth
+    centre = pose.rotation @ model.mean(axis=0) + pose.translation
+    return centre, np.hstack([xy, depth])

@@ -25,7 +25,7 @@ def projected_face(yaw, pitch, roll, size=(640, 480)):
 
 @pytest.mark.parametrize("angles", [(0, 0, 0), (25, 0, 0), (0, 15, 0), (0, 0, -12), (-30, 10, 5)])
 def test_head_pose_recovers_known_angles(angles):
-    pose = estimate_pose(projected_face(*angles), (640, 480))
+    pose = estimate_pose(projected_face(*angles), camera_matrix(640, 480))
     np.testing.assert_allclose([pose.yaw, pose.pitch, pose.roll], angles, atol=0.5)
 
 
