@@ -14,6 +14,19 @@ RIGHT_EYE_OUTER = 45
 RIGHT_EYE = slice(36, 42)
 LEFT_EYE = slice(42, 48)
 
+# Regions the offline smoother smooths apart, each free to change suddenly on its own (a blink, a
+# mouth opening at once); expressive ones also follow fast movement of their own (a blink closes
+# the eyelids in about 70 ms), rigid ones (on the skull) stay steadiest: (points, expressive).
+SMOOTHING_REGIONS: tuple[tuple[tuple[int, ...], bool], ...] = (
+    (tuple(range(0, 17)), True),  # jaw
+    (tuple(range(17, 27)), True),  # brows
+    (tuple(range(27, 36)), False),  # nose
+    ((36, 39, 42, 45), False),  # eye corners
+    ((37, 38, 40, 41), True),  # right eyelids
+    ((43, 44, 46, 47), True),  # left eyelids
+    (tuple(range(48, 68)), True),  # mouth
+)
+
 # Polylines drawn by the overlay: (name, indices, closed).
 CONTOURS: tuple[tuple[str, tuple[int, ...], bool], ...] = (
     ("jaw", tuple(range(0, 17)), False),

@@ -1,0 +1,83 @@
+"""Eye and mouth measures from 68 points, and blink events from a track's eye measures.
+
+The eye aspect ratio (Soukupova and Cech, 2016) is the mean of an eye's two lid-to-lid distances
+over its corner-to-corner distance: about 0.3 open, under 0.15 closed, whatever the face's size.
+The mouth aspect ratio is the same on the inner lips. "Right" is the person's right eye (points
+36-41), on the left of an upright, unmirrored picture.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# (corner, upper lid, upper lid, corner, lower lid, lower lid): the ratio pairs 1-5 and 2-4.
+RIGHT_EYE_POINTS = (36, 37, 38, 39, 40, 41)
+LEFT_EYE_POINTS = (42, 43, 44, 45, 46, 47)
+INNER_MOUTH_POINTS = (60, 61, 62, 63, 64, 65, 66, 67)
+
+# A blink: the mean eye aspect ratio of both eyes this fraction below the track's open-eye level
+# (its running median over BASELINE_SECONDS on each side). On ../shared/videos this matches
+# MediaPipe Face Mesh's eyelids, measured the same way (`pipnet bench-quality`).
+BLINK_DROP = 0.25
+BASELINE_SECONDS = 1.0
+
+
+def aspect_ratio(points: np.ndarray, six: tuple[int, ...]) -> float:
+    corner_a, top_a, top_b, corner_b, bottom_b, bottom_a = (points[i] for i in six)
+    width = float(np.linalg.norm(corner_b - corner_a))
+    height = float(np.linalg.norm(top_a - bottom_a) + np.linalg.norm(top_b - bottom_b))
+    return height / (2 * width) if width > 0 else 0.0
+
+
+def eye_aspect_ratios(points: np.ndarray) -> tuple[float, float]:
+    """(right, left) eye aspect ratios of one face's 68 points."""
+    return aspect_ratio(points, RIGHT_EYE_POINTS), aspect_ratio(points, LEFT_EYE_POINTS)
+
+
+def mouth_aspect_ratio(points: np.ndarray) -> float:
+    """Inner-lip opening over mouth width: about 0 closed, 0.5 and more wide open."""
+    p = points
+    width = float(np.linalg.norm(p[64] - p[60]))
+    height = float(np.linalg.norm(p[61] - p[67]) + np.linalg.norm(p[62] - p[66]) + np.linalg.norm(p[63] - p[65]))
+    return height / (2 * width) if width > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Blink:
+    face_id: int
+    eye: str  # "both", "right" or "left" (a wink)
+    start_frame: int
+    end_frame: int  # the last frame with the eye(s) closing or closed
+    start_time: float
+    end_time: float
+    min_ratio: float  # the lowest mean eye aspect ratio during it
+
+
+def detect_blinks(face_id: int, frames: np.ndarray, times: np.ndarray, right: np.ndarray, left: np.ndarray) -> list[Blink]:
+    """Blinks in one track: runs of frames whose mean eye aspect ratio lies BLINK_DROP below the
+    running open-eye level (one frame above it does not end a run). An eye whose own ratio never
+    drops half as far is open: the other eye's event is a wink."""
+    if len(frames) < 3:
+        return []
+    mean = (right + left) / 2
+    baseline = np.array([np.median(mean[(times >= t - BASELINE_SECONDS) & (times <= t + BASELINE_SECONDS)])
+                         for t in times])
+    closed = mean < baseline * (1 - BLINK_DROP)
+    closed[1:-1] |= closed[:-2] & closed[2:]  # bridge one open frame inside a blink
+    blinks = []
+    start = None
+    for i in range(len(closed) + 1):
+        if i < len(closed) and closed[i]:
+            start = i if start is None else start
+            continue
+        if start is None:
+            continue
+        span = slice(start, i)
+        level = baseline[span] * (1 - BLINK_DROP / 2)
+        right_closed, left_closed = (right[span] < level).any(), (left[span] < level).any()
+        eye = "both" if right_closed == left_closed else "right" if right_closed else "left"
+        blinks.append(Blink(face_id, eye, int(frames[start]), int(frames[i - 1]), float(times[start]),
+                            float(times[i - 1]), float(mean[span].min())))
+        start = None
+    return blinks
