@@ -2,7 +2,9 @@
 
 One ``Landmarker`` per process serves every file of a run, reset between files. Every output
 records the settings that shaped it; ``--resume`` checks them and continues from the earliest
-frame that any output lacks. A video's progress file keeps the landmarker's video state (tracks,
+frame that any output lacks. With offline smoothing (the default) a video's faces go as measured
+to NAME.raw.jsonl while it runs, and its outputs are written whole once it is done: every track
+smoothed without lag (``tracks.smooth_offline``), with its blinks. A video's progress file keeps the landmarker's video state (tracks,
 smoothers, ids) every few frames, so a resumed video restores the last state before that frame,
 runs the few frames after it again unwritten, and goes on exactly as an uninterrupted run would;
 once the video is done it says so, and ``--resume`` skips it. A write that fails (a full disk)
@@ -11,6 +13,7 @@ fails that file alone, leaving every output complete up to a frame.
 from __future__ import annotations
 
 import pickle
+import shutil
 import sys
 import time
 from collections import Counter
@@ -27,15 +30,19 @@ from .errors import PipnetError
 from .frames import ImageSource, VideoSource
 from .landmarker import VIDEO_MAX_FACES, Landmarker
 from .media import expand, media_kind
+from .pose import camera_matrix
 from .smooth import SmoothingParams
-from .writers import CsvWriter, JsonLinesWriter, PtsWriter, export_header, read_records, video_writer, write_file
+from .tracks import Frames, blinks, smooth_offline
+from .writers import (CsvWriter, JsonLinesWriter, OpenFaceWriter, PtsWriter, RawTrackWriter, export_header, read_records,
+                      video_writer, write_blinks, write_file)
 
-WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "pts": PtsWriter}
+WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "pts": PtsWriter, "openface": OpenFaceWriter}
 FORMATS = tuple(WRITERS)
+SMOOTHING = ("offline", "live", "none")
 # The header fields that shape what is written: `--resume` continues only the same input made
 # with the same settings.
 RESUME_SETTINGS = ("source_name", "source_bytes", "model_sha256", "detector", "detector_calibration_sha256", "every",
-                   "smoothing", "max_faces", "formats")
+                   "smoothing", "max_faces", "formats", "camera")
 # Processed frames between two saved video states: at most this many are run twice on --resume.
 CHECKPOINT_FRAMES = 30
 
@@ -47,7 +54,8 @@ class AnnotateOptions:
     video_out: Path | None = None
     every: int = 1
     max_faces: int | None = None  # None: every face in an image, VIDEO_MAX_FACES in a video
-    smooth: bool = True
+    smooth: str = "offline"  # a video's: offline (whole tracks, no lag), live (the app's filter) or none
+    camera: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)  # fx fy cx cy
     resume: bool = False
     model: str | None = None
     detector: str = "blazeface-both"  # video files come from anywhere: near and far faces
@@ -83,11 +91,17 @@ def output_names(files: list[Path]) -> dict[Path, str]:
     return names
 
 
-def output_paths(name: str, options: AnnotateOptions, several: bool) -> dict[str, Path]:
+def output_paths(name: str, options: AnnotateOptions, several: bool, video: bool = True) -> dict[str, Path]:
+    """Where a file's outputs go, by kind: the formats, the annotated video, and (kinds that are
+    not outputs) the progress file and, for an offline-smoothed video, its working file."""
     out = options.out_dir
-    paths = {"csv": out / f"{name}.csv", "json": out / f"{name}.jsonl", "pts": out / f"{name}_pts"}
+    paths = {"csv": out / f"{name}.csv", "json": out / f"{name}.jsonl", "pts": out / f"{name}_pts",
+             "openface": out / f"{name}_openface.csv"}
     paths = {k: v for k, v in paths.items() if k in options.formats}
     paths["progress"] = out / f"{name}.progress"
+    if video and options.smooth == "offline":
+        paths["raw"] = out / f"{name}.raw.jsonl"
+        paths["blinks"] = out / f"{name}_blinks.csv"
     if options.video_out:
         video = Path(options.video_out)
         paths["video"] = video.with_name(f"{video.stem}_{name}{video.suffix}") if several else video
@@ -96,33 +110,52 @@ def output_paths(name: str, options: AnnotateOptions, several: bool) -> dict[str
 
 def open_landmarker(options: AnnotateOptions) -> Landmarker:
     """The one landmarker of a run (per process): its detector serves videos and stills alike."""
-    return Landmarker(options.model, detector=options.detector, still_detector=options.detector,
-                      calibration=options.calibration, threads=options.threads)
+    landmarker = Landmarker(options.model, detector=options.detector, still_detector=options.detector,
+                            calibration=options.calibration, threads=options.threads)
+    landmarker.set_camera(*options.camera)
+    return landmarker
 
 
-def run_settings(path: Path, options: AnnotateOptions, landmarker: Landmarker) -> dict:
+def run_settings(path: Path, options: AnnotateOptions, landmarker: Landmarker, frame_size: tuple[int, int]) -> dict:
     """The input and settings an output records, beside the model's sha256 (see ``RESUME_SETTINGS``)."""
+    camera = landmarker.camera(frame_size)
     return {"source": str(path), "source_name": path.name, "source_bytes": path.stat().st_size,
             "detector": options.detector, **landmarker.calibration.fields(), "every": options.every,
-            "smoothing": options.smooth, "max_faces": options.max_faces, "formats": sorted(options.formats)}
+            "smoothing": options.smooth, "max_faces": options.max_faces, "formats": sorted(options.formats),
+            "camera": [camera[0, 0], camera[1, 1], camera[0, 2], camera[1, 2]]}
 
 
-def resume_point(paths: dict[str, Path], header: dict) -> int:
-    """The first frame that some output of a file lacks (0: start afresh). Refuses, with the
-    setting named, outputs made with other settings, and a format missing from a run that
+def output_files(paths: dict[str, Path]) -> list[Path]:
+    return [path for kind, path in paths.items() if kind not in ("progress", "raw")]
+
+
+def streamed_tables(paths: dict[str, Path]) -> dict[str, Path]:
+    """The tables written frame by frame while a file runs: the working file of an offline-smoothed
+    video, else the outputs themselves."""
+    if "raw" in paths:
+        return {"raw": paths["raw"]}
+    return {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
+
+
+def _writer(fmt: str):
+    return RawTrackWriter if fmt == "raw" else WRITERS[fmt]
+
+
+def resume_point(tables: dict[str, Path], header: dict) -> int:
+    """The first frame that some streamed table of a file lacks (0: start afresh). Refuses, with
+    the setting named, tables made with other settings, and a format missing from a run that
     wrote the others (it would be half a file)."""
-    tables = {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
-    # An output with no record yet (killed before its first frame) has nothing to continue.
-    present = {fmt: path for fmt, path in tables.items() if WRITERS[fmt].has_records(path)}
+    # A table with no record yet (killed before its first frame) has nothing to continue.
+    present = {fmt: path for fmt, path in tables.items() if _writer(fmt).has_records(path)}
     for fmt, path in present.items():
-        written = WRITERS[fmt].read_header(path)
+        written = _writer(fmt).read_header(path)
         if written is None:
             raise PipnetError(f"{path}: records no settings to resume with (an older pipnet-live?); run without --resume")
         for key in RESUME_SETTINGS:
             if written.get(key) != header[key]:
                 raise PipnetError(f"{path}: cannot resume: made with {key} {written.get(key)!r}, "
                                   f"this run has {header[key]!r}")
-    start = min((WRITERS[fmt].last_complete(path) for fmt, path in present.items()), default=-1) + 1
+    start = min((_writer(fmt).last_complete(path) for fmt, path in present.items()), default=-1) + 1
     missing = [path for fmt, path in tables.items() if fmt not in present]
     if start and missing:
         raise PipnetError(f"{missing[0]}: missing while the other outputs go to frame {start}; "
@@ -145,13 +178,24 @@ class _Progress:
         if not start:
             path.unlink(missing_ok=True)  # an earlier run's states would not belong to this one
             return
+        saved = self._read(path)
+        if saved is not None:
+            self.states = {frame: state for frame, state in saved["states"].items() if frame < start}
+            self.complete_at = saved["complete_at"]
+
+    @classmethod
+    def _read(cls, path: Path) -> dict | None:
         try:
             saved = pickle.loads(path.read_bytes())
-            if saved["version"] == self.VERSION:
-                self.states = {frame: state for frame, state in saved["states"].items() if frame < start}
-                self.complete_at = saved["complete_at"]
+            return saved if saved["version"] == cls.VERSION else None
         except Exception:  # lost, torn or foreign: the video is run again from its start, unwritten
-            pass
+            return None
+
+    @classmethod
+    def completed_at(cls, path: Path) -> int | None:
+        """The last frame of the finished run this file records; None if it records none."""
+        saved = cls._read(path)
+        return None if saved is None else saved["complete_at"]
 
     def latest(self) -> tuple[int, bytes | None]:
         """The newest state and its frame (-1 and None when there is none)."""
@@ -171,24 +215,35 @@ class _Progress:
         write_file(self.path, pickle.dumps({"version": self.VERSION, "states": self.states, "complete_at": complete_at}))
 
 
-class _Outputs:
-    """The writers of one input file. The annotated video is written under a temporary name and
-    renamed when the file is complete (a resumed run writes it whole again)."""
+def _written_whole(paths: dict[str, Path], header: dict) -> bool:
+    """Were a video's outputs written whole (offline smoothing, a cluster's merge) and marked
+    complete? Outputs made with other settings are refused."""
+    outputs = {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
+    if _Progress.completed_at(paths["progress"]) is None or not all(WRITERS[fmt].has_records(path)
+                                                                   for fmt, path in outputs.items()):
+        return False
+    resume_point(outputs, header)
+    return True
 
-    def __init__(self, paths: dict[str, Path], header: dict, start: int, video_size: tuple[int, int], fps: float):
-        self.writers, self.video, self.video_path = [], None, paths.get("video")
+
+class _Outputs:
+    """The streamed tables of one input file, and its annotated video (when drawn as it runs),
+    written under a temporary name and renamed when the file is complete (a resumed run writes it
+    whole again)."""
+
+    def __init__(self, tables: dict[str, Path], header: dict, start: int, video_path: Path | None,
+                 video_size: tuple[int, int], fps: float):
+        self.writers, self.video, self.video_path = [], None, video_path
         try:
-            for fmt in FORMATS:
-                if fmt in paths:
-                    self.writers.append(WRITERS[fmt](paths[fmt], header, start))
+            for fmt, path in tables.items():
+                self.writers.append(_writer(fmt)(path, header, start))
             if self.video_path is not None:
                 self.video = video_writer(self._partial_video(), fps, video_size)
         except Exception:
             self.close(complete=False)
             raise
-        table = next((paths[fmt] for fmt in FORMATS if fmt in paths), None)
         # The faces of earlier frames, to draw them again into the video.
-        self.done = read_records(table) if start and table is not None and self.video is not None else {}
+        self.done = read_records(next(iter(tables.values()))) if start and tables and self.video is not None else {}
 
     def _partial_video(self) -> Path:
         return self.video_path.with_name(f"{self.video_path.stem}.partial{self.video_path.suffix}")
@@ -234,15 +289,23 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
         height, width = first.image.shape[:2]
         header = export_header(landmarker.model, fps=source.fps, width=width, height=height,
                                frame_count=source.frame_count, time_offset=source.start_offset,
-                               **run_settings(path, options, landmarker))
-        paths = output_paths(name or path.stem, options, several)
-        result.outputs = [output for kind, output in paths.items() if kind != "progress"]
-        start = result.resumed_from = resume_point(paths, header) if options.resume else 0
+                               **run_settings(path, options, landmarker, (width, height)))
+        name = name or path.stem
+        paths = output_paths(name, options, several, video=not is_image)
+        result.outputs = output_files(paths)
+        tables = streamed_tables(paths)
+        start = result.resumed_from = resume_point(tables, header) if options.resume else 0
+        if options.resume and "raw" in tables and _written_whole(paths, header):
+            paths["raw"].unlink(missing_ok=True)  # a run killed just before it removed its working file
+            result.already_complete = True
+            return result
         progress = None if is_image else _Progress(paths["progress"], start)
         if progress is not None and progress.complete_at is not None and start >= progress.complete_at:
             result.already_complete = True
             return result
-        outputs = _Outputs(paths, header, start, (width, height), source.fps / options.every)
+        offline = "raw" in tables  # outputs written whole at the end, the video drawn then
+        fps = source.fps / options.every
+        outputs = _Outputs(tables, header, start, None if offline else paths.get("video"), (width, height), fps)
         if options.show_progress:
             from tqdm import tqdm
 
@@ -250,8 +313,15 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
                        leave=True, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
         decoded, last = _run(source, first, landmarker, outputs, options, progress, result, bar)
         outputs.close(complete=True)
+        if offline:
+            frames = write_whole_video(name, options, header, RawTrackWriter.read_frames(paths["raw"]),
+                                       landmarker.model.info.codec.mean_face)
+            if "video" in paths:
+                _draw_video(path, frames, paths["video"], fps)
         if progress is not None:
             progress.finish(last)
+        if offline:
+            paths["raw"].unlink(missing_ok=True)
         if not is_image and source.frame_count > decoded + 1:
             # The header's count is often wrong (variable frame rate, edited files): not an error, but
             # the user should know in case the file is cut short.
@@ -279,9 +349,80 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
     return result
 
 
+def staged_paths(name: str, options: AnnotateOptions, staging: Path, video: bool = True) -> dict[str, Path]:
+    return output_paths(name, replace(options, out_dir=staging), several=False, video=video)
+
+
+def move_outputs(name: str, options: AnnotateOptions, staging: Path, video: bool = True) -> list[Path]:
+    """The finished tables of ``name`` (and its blinks) from ``staging`` into the output folder (a
+    .pts folder replaces the old one; a CSV brings its sidecar); returns where they are now."""
+    paths = output_paths(name, options, several=False, video=video)
+    moved = []
+    for kind, source in staged_paths(name, options, staging, video).items():
+        if kind not in WRITERS and kind != "blinks" or not source.exists():
+            continue
+        target = paths[kind]
+        if source.is_dir():
+            shutil.rmtree(target, ignore_errors=True)
+        source.replace(target)
+        sidecar = source.with_name(source.name + ".json")
+        if sidecar.is_file():
+            sidecar.replace(target.with_name(target.name + ".json"))
+        moved.append(target)
+    return moved
+
+
+def write_whole_video(name: str, options: AnnotateOptions, header: dict, frames: Frames, mean_face) -> Frames:
+    """A video's outputs written whole from all its frames (an offline-smoothed run, a cluster's
+    merge): every track smoothed first when offline, every format into a staging folder, then
+    moved into place, with the blinks when offline. Returns the frames as written."""
+    if options.smooth == "offline":
+        frames = smooth_offline(frames, mean_face, camera_matrix(header["width"], header["height"], *header["camera"]))
+    staging = options.out_dir / f".{name}.finishing"
+    shutil.rmtree(staging, ignore_errors=True)
+    staged = staged_paths(name, options, staging)
+    writers = []
+    try:
+        staging.mkdir()
+        writers = [WRITERS[fmt](staged[fmt], header) for fmt in FORMATS if fmt in staged]
+        for index, timestamp, faces in frames:
+            for writer in writers:
+                writer.write_frame(index, timestamp, faces)
+        for writer in writers:
+            writer.close()
+        writers = []
+        if "blinks" in staged:
+            write_blinks(staged["blinks"], blinks(frames))
+        move_outputs(name, options, staging)
+    finally:
+        for writer in writers:
+            writer.close()
+        shutil.rmtree(staging, ignore_errors=True)
+    return frames
+
+
+def _draw_video(path: Path, frames: Frames, video_path: Path, fps: float) -> None:
+    """The annotated video of a video whose faces are known for every processed frame."""
+    faces = {index: found for index, _, found in frames}
+    source = VideoSource(path)
+    outputs = None
+    try:
+        frame = source.read()
+        outputs = _Outputs({}, {}, 0, video_path, frame.image.shape[1::-1], fps)
+        while frame is not None:
+            if frame.index in faces:
+                outputs.draw(frame, faces[frame.index])
+            frame = source.read()
+        outputs.close(complete=True)
+    finally:
+        if outputs is not None:
+            outputs.close(complete=False)
+        source.close()
+
+
 def prepare_for_video(landmarker: Landmarker, options: AnnotateOptions) -> None:
     landmarker.set_max_faces(options.max_faces or VIDEO_MAX_FACES)
-    landmarker.set_smoothing(SmoothingParams() if options.smooth else None)
+    landmarker.set_smoothing(SmoothingParams() if options.smooth == "live" else None)
 
 
 def _start_video(landmarker: Landmarker, options: AnnotateOptions, progress: _Progress) -> int:
@@ -353,6 +494,8 @@ def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1, cluster
     bad = [f for f in options.formats if f not in FORMATS]
     if bad:
         raise PipnetError(f"unknown format {bad[0]!r}; choose from {', '.join(FORMATS)}")
+    if options.smooth not in SMOOTHING:
+        raise PipnetError(f"unknown smoothing {options.smooth!r}; choose from {', '.join(SMOOTHING)}")
     try:
         options.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -239,8 +239,8 @@ def _annotate(args) -> None:
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     options = AnnotateOptions(Path(args.out), formats, Path(args.video_out) if args.video_out else None, max(args.every, 1),
-                              args.max_faces, not args.no_smooth, args.resume, args.model, args.detector,
-                              args.calibration, args.threads, show_progress=sys.stderr.isatty())
+                              args.max_faces, args.smooth, (args.fx, args.fy, args.cx, args.cy), args.resume, args.model,
+                              args.detector, args.calibration, args.threads, show_progress=sys.stderr.isatty())
     cluster = None
     if args.scheduler:
         from .cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, ClusterOptions
@@ -328,7 +328,7 @@ def _bench_quality(args) -> None:
         print(TABLE_HEADER)
         results = []
         for clip in clips:
-            quality = measure_clip(clip, landmarker, out_dir=Path(args.out) if args.out else None)
+            quality = measure_clip(clip, landmarker, args.smooth, out_dir=Path(args.out) if args.out else None)
             results.append(quality)
             print(quality.row(), flush=True)
         if args.out:
@@ -503,12 +503,18 @@ def _runtime_commands(sub) -> None:
     p = sub.add_parser("annotate", help="landmark tables (CSV / JSON Lines / .pts) and annotated video for media files")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="video files, image files or folders of them")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--format", default="csv", help="comma-separated: csv, json, pts (default: csv)")
+    p.add_argument("--format", default="csv",
+                   help="comma-separated: csv, json, pts, openface (OpenFace 2.x's own CSV) (default: csv)")
     p.add_argument("--video-out", help="write the annotated video here (.mp4 or .avi); with several inputs, one per input")
     p.add_argument("--every", type=int, default=1, help="process every Nth frame (default: 1)")
     p.add_argument("--max-faces", type=int,
                    help="faces per frame (default: every face in an image, one in a video: see README)")
-    p.add_argument("--no-smooth", action="store_true", help="raw per-frame landmarks, no temporal smoothing")
+    p.add_argument("--smooth", choices=("offline", "live", "none"), default="offline",
+                   help="videos: offline = each whole track smoothed without lag, and blinks found (default); "
+                        "live = the app's real-time filter; none = raw per-frame landmarks")
+    for name, meaning in (("fx", "focal length in x"), ("fy", "focal length in y"), ("cx", "optical centre x"),
+                          ("cy", "optical centre y")):
+        p.add_argument(f"--{name}", type=float, help=f"camera {meaning} in pixels, for head pose (default: OpenFace's guess)")
     p.add_argument("--jobs", type=int, default=1, help="files processed in parallel (default: 1)")
     p.add_argument("--resume", action="store_true", help="continue files an interrupted run left unfinished")
     p.add_argument("--scheduler", metavar="ADDRESS",
@@ -535,6 +541,8 @@ def _runtime_commands(sub) -> None:
                        "faces found, id changes, jitter, agreement")
     p.add_argument("videos", nargs="+", metavar="VIDEO", help="video files or folders of them")
     p.add_argument("--out", help="save the 3 worst frames per clip (both point sets drawn) and quality.json here")
+    p.add_argument("--smooth", choices=("offline", "live", "none"), default="live",
+                   help="live = the app's real-time filter (default); offline = as `pipnet annotate` smooths files; none")
     _add_runtime_options(p)
     p.set_defaults(run=_bench_quality)
 

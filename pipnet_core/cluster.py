@@ -32,12 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .annotate import (RESUME_SETTINGS, WRITERS, AnnotateOptions, FileResult, _Progress, annotate_file, open_landmarker,
-                       output_paths, prepare_for_video, resume_point, run_settings)
+from .annotate import (RESUME_SETTINGS, WRITERS, AnnotateOptions, FileResult, _Progress, annotate_file, move_outputs,
+                       open_landmarker, output_files, output_paths, prepare_for_video, resume_point, run_settings,
+                       write_whole_video)
 from .errors import PipnetError
 from .frames import VideoLayout, VideoRange
 from .landmarker import Face, Landmarker
 from .media import media_kind
+from .tracks import Frames
 from .writers import export_header, write_file
 
 PLUGIN = "pipnet-landmarker"
@@ -187,15 +189,15 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
         with _plugin().landmarker() as landmarker:
             header = export_header(landmarker.model, fps=layout.fps, width=layout.width, height=layout.height,
                                    frame_count=len(layout.times), time_offset=layout.times[0] * layout.time_base,
-                                   **run_settings(path, options, landmarker))
+                                   **run_settings(path, options, landmarker, (layout.width, layout.height)))
         paths = output_paths(name, options, several=False)
-        outputs = [output for kind, output in paths.items() if kind != "progress"]
+        outputs = output_files(paths)
         if options.resume:
             # Complete once the merge has moved every output, whole, into place and said so (a
             # .pts folder may end before the video does: frames without a face have no file);
             # until then the outputs are an earlier run's, and the chunks are what continues.
-            if _Progress(paths["progress"], len(layout.times)).complete_at is not None:
-                resume_point(paths, header)  # refuses outputs made with other settings
+            if _Progress.completed_at(paths["progress"]) is not None:
+                resume_point({fmt: paths[fmt] for fmt in WRITERS if fmt in paths}, header)  # other settings: refused
                 return FileResult(path, already_complete=True, outputs=outputs)
         else:
             # Chunks an earlier run left are not removed: a chunk task without --resume writes its
@@ -260,44 +262,32 @@ def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: st
 def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) -> FileResult:
     paths = output_paths(plan.name, options, several=False)
     result = FileResult(plan.path, frames=sum(d.frames for d in done), faces=sum(d.faces for d in done),
-                        seconds=sum(d.seconds for d in done),
-                        outputs=[output for kind, output in paths.items() if kind != "progress"])
+                        seconds=sum(d.seconds for d in done), outputs=output_files(paths))
     failed = next((d.error for d in done if d.error), None)
     if not (options.out_dir / f"{plan.name}.chunks").is_dir() and \
-            _Progress(paths["progress"], len(plan.layout.times)).complete_at is not None:
+            _Progress.completed_at(paths["progress"]) is not None:
         return result  # this merge ran before, its worker lost before the client heard
     if failed:
         result.error = f"{failed} (the finished chunks are kept: --resume continues)"
         return result
-    staging = options.out_dir / f".{plan.name}.merging"
-    shutil.rmtree(staging, ignore_errors=True)
-    staged = _staged_paths(plan.name, options, staging)
-    writers = []
     try:
-        staging.mkdir()
-        writers = [WRITERS[fmt](staged[fmt], plan.header) for fmt in WRITERS if fmt in staged]
-        last = _write_chunks(plan, options, writers)
-        for writer in writers:
-            writer.close()
-        writers = []
-        _move_outputs(plan.name, options, staging)
-        _Progress(paths["progress"], 0).finish(last)
+        with _plugin().landmarker() as landmarker:
+            mean_face = landmarker.model.info.codec.mean_face
+        frames = write_whole_video(plan.name, options, plan.header, _merged_frames(plan, options), mean_face)
+        _Progress(paths["progress"], 0).finish(frames[-1][0] if frames else -1)
         shutil.rmtree(options.out_dir / f"{plan.name}.chunks", ignore_errors=True)
     except PipnetError as exc:
         result.error = f"{exc} (the finished chunks are kept: --resume continues)"
     except OSError as exc:
         result.error = f"{exc.filename or plan.path}: {exc.strerror or exc} (the finished chunks are kept: --resume continues)"
-    finally:
-        for writer in writers:
-            writer.close()
-        shutil.rmtree(staging, ignore_errors=True)
     return result
 
 
-def _write_chunks(plan: VideoPlan, options: AnnotateOptions, writers: list) -> int:
-    """Every chunk's frames in order, its ids mapped to the video's; returns the last frame."""
+def _merged_frames(plan: VideoPlan, options: AnnotateOptions) -> Frames:
+    """Every chunk's frames in order, its ids mapped to the video's."""
+    frames: Frames = []
     before: dict[int, list[Face]] = {}  # the previous chunk's faces, with the video's ids
-    next_id, last = 0, -1
+    next_id = 0
     for number, chunk in enumerate(plan.chunks):
         piece = _read_piece(plan.piece(options.out_dir, number), plan, chunk)
         if piece is None:
@@ -309,33 +299,9 @@ def _write_chunks(plan: VideoPlan, options: AnnotateOptions, writers: list) -> i
                 if face.id not in ids:
                     ids[face.id], next_id = next_id, next_id + 1
             faces = sorted((replace(face, id=ids[face.id]) for face in faces), key=lambda face: face.id)
-            for writer in writers:
-                writer.write_frame(index, timestamp, faces)
-            before[index], last = faces, index
-    return last
-
-
-def _staged_paths(name: str, options: AnnotateOptions, staging: Path) -> dict[str, Path]:
-    return output_paths(name, replace(options, out_dir=staging), several=False)
-
-
-def _move_outputs(name: str, options: AnnotateOptions, staging: Path) -> list[Path]:
-    """The finished tables of ``name`` from ``staging`` into the output folder (a .pts folder
-    replaces the old one; a CSV brings its sidecar); returns where they are now."""
-    paths = output_paths(name, options, several=False)
-    moved = []
-    for kind, source in _staged_paths(name, options, staging).items():
-        if kind not in WRITERS:
-            continue
-        target = paths[kind]
-        if source.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-        source.replace(target)
-        sidecar = source.with_name(source.name + ".json")
-        if sidecar.is_file():
-            sidecar.replace(target.with_name(target.name + ".json"))
-        moved.append(target)
-    return moved
+            frames.append((index, timestamp, faces))
+            before[index] = faces
+    return frames
 
 
 def _annotate_image(path: Path, name: str, options: AnnotateOptions, topic: str) -> FileResult:
@@ -349,7 +315,7 @@ def _annotate_image(path: Path, name: str, options: AnnotateOptions, topic: str)
         with _plugin().landmarker() as landmarker:
             result = annotate_file(path, replace(options, out_dir=staging, resume=False), landmarker, name)
         if not result.error:
-            result.outputs = _move_outputs(name, options, staging)
+            result.outputs = move_outputs(name, options, staging, video=False)
         get_worker().log_event(topic, (name, 0, 1))
         return result
     except OSError as exc:

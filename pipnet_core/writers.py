@@ -1,4 +1,5 @@
-"""Landmark records out: CSV (OpenFace-style columns), JSON Lines and 300-W .pts files.
+"""Landmark records out: CSV (OpenFace-style columns), OpenFace 2.x's own CSV, JSON Lines, 300-W
+.pts files and blink events.
 
 Shared by `pipnet detect`, `pipnet annotate` and the GUI's export. Each frame is written with one
 unbuffered write as soon as it is done, so a killed run leaves files whose every complete line
@@ -20,19 +21,29 @@ import numpy as np
 
 from .data import write_pts
 from .errors import PipnetError
-from .landmarker import Face
+from .landmarker import Face, points_box
+from .measures import Blink, eye_aspect_ratios, mouth_aspect_ratio
+from .pose import camera_matrix, estimate_pose, openface_angles, openface_geometry
 from .scheme import NUM_POINTS
 
 CSV_COLUMNS = (
     ["frame", "timestamp", "face_id", "confidence", "success", "box_x", "box_y", "box_w", "box_h",
-     "pose_yaw", "pose_pitch", "pose_roll"]
+     "pose_yaw", "pose_pitch", "pose_roll", "ear_right", "ear_left", "mar"]
     + [f"x_{i}" for i in range(NUM_POINTS)] + [f"y_{i}" for i in range(NUM_POINTS)]
     + [f"c_{i}" for i in range(NUM_POINTS)]
 )
+# What OpenFace 2.x FeatureExtraction writes with -2Dfp -3Dfp -pose (RecorderCSV.cpp), in order.
+OPENFACE_COLUMNS = (
+    ["frame", "face_id", "timestamp", "confidence", "success", "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry",
+     "pose_Rz"]
+    + [f"{axis}_{i}" for axis in ("x", "y", "X", "Y", "Z") for i in range(NUM_POINTS)]
+)
+BLINK_COLUMNS = ["face_id", "eye", "start_frame", "end_frame", "start_time", "end_time", "min_ear"]
 
 
 def face_to_dict(face: Face) -> dict:
     pose = face.pose
+    right, left = eye_aspect_ratios(face.points)
     return {
         "face_id": face.id,
         "success": face.success,
@@ -40,6 +51,8 @@ def face_to_dict(face: Face) -> dict:
         "detector_score": round(face.score, 4),
         "box": [round(v, 2) for v in face.box],
         "pose": None if pose is None else {"yaw": round(pose.yaw, 2), "pitch": round(pose.pitch, 2), "roll": round(pose.roll, 2)},
+        "eye_aspect_ratio": {"right": round(right, 4), "left": round(left, 4)},
+        "mouth_aspect_ratio": round(mouth_aspect_ratio(face.points), 4),
         "points": [[round(float(x), 2), round(float(y), 2)] for x, y in face.points],
         "point_confidence": [round(float(c), 3) for c in face.confidence],
     }
@@ -196,6 +209,9 @@ class CsvWriter(_Table):
     """OpenFace-style columns, one row per face per frame; ``header`` goes to the sidecar.
     ``start`` > 0 continues a file: it is trimmed to the frames before ``start`` and appended to."""
 
+    COLUMNS = CSV_COLUMNS
+    FIRST_FRAME = 0  # the number a video's first frame has in the file
+
     def __init__(self, path: Path, header: dict | None = None, start: int = 0):
         if start:
             self.trim(path, start)
@@ -205,13 +221,13 @@ class CsvWriter(_Table):
             sidecar_path(path).unlink(missing_ok=True)
         self.file = _LineFile(path, append=bool(start))
         if not start:
-            self.file.write(_csv_line(CSV_COLUMNS))
+            self.file.write(self._line(self.COLUMNS))
             if header is not None:
                 write_json(sidecar_path(path), header)
 
-    @staticmethod
-    def _parse_frame(line: bytes) -> int:
-        return int(line.split(b",", 1)[0])
+    @classmethod
+    def _parse_frame(cls, line: bytes) -> int:
+        return int(line.split(b",", 1)[0]) - cls.FIRST_FRAME
 
     @classmethod
     def last_complete(cls, path: Path) -> int:
@@ -225,21 +241,70 @@ class CsvWriter(_Table):
     def read_header(path: Path) -> dict | None:
         return _read_json(sidecar_path(path))
 
-    def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
-        rows = [self._row(frame, timestamp, f) for f in faces] or [[frame, f"{timestamp:.4f}", -1, 0, 0] + [""] * (len(CSV_COLUMNS) - 5)]
-        self.file.write("".join(_csv_line(r) for r in rows))
-
     @staticmethod
-    def _row(frame: int, timestamp: float, face: Face) -> list:
+    def _line(values: list) -> str:
+        return _csv_line(values)
+
+    def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
+        rows = [self._row(frame, timestamp, f) for f in faces] or [self._empty_row(frame, timestamp)]
+        self.file.write("".join(self._line(row) for row in rows))
+
+    def _empty_row(self, frame: int, timestamp: float) -> list:
+        return [frame, f"{timestamp:.4f}", -1, 0, 0] + [""] * (len(self.COLUMNS) - 5)
+
+    def _row(self, frame: int, timestamp: float, face: Face) -> list:
         pose = face.pose
         angles = [f"{pose.yaw:.2f}", f"{pose.pitch:.2f}", f"{pose.roll:.2f}"] if pose else ["", "", ""]
+        measures = [*eye_aspect_ratios(face.points), mouth_aspect_ratio(face.points)]
         return ([frame, f"{timestamp:.4f}", face.id, f"{face.mean_confidence:.4f}", int(face.success)]
-                + [f"{v:.2f}" for v in face.box] + angles
+                + [f"{v:.2f}" for v in face.box] + angles + [f"{v:.4f}" for v in measures]
                 + [f"{v:.2f}" for v in face.points[:, 0]] + [f"{v:.2f}" for v in face.points[:, 1]]
                 + [f"{v:.3f}" for v in face.confidence])
 
     def close(self) -> None:
         self.file.close()
+
+
+class OpenFaceWriter(CsvWriter):
+    """The CSV of OpenFace 2.x ``FeatureExtraction -2Dfp -3Dfp -pose``, as its RecorderCSV writes
+    it: the same header, ", " between fields, frames numbered from 1, its number formats. Head
+    pose and 3D landmarks are fitted to the points with the camera intrinsics the header names
+    (``camera``: fx, fy, cx, cy; OpenFace's own guess unless given). A frame without a face gets one
+    row with success 0 and zeros."""
+
+    COLUMNS = OPENFACE_COLUMNS
+    FIRST_FRAME = 1
+
+    def __init__(self, path: Path, header: dict, start: int = 0):
+        self.camera = camera_matrix(header["width"], header["height"], *header["camera"])
+        super().__init__(path, header, start)
+
+    @staticmethod
+    def _line(values: list) -> str:
+        return ", ".join(map(str, values)) + "\n"
+
+    def _empty_row(self, frame: int, timestamp: float) -> list:
+        return [frame + self.FIRST_FRAME, 0, f"{timestamp:.3f}", "0.00", 0] + ["0.0"] * 3 + ["0.000"] * 3 + \
+            ["0.0"] * (5 * NUM_POINTS)
+
+    def _row(self, frame: int, timestamp: float, face: Face) -> list:
+        # Faces come with their pose fitted with these intrinsics (the run's landmarker has them).
+        pose = face.pose if face.pose is not None else estimate_pose(face.points, self.camera)
+        if pose is None:  # no fit: the 2D points, zeros for the rest
+            centre, angles, landmarks = np.zeros(3), (0.0, 0.0, 0.0), np.zeros((NUM_POINTS, 3))
+        else:
+            centre, landmarks = openface_geometry(face.points, pose, self.camera)
+            angles = openface_angles(pose.rotation)
+        return ([frame + self.FIRST_FRAME, face.id, f"{timestamp:.3f}", f"{face.mean_confidence:.2f}", int(face.success)]
+                + [f"{v:.1f}" for v in centre] + [f"{v:.3f}" for v in angles]
+                + [f"{v:.1f}" for v in face.points.T.ravel()] + [f"{v:.1f}" for v in landmarks.T.ravel()])
+
+
+def write_blinks(path: Path, blinks: list[Blink]) -> None:
+    """A video's blink events, one row each (written whole)."""
+    rows = [[b.face_id, b.eye, b.start_frame, b.end_frame, f"{b.start_time:.4f}", f"{b.end_time:.4f}",
+             f"{b.min_ratio:.4f}"] for b in blinks]
+    write_file(path, "".join(_csv_line(row) for row in [BLINK_COLUMNS] + rows).encode())
 
 
 class JsonLinesWriter(_Table):
@@ -278,6 +343,35 @@ class JsonLinesWriter(_Table):
 
     def close(self) -> None:
         self.file.close()
+
+
+class RawTrackWriter(JsonLinesWriter):
+    """A video's faces as measured, at full precision, one JSON line per frame: what offline
+    smoothing reads back once the video is done (NAME.raw.jsonl, removed then)."""
+
+    def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
+        record = {"frame": frame, "timestamp": timestamp,
+                  "faces": [{"id": f.id, "score": f.score, "success": f.success, "points": f.points.tolist(),
+                             "confidence": f.confidence.tolist()} for f in faces]}
+        self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    @staticmethod
+    def read_frames(path: Path) -> list[tuple[int, float, list[Face]]]:
+        """Every frame written, faces without pose (float32 values come back exactly)."""
+        frames = []
+        with path.open() as handle:
+            next(handle)  # header
+            for line in handle:
+                if not line.endswith("\n"):
+                    break  # a torn tail: not a frame
+                record = json.loads(line)
+                faces = []
+                for f in record["faces"]:
+                    points = np.array(f["points"], np.float32)
+                    faces.append(Face(f["id"], points_box(points), f["score"], points,
+                                      np.array(f["confidence"], np.float32), None, f["success"]))
+                frames.append((record["frame"], record["timestamp"], faces))
+        return frames
 
 
 _PTS_NAME = re.compile(r"(\d+)_(\d+)\.pts")  # FRAME_FACEID.pts
@@ -359,7 +453,10 @@ def read_records(path: Path) -> dict[int, list[FaceRecord]]:
     frames: dict[int, list[FaceRecord]] = {}
     with path.open() as handle:
         if path.suffix == ".csv":
-            for row in csv.DictReader(handle):
+            reader = csv.DictReader(handle, skipinitialspace=True)  # OpenFace's: ", " between fields
+            if reader.fieldnames and "pose_Tx" in reader.fieldnames:
+                return _read_openface(reader)
+            for row in reader:
                 faces = frames.setdefault(int(row["frame"]), [])
                 if row["face_id"] != "-1":
                     xs = [float(row[f"x_{i}"]) for i in range(NUM_POINTS)]
@@ -377,6 +474,17 @@ def read_records(path: Path) -> dict[int, list[FaceRecord]]:
     return frames
 
 
+def _read_openface(reader) -> dict[int, list[FaceRecord]]:
+    frames: dict[int, list[FaceRecord]] = {}
+    for row in reader:
+        faces = frames.setdefault(int(row["frame"]) - OpenFaceWriter.FIRST_FRAME, [])
+        points = np.array([[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(NUM_POINTS)])
+        if row["success"] == "1" or points.any():  # a frame without a face: one row of zeros
+            faces.append(FaceRecord(int(row["face_id"]), points_box(points), points,
+                                    np.full(NUM_POINTS, float(row["confidence"])), row["success"] == "1"))
+    return frames
+
+
 def _read_pts_folder(folder: Path) -> dict[int, list[FaceRecord]]:
     from .data import read_pts
 
@@ -384,7 +492,5 @@ def _read_pts_folder(folder: Path) -> dict[int, list[FaceRecord]]:
     for path, frame in sorted(PtsWriter._written(folder)):
         face_id = int(path.stem.split("_", 1)[1])
         points = read_pts(path)
-        lo, hi = points.min(axis=0), points.max(axis=0)
-        box = (float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1]))
-        frames.setdefault(frame, []).append(FaceRecord(face_id, box, points, np.ones(NUM_POINTS, np.float32)))
+        frames.setdefault(frame, []).append(FaceRecord(face_id, points_box(points), points, np.ones(NUM_POINTS, np.float32)))
     return frames

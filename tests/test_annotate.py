@@ -67,7 +67,7 @@ def test_frames_without_a_face_still_get_a_row(tmp_path):
 def test_a_killed_run_leaves_valid_rows_and_resume_completes_it(tmp_path):
     clip = write_clip(tmp_path / "long.avi", ClipSpec(frames=240))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(out)],
+    process = subprocess.Popen([sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(out), "--smooth", "live"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     table = out / "long.csv"
     deadline = time.monotonic() + 120
@@ -78,7 +78,7 @@ def test_a_killed_run_leaves_valid_rows_and_resume_completes_it(tmp_path):
     rows = read_csv(table)
     assert 39 <= len(rows) < 240
     assert all(len(r) == len(CSV_COLUMNS) and None not in r.values() for r in rows)
-    result = pipnet("annotate", clip, "--out", out, "--resume")
+    result = pipnet("annotate", clip, "--out", out, "--smooth", "live", "--resume")
     assert result.returncode == 0, result.stderr
     assert "resumed at frame" in result.stdout
     frames = [int(r["frame"]) for r in read_csv(table)]
@@ -143,8 +143,9 @@ def test_inputs_sharing_a_stem_get_their_own_outputs_and_say_which_model_made_th
     out = tmp_path / "out"
     result = pipnet("annotate", first, second, "--out", out, "--format", "csv,json", "--jobs", "2")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.glob("*.csv")) == ["a_clip_avi.csv", "b_clip_avi.csv"]
-    assert all(len(read_csv(table)) == 60 for table in out.glob("*.csv"))
+    assert sorted(p.name for p in out.glob("*.csv")) == ["a_clip_avi.csv", "a_clip_avi_blinks.csv", "b_clip_avi.csv",
+                                                         "b_clip_avi_blinks.csv"]
+    assert len(read_csv(out / "a_clip_avi.csv")) == len(read_csv(out / "b_clip_avi.csv")) == 60
     from pipnet_core.resources import shipped_model
     import hashlib
 
@@ -165,7 +166,7 @@ def test_resume_continues_the_face_ids_of_the_interrupted_run(tmp_path):
         writer.write(np.full_like(frame, 90) if 15 <= i < 30 else frame)
     writer.release()
     full, resumed = tmp_path / "full", tmp_path / "resumed"
-    assert pipnet("annotate", path, "--out", full).returncode == 0
+    assert pipnet("annotate", path, "--out", full, "--smooth", "live").returncode == 0
     rows = read_csv(full / "gap.csv")
     ids = [r["face_id"] for r in rows]
     assert set(ids[:15]) == {"0"} and set(ids[40:]) == {"1"}
@@ -173,7 +174,7 @@ def test_resume_continues_the_face_ids_of_the_interrupted_run(tmp_path):
     lines = (full / "gap.csv").read_text().splitlines(keepends=True)
     (resumed / "gap.csv").write_text("".join(lines[:46]))  # header + frames 0-44, as a killed run leaves it
     (resumed / "gap.csv.json").write_text((full / "gap.csv.json").read_text())
-    result = pipnet("annotate", path, "--out", resumed, "--resume")
+    result = pipnet("annotate", path, "--out", resumed, "--smooth", "live", "--resume")
     # Frame 44's rows cannot say whether they were all written: it is done again.
     assert result.returncode == 0 and "resumed at frame 44" in result.stdout
     assert [r["face_id"] for r in read_csv(resumed / "gap.csv")] == ids

@@ -1,5 +1,7 @@
 """`pipnet annotate` under faults: kills at random moments, a kill between two writers of one frame,
-torn lines, a full filesystem, a file-size limit, settings that differ at --resume."""
+torn lines, a full filesystem, a file-size limit, settings that differ at --resume. Most of them
+with live smoothing, whose outputs are written frame by frame; offline smoothing (outputs written
+whole at the end, from a working file written frame by frame) under kills and a full disk too."""
 import csv
 import json
 import os
@@ -19,7 +21,7 @@ import pytest
 from pipnet_core.metrics import point_errors
 from pipnet_core.sample_clip import ClipSpec, face_photo, write_clip
 
-FORMATS = ("--format", "csv,json,pts")
+FORMATS = ("--format", "csv,json,pts", "--smooth", "live")
 
 
 def pipnet(*args, **kwargs):
@@ -150,7 +152,7 @@ def test_resume_skips_a_finished_file_without_running_it(reference, clip, tmp_pa
 def test_resume_refuses_other_settings_and_a_format_it_did_not_write(reference, clip, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
-    cases = {("--every", "2"): "every 1", ("--no-smooth",): "smoothing True", ("--detector", "blazeface"): "detector 'blazeface-both'",
+    cases = {("--every", "2"): "every 1", ("--smooth", "none"): "smoothing 'live'", ("--detector", "blazeface"): "detector 'blazeface-both'",
              ("--max-faces", "2"): "max_faces None"}
     other = tmp_path / "other" / "clip.avi"  # another input that happens to share the name
     other.parent.mkdir()
@@ -161,9 +163,9 @@ def test_resume_refuses_other_settings_and_a_format_it_did_not_write(reference, 
         result = pipnet(*annotate_command(clip, out, "--resume", *extra)[3:])
         assert result.returncode == 2 and "cannot resume: made with " + said in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
-    result = pipnet("annotate", clip, "--out", out, "--format", "csv,json", "--resume")
+    result = pipnet("annotate", clip, "--out", out, "--format", "csv,json", "--smooth", "live", "--resume")
     assert result.returncode == 2 and "formats ['csv', 'json', 'pts']" in result.stderr
-    same_in_another_order = pipnet("annotate", clip, "--out", out, "--format", "pts,json,csv", "--resume")
+    same_in_another_order = pipnet("annotate", clip, "--out", out, "--format", "pts,json,csv", "--smooth", "live", "--resume")
     assert same_in_another_order.returncode == 0 and "already complete" in same_in_another_order.stdout
     (out / "clip.jsonl").unlink()
     result = pipnet(*annotate_command(clip, out, "--resume")[3:])
@@ -183,7 +185,8 @@ def test_a_file_size_limit_fails_that_file_alone_and_the_next_input_completes(cl
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), face_photo())
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pipnet_core", "annotate", str(clip), str(image), "--out", str(out), "--format", "csv,json"]
+    command = [sys.executable, "-m", "pipnet_core", "annotate", str(clip), str(image), "--out", str(out), "--format", "csv,json",
+               "--smooth", "live"]
     result = run_limited(command, 60_000)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
@@ -194,7 +197,7 @@ def test_a_file_size_limit_fails_that_file_alone_and_the_next_input_completes(cl
     assert 0 < len(written) < 240 and sorted(written) == list(range(len(written)))
     json_frames(out / "clip.jsonl")
     assert len(rows_by_frame(out / "face.csv")) == 1 and len(json_frames(out / "face.jsonl")) == 1
-    result = pipnet("annotate", clip, image, "--out", out, "--format", "csv,json", "--resume")
+    result = pipnet("annotate", clip, image, "--out", out, "--format", "csv,json", "--smooth", "live", "--resume")
     assert result.returncode == 0 and "2 of 2 files complete" in result.stdout, result.stderr
     assert sorted(rows_by_frame(out / "clip.csv")) == list(range(240))
 
@@ -216,7 +219,7 @@ def small_filesystem(tmp_path):
 def test_a_full_disk_is_one_error_line_with_no_torn_line_and_resume_finishes_once_there_is_room(
         clip, reference, small_filesystem, tmp_path):
     out = small_filesystem / "out"
-    result = pipnet("annotate", clip, "--out", out, "--format", "csv,json")
+    result = pipnet("annotate", clip, "--out", out, "--format", "csv,json", "--smooth", "live")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
     assert "No space left on device" in errors[0] and len(errors) == 2  # the file's line and the summary
@@ -225,6 +228,60 @@ def test_a_full_disk_is_one_error_line_with_no_torn_line_and_resume_finishes_onc
     assert [r["frame"] for r in json_frames(out / "clip.jsonl")] == sorted(written)[: len(json_frames(out / "clip.jsonl"))]
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)  # the user makes room (here: a bigger disk) and resumes
+    result = pipnet("annotate", clip, "--out", moved, "--format", "csv,json", "--smooth", "live", "--resume")
+    assert result.returncode == 0, result.stderr
+    assert sorted(rows_by_frame(moved / "clip.csv")) == list(range(240))
+    assert [r["frame"] for r in json_frames(moved / "clip.jsonl")] == list(range(240))
+
+
+def test_an_offline_run_killed_at_random_moments_also_while_finishing_and_resumed_equals_an_uninterrupted_one(clip, tmp_path):
+    """Offline smoothing: the faces go to NAME.raw.jsonl frame by frame, the outputs are written
+    whole at the end (in a staging folder, then moved). Kills while the working file grows and
+    once while the outputs are being written; the resumed run's outputs are the uninterrupted
+    run's, and nothing of the working state is left."""
+    reference, out = tmp_path / "reference", tmp_path / "out"
+    command = lambda folder, *extra: [sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(folder),
+                                      "--format", "csv,json,pts", "--video-out", str(folder / "seen.avi"), *extra]
+    assert subprocess.run(command(reference), capture_output=True).returncode == 0
+    rng = random.Random(7)
+    raw, staging = out / "clip.raw.jsonl", out / ".clip.finishing"
+    for kill in range(6):
+        before = raw.stat().st_size if raw.exists() else 0
+        process = subprocess.Popen(command(out, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        if kill < 5:
+            while process.poll() is None and time.monotonic() < deadline and (not raw.exists() or raw.stat().st_size <= before):
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0.0, 0.3))
+        else:  # the last kill lands while the outputs are written
+            while process.poll() is None and time.monotonic() < deadline and not staging.exists():
+                time.sleep(0.001)
+        assert process.poll() is None, "the run finished before the kill: use a longer clip"
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    assert raw.is_file() and not (out / "clip.csv").exists()  # no output before the video is done
+    result = subprocess.run(command(out, "--resume"), capture_output=True, text=True)
+    assert result.returncode == 0 and "1 of 1 files complete" in result.stdout, result.stderr
+    assert_same_export(out, reference, 240)
+    assert (out / "clip_blinks.csv").read_text() == (reference / "clip_blinks.csv").read_text()
+    assert not raw.exists() and not staging.exists()
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    result = subprocess.run(command(out, "--resume"), capture_output=True, text=True)
+    assert result.returncode == 0 and "clip.avi: already complete" in result.stdout, result.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_full_disk_in_an_offline_run_is_one_error_line_and_resume_finishes_once_there_is_room(
+        clip, small_filesystem, tmp_path):
+    out = small_filesystem / "out"
+    result = pipnet("annotate", clip, "--out", out, "--format", "csv,json")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert "No space left on device" in errors[0] and len(errors) == 2
+    raw = (out / "clip.raw.jsonl").read_bytes()
+    assert raw.endswith(b"\n") and 0 < raw.count(b"\n") - 1 < 240 and not (out / "clip.csv").exists()
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
     result = pipnet("annotate", clip, "--out", moved, "--format", "csv,json", "--resume")
     assert result.returncode == 0, result.stderr
     assert sorted(rows_by_frame(moved / "clip.csv")) == list(range(240))

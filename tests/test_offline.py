@@ -1,0 +1,132 @@
+"""Whole-track processing of files: offline smoothing against the live filter on clips with known
+motion and on real clips, and blink events (synthetic eye measures; real eyelids against Face Mesh)."""
+import numpy as np
+import pytest
+
+from pipnet_core.crop import transform_points
+from pipnet_core.landmarker import Landmarker
+from pipnet_core.measures import detect_blinks, eye_aspect_ratios, mouth_aspect_ratio
+from pipnet_core.metrics import nme
+from pipnet_core.onnx_runner import OnnxLandmarkModel
+from pipnet_core.pose import camera_matrix
+from pipnet_core.sample_clip import ClipSpec, face_photo, generate
+from pipnet_core.smooth import SmoothingParams
+from pipnet_core.tracks import smooth_offline
+from synthetic import SHARED_VIDEOS, needs, template_points
+from test_fast_motion import head_frames
+
+
+@pytest.fixture(scope="module")
+def model():
+    return OnnxLandmarkModel()
+
+
+@pytest.fixture(scope="module")
+def photo_points(model):
+    return Landmarker(model).process_image(face_photo())[0].points
+
+
+def known_motion_clip(name, photo_points):
+    """Frames, timestamps and the true points of each frame."""
+    if name == "sample":  # the sample clip: sway, nod and sensor noise, 10 s
+        frames = list(generate(ClipSpec(frames=300)))
+        return ([f for f, _, _ in frames], [t for _, t, _ in frames],
+                np.stack([transform_points(photo_points, m[0]) for _, _, m in frames]))
+    centres = {"glide": [(150.0 + 12 * i, 240.0) for i in range(30)],  # 360 px/s across the frame
+               "jump": [(250.0, 240.0)] * 20 + [(305.0, 240.0)] * 15}[name]  # half a face width at once
+    images, matrices = head_frames(centres)
+    return images, [i / 30 for i in range(len(images))], np.stack([photo_points @ m[:, :2].T + m[:, 2] for m in matrices])
+
+
+def tracked(model, smoothing, images, times):
+    landmarker = Landmarker(model, smoothing=smoothing)
+    return [(i, t, landmarker.process(image, t)) for i, (image, t) in enumerate(zip(images, times))]
+
+
+def only_face(frames):
+    assert all(len(faces) == 1 and faces[0].success for _, _, faces in frames)
+    return np.stack([faces[0].points for _, _, faces in frames])
+
+
+def jitter(points, truth):
+    """Frame-to-frame change of the error: what the eye sees as trembling."""
+    return np.linalg.norm(np.diff(points - truth, axis=0), axis=-1).mean()
+
+
+# Jitter against the live filter's: at most half on smooth motion; around a jump both are
+# dominated by the frames where the tracker catches up (test_fast_motion), so less is asked.
+@pytest.mark.parametrize("name, jitter_limit", [("sample", 0.5), ("glide", 0.5), ("jump", 0.8)])
+def test_offline_smoothing_is_steadier_than_the_live_filter_and_no_less_accurate(model, photo_points, name, jitter_limit):
+    images, times, truth = known_motion_clip(name, photo_points)
+    raw = tracked(model, None, images, times)
+    live = only_face(tracked(model, SmoothingParams(), images, times))
+    offline = only_face(smooth_offline(raw, model.info.codec.mean_face, camera_matrix(640, 480)))
+    raw = only_face(raw)
+    print(f"{name}: NME live {100 * nme(live, truth).mean():.3f}% offline {100 * nme(offline, truth).mean():.3f}%; "
+          f"jitter raw {jitter(raw, truth):.3f} live {jitter(live, truth):.3f} offline {jitter(offline, truth):.3f} px")
+    assert nme(offline, truth).mean() <= nme(live, truth).mean()
+    assert jitter(offline, truth) <= jitter_limit * jitter(live, truth)
+    assert jitter(raw, truth) >= 2 * jitter(offline, truth)  # what the smoother removes is there to remove
+
+
+def series_with_blinks(rng, frames=300, fps=30.0):
+    """Eye aspect ratios of an open pair of eyes (0.30, noise 0.008, a slow drift as the head
+    turns) with two blinks of both eyes and a wink of the right eye."""
+    times = np.arange(frames) / fps
+    right = 0.30 + 0.03 * np.sin(times / 3) + rng.normal(0, 0.008, frames)
+    left = right + rng.normal(0, 0.008, frames)
+    closing = np.array([0.5, 0.25, 0.15, 0.25, 0.6])  # fraction of the open level, frame by frame
+    for start in (60, 200):
+        right[start:start + 5] *= closing
+        left[start:start + 5] *= closing
+    right[130:135] *= closing
+    return np.arange(frames), times, right, left
+
+
+def test_blinks_and_a_wink_are_found_where_they_are_and_nowhere_else():
+    frames, times, right, left = series_with_blinks(np.random.default_rng(3))
+    found = detect_blinks(7, frames, times, right, left)
+    assert [(b.eye, b.face_id) for b in found] == [("both", 7), ("right", 7), ("both", 7)]
+    assert [abs(b.start_frame - s) <= 1 and abs(b.end_frame - (s + 3)) <= 1 for b, s in zip(found, (60, 130, 200))] == [True] * 3
+    assert found[0].start_time == pytest.approx(found[0].start_frame / 30)
+    # Eyes that never close: no blink, whatever the noise and the drift.
+    rng = np.random.default_rng(5)
+    steady = 0.30 + 0.03 * np.sin(times / 3) + rng.normal(0, 0.008, 300)
+    assert detect_blinks(0, frames, times, steady, steady + rng.normal(0, 0.008, 300)) == []
+
+
+def test_eye_and_mouth_aspect_ratios_of_a_drawn_face():
+    points = template_points()
+    right, left = eye_aspect_ratios(points)
+    assert right == pytest.approx(left) == pytest.approx(10 / 24)  # the template's eyes: 10 px tall, 24 wide
+    closed = points.copy()
+    closed[[37, 38, 43, 44], 1] += 5  # upper lids down to the corners' line
+    closed[[40, 41, 46, 47], 1] -= 5
+    assert eye_aspect_ratios(closed) == pytest.approx((0.0, 0.0))
+    opened = points.copy()
+    opened[[65, 66, 67], 1] += 20  # the jaw drops: the inner lower lip moves down
+    assert mouth_aspect_ratio(opened) > mouth_aspect_ratio(points) + 0.3
+
+
+@needs(SHARED_VIDEOS)
+def test_on_real_clips_offline_smoothing_keeps_blinks_and_agreement_and_cuts_jitter():
+    """Four clips of ../shared/videos (the longest one left out for time), against Face Mesh as
+    `pipnet bench-quality --smooth offline|live` measures them."""
+    from pipnet_core.quality import measure_clip
+
+    clips = ["expressions_hand_occlusion_640x360.mp4", "glasses_webcam_512x480.mp4", "news_anchor_700.mp4",
+             "talking_head_turns_410.mp4"]
+    with Landmarker(detector="blazeface") as landmarker:
+        offline = [measure_clip(SHARED_VIDEOS / clip, landmarker, "offline") for clip in clips]
+        live = [measure_clip(SHARED_VIDEOS / clip, landmarker, "live") for clip in clips]
+    for o, lv in zip(offline, live):
+        print(o.row())
+        assert o.jitter_ratio < lv.jitter_ratio
+        assert o.agreement_p90 <= lv.agreement_p90 + 0.002
+    assert np.median([o.jitter_ratio for o in offline]) <= 0.4
+
+    def pooled_f1(results):
+        return 2 * sum(r.blinks_matched for r in results) / sum(r.blinks_ours + r.blinks_mesh for r in results)
+
+    print(f"blink F1: offline {pooled_f1(offline):.2f}, live {pooled_f1(live):.2f}")
+    assert pooled_f1(offline) >= 0.8 > pooled_f1(live)
