@@ -17,6 +17,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from multiprocessing import get_context, util
@@ -32,7 +33,7 @@ from .landmarker import VIDEO_MAX_FACES, Landmarker
 from .media import expand, media_kind
 from .pose import camera_matrix
 from .smooth import SmoothingParams
-from .tracks import Frames, blinks, smooth_offline
+from .tracks import Frame, blinks, smooth_offline
 from .writers import (CsvWriter, JsonLinesWriter, OpenFaceWriter, PtsWriter, RawTrackWriter, export_header, read_records,
                       video_writer, write_blinks, write_file)
 
@@ -99,9 +100,10 @@ def output_paths(name: str, options: AnnotateOptions, several: bool, video: bool
              "openface": out / f"{name}_openface.csv"}
     paths = {k: v for k, v in paths.items() if k in options.formats}
     paths["progress"] = out / f"{name}.progress"
-    if video and options.smooth == "offline":
-        paths["raw"] = out / f"{name}.raw.jsonl"
-        paths["blinks"] = out / f"{name}_blinks.csv"
+    if video:
+        paths["raw"] = out / f"{name}.raw.jsonl"  # the working file of offline smoothing
+        if options.smooth == "offline":
+            paths["blinks"] = out / f"{name}_blinks.csv"
     if options.video_out:
         video = Path(options.video_out)
         paths["video"] = video.with_name(f"{video.stem}_{name}{video.suffix}") if several else video
@@ -129,23 +131,24 @@ def output_files(paths: dict[str, Path]) -> list[Path]:
     return [path for kind, path in paths.items() if kind not in ("progress", "raw")]
 
 
-def streamed_tables(paths: dict[str, Path]) -> dict[str, Path]:
+def output_tables(paths: dict[str, Path]) -> dict[str, Path]:
+    """The landmark tables among a file's paths, by format."""
+    return {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
+
+
+def streamed_tables(paths: dict[str, Path], options: AnnotateOptions) -> dict[str, Path]:
     """The tables written frame by frame while a file runs: the working file of an offline-smoothed
     video, else the outputs themselves."""
-    if "raw" in paths:
-        return {"raw": paths["raw"]}
-    return {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
+    return {"raw": paths["raw"]} if "raw" in paths and options.smooth == "offline" else output_tables(paths)
 
 
 def _writer(fmt: str):
     return RawTrackWriter if fmt == "raw" else WRITERS[fmt]
 
 
-def resume_point(tables: dict[str, Path], header: dict) -> int:
-    """The first frame that some streamed table of a file lacks (0: start afresh). Refuses, with
-    the setting named, tables made with other settings, and a format missing from a run that
-    wrote the others (it would be half a file)."""
-    # A table with no record yet (killed before its first frame) has nothing to continue.
+def check_settings(tables: dict[str, Path], header: dict) -> dict[str, Path]:
+    """The tables that hold records (a table killed before its first frame has nothing to
+    continue); refuses, with the setting named, any made with other settings than ``header``'s."""
     present = {fmt: path for fmt, path in tables.items() if _writer(fmt).has_records(path)}
     for fmt, path in present.items():
         written = _writer(fmt).read_header(path)
@@ -155,6 +158,14 @@ def resume_point(tables: dict[str, Path], header: dict) -> int:
             if written.get(key) != header[key]:
                 raise PipnetError(f"{path}: cannot resume: made with {key} {written.get(key)!r}, "
                                   f"this run has {header[key]!r}")
+    return present
+
+
+def resume_point(tables: dict[str, Path], header: dict) -> int:
+    """The first frame that some streamed table of a file lacks (0: start afresh). Refuses tables
+    made with other settings, and a format missing from a run that wrote the others (it would be
+    half a file)."""
+    present = check_settings(tables, header)
     start = min((_writer(fmt).last_complete(path) for fmt, path in present.items()), default=-1) + 1
     missing = [path for fmt, path in tables.items() if fmt not in present]
     if start and missing:
@@ -215,14 +226,14 @@ class _Progress:
         write_file(self.path, pickle.dumps({"version": self.VERSION, "states": self.states, "complete_at": complete_at}))
 
 
-def _written_whole(paths: dict[str, Path], header: dict) -> bool:
+def written_whole(paths: dict[str, Path], header: dict) -> bool:
     """Were a video's outputs written whole (offline smoothing, a cluster's merge) and marked
-    complete? Outputs made with other settings are refused."""
-    outputs = {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
-    if _Progress.completed_at(paths["progress"]) is None or not all(WRITERS[fmt].has_records(path)
-                                                                   for fmt, path in outputs.items()):
+    complete? (A .pts folder may be empty: a video without a face.) Outputs made with other
+    settings are refused."""
+    outputs = output_tables(paths)
+    if _Progress.completed_at(paths["progress"]) is None or not all(path.exists() for path in outputs.values()):
         return False
-    resume_point(outputs, header)
+    check_settings(outputs, header)
     return True
 
 
@@ -293,17 +304,23 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
         name = name or path.stem
         paths = output_paths(name, options, several, video=not is_image)
         result.outputs = output_files(paths)
-        tables = streamed_tables(paths)
-        start = result.resumed_from = resume_point(tables, header) if options.resume else 0
-        if options.resume and "raw" in tables and _written_whole(paths, header):
-            paths["raw"].unlink(missing_ok=True)  # a run killed just before it removed its working file
-            result.already_complete = True
-            return result
+        tables = streamed_tables(paths, options)
+        offline = "raw" in tables  # outputs written whole at the end, the video drawn then
+        start = 0
+        if options.resume:
+            if offline and written_whole(paths, header):
+                paths["raw"].unlink(missing_ok=True)  # a run killed just before it removed its working file
+                result.already_complete = True
+                return result
+            # What another run left (its outputs, or its working file) is not overwritten unasked.
+            check_settings(output_tables(paths) | ({"raw": paths["raw"]} if "raw" in paths else {}), header)
+            start = result.resumed_from = resume_point(tables, header)
+        elif "raw" in paths and not offline:
+            paths["raw"].unlink(missing_ok=True)  # an offline run's, killed: these settings replace it
         progress = None if is_image else _Progress(paths["progress"], start)
         if progress is not None and progress.complete_at is not None and start >= progress.complete_at:
             result.already_complete = True
             return result
-        offline = "raw" in tables  # outputs written whole at the end, the video drawn then
         fps = source.fps / options.every
         outputs = _Outputs(tables, header, start, None if offline else paths.get("video"), (width, height), fps)
         if options.show_progress:
@@ -314,10 +331,10 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
         decoded, last = _run(source, first, landmarker, outputs, options, progress, result, bar)
         outputs.close(complete=True)
         if offline:
-            frames = write_whole_video(name, options, header, RawTrackWriter.read_frames(paths["raw"]),
-                                       landmarker.model.info.codec.mean_face)
+            write_whole_video(name, options, header, RawTrackWriter.read_frames(paths["raw"]),
+                              landmarker.model.info.codec.mean_face)
             if "video" in paths:
-                _draw_video(path, frames, paths["video"], fps)
+                _draw_video(path, read_records(next(iter(output_tables(paths).values()))), paths["video"], fps)
         if progress is not None:
             progress.finish(last)
         if offline:
@@ -372,22 +389,22 @@ def move_outputs(name: str, options: AnnotateOptions, staging: Path, video: bool
     return moved
 
 
-def write_whole_video(name: str, options: AnnotateOptions, header: dict, frames: Frames, mean_face) -> Frames:
-    """A video's outputs written whole from all its frames (an offline-smoothed run, a cluster's
-    merge): every track smoothed first when offline, every format into a staging folder, then
-    moved into place, with the blinks when offline. Returns the frames as written."""
+def write_whole_video(name: str, options: AnnotateOptions, header: dict, frames: Iterable[Frame], mean_face) -> int:
+    """A video's outputs written whole from its frames in order (an offline-smoothed run, a
+    cluster's merge): when offline, every track smoothed first and the blinks found; every format
+    into a staging folder, then moved into place. Returns the last frame's index (-1: none)."""
     if options.smooth == "offline":
-        frames = smooth_offline(frames, mean_face, camera_matrix(header["width"], header["height"], *header["camera"]))
+        frames = smooth_offline(list(frames), mean_face, camera_matrix(header["width"], header["height"], *header["camera"]))
     staging = options.out_dir / f".{name}.finishing"
     shutil.rmtree(staging, ignore_errors=True)
     staged = staged_paths(name, options, staging)
-    writers = []
+    writers, last = [], -1
     try:
         staging.mkdir()
         writers = [WRITERS[fmt](staged[fmt], header) for fmt in FORMATS if fmt in staged]
-        for index, timestamp, faces in frames:
+        for last, timestamp, faces in frames:
             for writer in writers:
-                writer.write_frame(index, timestamp, faces)
+                writer.write_frame(last, timestamp, faces)
         for writer in writers:
             writer.close()
         writers = []
@@ -398,16 +415,17 @@ def write_whole_video(name: str, options: AnnotateOptions, header: dict, frames:
         for writer in writers:
             writer.close()
         shutil.rmtree(staging, ignore_errors=True)
-    return frames
+    return last
 
 
-def _draw_video(path: Path, frames: Frames, video_path: Path, fps: float) -> None:
+def _draw_video(path: Path, faces: dict[int, list], video_path: Path, fps: float) -> None:
     """The annotated video of a video whose faces are known for every processed frame."""
-    faces = {index: found for index, _, found in frames}
     source = VideoSource(path)
     outputs = None
     try:
         frame = source.read()
+        if frame is None:
+            raise PipnetError(f"{path}: no frame could be decoded")
         outputs = _Outputs({}, {}, 0, video_path, frame.image.shape[1::-1], fps)
         while frame is not None:
             if frame.index in faces:

@@ -238,6 +238,8 @@ def _annotate(args) -> None:
     from .annotate import AnnotateOptions, annotate
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    if any(focal is not None and focal <= 0 for focal in (args.fx, args.fy)):
+        raise PipnetError("--fx and --fy are focal lengths in pixels: give positive numbers")
     options = AnnotateOptions(Path(args.out), formats, Path(args.video_out) if args.video_out else None, max(args.every, 1),
                               args.max_faces, args.smooth, (args.fx, args.fy, args.cx, args.cy), args.resume, args.model,
                               args.detector, args.calibration, args.threads, show_progress=sys.stderr.isatty())

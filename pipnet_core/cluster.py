@@ -25,6 +25,7 @@ import queue
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,14 +33,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .annotate import (RESUME_SETTINGS, WRITERS, AnnotateOptions, FileResult, _Progress, annotate_file, move_outputs,
-                       open_landmarker, output_files, output_paths, prepare_for_video, resume_point, run_settings,
-                       write_whole_video)
+from .annotate import (RESUME_SETTINGS, AnnotateOptions, FileResult, _Progress, annotate_file, move_outputs,
+                       open_landmarker, output_files, output_paths, prepare_for_video, run_settings, write_whole_video,
+                       written_whole)
 from .errors import PipnetError
 from .frames import VideoLayout, VideoRange
 from .landmarker import Face, Landmarker
 from .media import media_kind
-from .tracks import Frames
+from .tracks import Frame
 from .writers import export_header, write_file
 
 PLUGIN = "pipnet-landmarker"
@@ -76,6 +77,7 @@ class VideoPlan:
     header: dict
     layout: VideoLayout
     chunks: list[Chunk]
+    mean_face: np.ndarray  # the model's, for offline smoothing in the merge
 
     @property
     def settings(self) -> dict:
@@ -187,6 +189,7 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
         if not layout.times:
             raise PipnetError(f"{path}: no frame could be decoded")
         with _plugin().landmarker() as landmarker:
+            mean_face = landmarker.model.info.codec.mean_face
             header = export_header(landmarker.model, fps=layout.fps, width=layout.width, height=layout.height,
                                    frame_count=len(layout.times), time_offset=layout.times[0] * layout.time_base,
                                    **run_settings(path, options, landmarker, (layout.width, layout.height)))
@@ -196,14 +199,14 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
             # Complete once the merge has moved every output, whole, into place and said so (a
             # .pts folder may end before the video does: frames without a face have no file);
             # until then the outputs are an earlier run's, and the chunks are what continues.
-            if _Progress.completed_at(paths["progress"]) is not None:
-                resume_point({fmt: paths[fmt] for fmt in WRITERS if fmt in paths}, header)  # other settings: refused
+            if written_whole(paths, header):
                 return FileResult(path, already_complete=True, outputs=outputs)
         else:
             # Chunks an earlier run left are not removed: a chunk task without --resume writes its
             # own over them, and this task may run twice (its worker lost) while chunks are written.
             paths["progress"].unlink(missing_ok=True)
-        return VideoPlan(path, name, header, layout, plan_chunks(layout, cluster.chunk_seconds, cluster.overlap_seconds))
+        return VideoPlan(path, name, header, layout, plan_chunks(layout, cluster.chunk_seconds, cluster.overlap_seconds),
+                         mean_face)
     except PipnetError as exc:
         return FileResult(path, error=str(exc))
     except OSError as exc:
@@ -271,11 +274,10 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
         result.error = f"{failed} (the finished chunks are kept: --resume continues)"
         return result
     try:
-        with _plugin().landmarker() as landmarker:
-            mean_face = landmarker.model.info.codec.mean_face
-        frames = write_whole_video(plan.name, options, plan.header, _merged_frames(plan, options), mean_face)
-        _Progress(paths["progress"], 0).finish(frames[-1][0] if frames else -1)
+        last = write_whole_video(plan.name, options, plan.header, _merged_frames(plan, options), plan.mean_face)
+        _Progress(paths["progress"], 0).finish(last)
         shutil.rmtree(options.out_dir / f"{plan.name}.chunks", ignore_errors=True)
+        paths["raw"].unlink(missing_ok=True)  # a single-process run's, killed: these outputs replace it
     except PipnetError as exc:
         result.error = f"{exc} (the finished chunks are kept: --resume continues)"
     except OSError as exc:
@@ -283,9 +285,8 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
     return result
 
 
-def _merged_frames(plan: VideoPlan, options: AnnotateOptions) -> Frames:
-    """Every chunk's frames in order, its ids mapped to the video's."""
-    frames: Frames = []
+def _merged_frames(plan: VideoPlan, options: AnnotateOptions) -> Iterator[Frame]:
+    """Every chunk's frames in order, its ids mapped to the video's (one chunk in memory at once)."""
     before: dict[int, list[Face]] = {}  # the previous chunk's faces, with the video's ids
     next_id = 0
     for number, chunk in enumerate(plan.chunks):
@@ -299,9 +300,8 @@ def _merged_frames(plan: VideoPlan, options: AnnotateOptions) -> Frames:
                 if face.id not in ids:
                     ids[face.id], next_id = next_id, next_id + 1
             faces = sorted((replace(face, id=ids[face.id]) for face in faces), key=lambda face: face.id)
-            frames.append((index, timestamp, faces))
+            yield index, timestamp, faces
             before[index] = faces
-    return frames
 
 
 def _annotate_image(path: Path, name: str, options: AnnotateOptions, topic: str) -> FileResult:

@@ -1,9 +1,10 @@
 """Eye and mouth measures from 68 points, and blink events from a track's eye measures.
 
-The eye aspect ratio (Soukupova and Cech, 2016) is the mean of an eye's two lid-to-lid distances
-over its corner-to-corner distance: about 0.3 open, under 0.15 closed, whatever the face's size.
-The mouth aspect ratio is the same on the inner lips. "Right" is the person's right eye (points
-36-41), on the left of an upright, unmirrored picture.
+The eye aspect ratio (Soukupova and Cech, 2016) is the sum of an eye's two lid-to-lid distances
+over twice its corner-to-corner distance: about 0.3 open, under 0.15 closed, whatever the face's
+size. The mouth aspect ratio is the sum of the three inner-lip distances (61-67, 62-66, 63-65) over
+twice the inner mouth's width (60-64), as drowsiness and speech tools define it. "Right" is the
+person's right eye (points 36-41), on the left of an upright, unmirrored picture.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ LEFT_EYE_POINTS = (42, 43, 44, 45, 46, 47)
 INNER_MOUTH_POINTS = (60, 61, 62, 63, 64, 65, 66, 67)
 
 # A blink: the mean eye aspect ratio of both eyes this fraction below the track's open-eye level
-# (its running median over BASELINE_SECONDS on each side). On ../shared/videos this matches
-# MediaPipe Face Mesh's eyelids, measured the same way (`pipnet bench-quality`).
+# (its running median over BASELINE_SECONDS on each side). How well it finds the blinks of Face
+# Mesh's eyelids, measured the same way: `pipnet bench-quality` (README, Real video).
 BLINK_DROP = 0.25
 BASELINE_SECONDS = 1.0
 
@@ -51,7 +52,7 @@ class Blink:
     end_frame: int  # the last frame with the eye(s) closing or closed
     start_time: float
     end_time: float
-    min_ratio: float  # the lowest mean eye aspect ratio during it
+    min_ear: float  # the lowest eye aspect ratio during it (the mean of both eyes for "both")
 
 
 def detect_blinks(face_id: int, frames: np.ndarray, times: np.ndarray, right: np.ndarray, left: np.ndarray) -> list[Blink]:
@@ -61,8 +62,13 @@ def detect_blinks(face_id: int, frames: np.ndarray, times: np.ndarray, right: np
     if len(frames) < 3:
         return []
     mean = (right + left) / 2
-    baseline = np.array([np.median(mean[(times >= t - BASELINE_SECONDS) & (times <= t + BASELINE_SECONDS)])
-                         for t in times])
+    starts = np.searchsorted(times, times - BASELINE_SECONDS, side="left")
+    ends = np.searchsorted(times, times + BASELINE_SECONDS, side="right")
+
+    def level(values):  # the running open-eye level
+        return np.array([np.median(values[a:b]) for a, b in zip(starts, ends)])
+
+    baseline, right_level, left_level = level(mean), level(right), level(left)
     closed = mean < baseline * (1 - BLINK_DROP)
     closed[1:-1] |= closed[:-2] & closed[2:]  # bridge one open frame inside a blink
     blinks = []
@@ -74,10 +80,11 @@ def detect_blinks(face_id: int, frames: np.ndarray, times: np.ndarray, right: np
         if start is None:
             continue
         span = slice(start, i)
-        level = baseline[span] * (1 - BLINK_DROP / 2)
-        right_closed, left_closed = (right[span] < level).any(), (left[span] < level).any()
-        eye = "both" if right_closed == left_closed else "right" if right_closed else "left"
+        right_closed = (right[span] < right_level[span] * (1 - BLINK_DROP / 2)).any()
+        left_closed = (left[span] < left_level[span] * (1 - BLINK_DROP / 2)).any()
+        eye, ratios = (("both", mean) if right_closed == left_closed else ("right", right) if right_closed
+                       else ("left", left))
         blinks.append(Blink(face_id, eye, int(frames[start]), int(frames[i - 1]), float(times[start]),
-                            float(times[i - 1]), float(mean[span].min())))
+                            float(times[i - 1]), float(ratios[span].min())))
         start = None
     return blinks

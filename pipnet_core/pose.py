@@ -35,9 +35,9 @@ def camera_matrix(width: int, height: int, fx: float | None = None, fy: float | 
     """Pinhole intrinsics; what is not given is OpenFace's guess for an ordinary webcam (500 px of
     focal length at 640x480, scaled with the image; the centre in the middle), so poses compare
     with OpenFace's on the same video."""
-    if fx is None or fy is None:
-        guess = 250.0 * (width / 640 + height / 480)
-        fx, fy = fx or fy or guess, fy or fx or guess
+    if fx is None:  # one focal length given: square pixels
+        fx = 250.0 * (width / 640 + height / 480) if fy is None else fy
+    fy = fx if fy is None else fy
     cx = width / 2 if cx is None else cx
     cy = height / 2 if cy is None else cy
     return np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], dtype=np.float64)

@@ -113,20 +113,22 @@ def second_difference_jitter(tracks: list[np.ndarray | None], eye_distances: lis
 def measure_clip(path: Path, landmarker: Landmarker, smoothing: str = "live", worst_count: int = 3,
                  out_dir: Path | None = None) -> ClipQuality:
     """Run our video pipeline and Face Mesh over every frame of one clip."""
-    reference = FaceMeshReference()
     landmarker.reset(restart_ids=True)
     landmarker.set_smoothing(SmoothingParams() if smoothing == "live" else None)
     source = open_source(path)
+    reference = None
     frames: Frames = []
     mesh_marks: list[np.ndarray | None] = []
     try:
+        reference = FaceMeshReference()
         for frame in iterate(source):
             frames.append((frame.index, frame.timestamp, landmarker.process(frame.image, frame.timestamp)))
             mesh_marks.append(reference.points(frame.image))
             size = frame.image.shape[1::-1]
     finally:
         source.close()
-        reference.close()
+        if reference is not None:
+            reference.close()
     if smoothing == "offline" and frames:
         frames = smooth_offline(frames, landmarker.model.info.codec.mean_face, landmarker.camera(size))
     quality = summarise(path.name, frames, mesh_marks, worst_count)

@@ -17,8 +17,9 @@ from .pose import estimate_pose
 from .scheme import SMOOTHING_REGIONS
 from .smooth import smooth_track
 
-# (frame index, timestamp, faces) for every processed frame of a video, in order.
-Frames = list[tuple[int, float, list[Face]]]
+# (frame index, timestamp, faces): a processed frame of a video; Frames: all of them, in order.
+Frame = tuple[int, float, list[Face]]
+Frames = list[Frame]
 
 
 def tracks(frames: Frames) -> list[list[tuple[int, int]]]:
@@ -28,7 +29,8 @@ def tracks(frames: Frames) -> list[list[tuple[int, int]]]:
         present = {}
         for slot, face in enumerate(faces):
             if face.success:
-                present[face.id] = current.pop(face.id, []) + [(position, slot)]
+                track = present[face.id] = current.pop(face.id, [])
+                track.append((position, slot))
         done += current.values()  # absent from this frame: the track ended
         current = present
     return done + list(current.values())

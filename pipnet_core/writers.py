@@ -303,7 +303,7 @@ class OpenFaceWriter(CsvWriter):
 def write_blinks(path: Path, blinks: list[Blink]) -> None:
     """A video's blink events, one row each (written whole)."""
     rows = [[b.face_id, b.eye, b.start_frame, b.end_frame, f"{b.start_time:.4f}", f"{b.end_time:.4f}",
-             f"{b.min_ratio:.4f}"] for b in blinks]
+             f"{b.min_ear:.4f}"] for b in blinks]
     write_file(path, "".join(_csv_line(row) for row in [BLINK_COLUMNS] + rows).encode())
 
 
@@ -361,16 +361,18 @@ class RawTrackWriter(JsonLinesWriter):
         frames = []
         with path.open() as handle:
             next(handle)  # header
-            for line in handle:
+            for number, line in enumerate(handle, start=2):
                 if not line.endswith("\n"):
                     break  # a torn tail: not a frame
-                record = json.loads(line)
-                faces = []
-                for f in record["faces"]:
-                    points = np.array(f["points"], np.float32)
-                    faces.append(Face(f["id"], points_box(points), f["score"], points,
-                                      np.array(f["confidence"], np.float32), None, f["success"]))
-                frames.append((record["frame"], record["timestamp"], faces))
+                try:
+                    record = json.loads(line)
+                    faces = [Face(f["id"], points_box(points), f["score"], points, np.array(f["confidence"], np.float32),
+                                  None, f["success"])
+                             for f in record["faces"] for points in [np.array(f["points"], np.float32)]]
+                    frames.append((record["frame"], record["timestamp"], faces))
+                except (ValueError, KeyError, TypeError, IndexError):
+                    raise PipnetError(f"{path}: line {number} is not a frame of this program; "
+                                      "run without --resume to start the video afresh") from None
         return frames
 
 

@@ -64,6 +64,20 @@ def test_frames_without_a_face_still_get_a_row(tmp_path):
     assert rows[-1]["success"] == "0" and rows[-1]["face_id"] == "-1" and rows[-1]["x_0"] == ""
 
 
+def test_a_finished_video_without_any_face_is_complete_for_resume_in_every_format(tmp_path):
+    """Offline smoothing writes the outputs whole: an empty .pts folder (no face, no file) is one."""
+    path = tmp_path / "empty.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for _ in range(8):
+        writer.write(np.full((240, 320, 3), 90, np.uint8))
+    writer.release()
+    assert pipnet("annotate", path, "--out", tmp_path / "out", "--format", "csv,pts,openface").returncode == 0
+    assert not list((tmp_path / "out" / "empty_pts").glob("*.pts"))
+    assert (tmp_path / "out" / "empty_blinks.csv").read_text().count("\n") == 1  # the header alone
+    result = pipnet("annotate", path, "--out", tmp_path / "out", "--format", "csv,pts,openface", "--resume")
+    assert result.returncode == 0 and "already complete" in result.stdout, result.stdout + result.stderr
+
+
 def test_a_killed_run_leaves_valid_rows_and_resume_completes_it(tmp_path):
     clip = write_clip(tmp_path / "long.avi", ClipSpec(frames=240))
     out = tmp_path / "out"

@@ -152,7 +152,8 @@ def test_resume_skips_a_finished_file_without_running_it(reference, clip, tmp_pa
 def test_resume_refuses_other_settings_and_a_format_it_did_not_write(reference, clip, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
-    cases = {("--every", "2"): "every 1", ("--smooth", "none"): "smoothing 'live'", ("--detector", "blazeface"): "detector 'blazeface-both'",
+    cases = {("--every", "2"): "every 1", ("--smooth", "none"): "smoothing 'live'", ("--smooth", "offline"): "smoothing 'live'",
+             ("--detector", "blazeface"): "detector 'blazeface-both'",
              ("--max-faces", "2"): "max_faces None"}
     other = tmp_path / "other" / "clip.avi"  # another input that happens to share the name
     other.parent.mkdir()
