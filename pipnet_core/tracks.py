@@ -38,16 +38,16 @@ def tracks(frames: Frames) -> list[list[tuple[int, int]]]:
 
 def smooth_offline(frames: Frames, mean_face: np.ndarray, camera: np.ndarray) -> Frames:
     """Every track smoothed whole (``smooth.smooth_track``); box and pose (seen by a camera of
-    these intrinsics) follow the new points, and every face has a pose."""
-    out = [(index, timestamp, list(faces)) for index, timestamp, faces in frames]
+    these intrinsics) follow the new points, and every face has a pose. The frames' face lists
+    are updated in place (a long video's faces are not held twice) and returned."""
     for track in tracks(frames):
         points = np.stack([frames[p][2][s].points for p, s in track])
         times = np.array([frames[p][1] for p, _ in track])
         for (p, s), smoothed in zip(track, smooth_track(points, times, mean_face, SMOOTHING_REGIONS)):
-            out[p][2][s] = replace(out[p][2][s], points=smoothed, box=points_box(smoothed))
-    for _, _, faces in out:
+            frames[p][2][s] = replace(frames[p][2][s], points=smoothed, box=points_box(smoothed))
+    for _, _, faces in frames:
         faces[:] = [replace(face, pose=estimate_pose(face.points, camera)) for face in faces]
-    return out
+    return frames
 
 
 def blinks(frames: Frames) -> list[Blink]:

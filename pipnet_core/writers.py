@@ -8,6 +8,7 @@ continues from a given frame after trimming what came later (a torn tail include
 """
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -345,14 +346,23 @@ class JsonLinesWriter(_Table):
         self.file.close()
 
 
+def _packed(values: np.ndarray) -> str:
+    """float32 values as base64 text: exact, and far quicker to write and read than JSON numbers."""
+    return base64.b64encode(np.ascontiguousarray(values, "<f4").tobytes()).decode()
+
+
+def _unpacked(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), "<f4").astype(np.float32)
+
+
 class RawTrackWriter(JsonLinesWriter):
     """A video's faces as measured, at full precision, one JSON line per frame: what offline
     smoothing reads back once the video is done (NAME.raw.jsonl, removed then)."""
 
     def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
         record = {"frame": frame, "timestamp": timestamp,
-                  "faces": [{"id": f.id, "score": f.score, "success": f.success, "points": f.points.tolist(),
-                             "confidence": f.confidence.tolist()} for f in faces]}
+                  "faces": [{"id": f.id, "score": f.score, "success": f.success, "points": _packed(f.points),
+                             "confidence": _packed(f.confidence)} for f in faces]}
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     @staticmethod
@@ -366,9 +376,9 @@ class RawTrackWriter(JsonLinesWriter):
                     break  # a torn tail: not a frame
                 try:
                     record = json.loads(line)
-                    faces = [Face(f["id"], points_box(points), f["score"], points, np.array(f["confidence"], np.float32),
-                                  None, f["success"])
-                             for f in record["faces"] for points in [np.array(f["points"], np.float32)]]
+                    faces = [Face(f["id"], points_box(points), f["score"], points, _unpacked(f["confidence"]), None,
+                                  f["success"])
+                             for f in record["faces"] for points in [_unpacked(f["points"]).reshape(-1, 2)]]
                     frames.append((record["frame"], record["timestamp"], faces))
                 except (ValueError, KeyError, TypeError, IndexError):
                     raise PipnetError(f"{path}: line {number} is not a frame of this program; "

@@ -58,10 +58,10 @@ def jitter(points, truth):
 @pytest.mark.parametrize("name, jitter_limit", [("sample", 0.5), ("glide", 0.5), ("jump", 0.8)])
 def test_offline_smoothing_is_steadier_than_the_live_filter_and_no_less_accurate(model, photo_points, name, jitter_limit):
     images, times, truth = known_motion_clip(name, photo_points)
-    raw = tracked(model, None, images, times)
+    frames = tracked(model, None, images, times)
+    raw = only_face(frames)
     live = only_face(tracked(model, SmoothingParams(), images, times))
-    offline = only_face(smooth_offline(raw, model.info.codec.mean_face, camera_matrix(640, 480)))
-    raw = only_face(raw)
+    offline = only_face(smooth_offline(frames, model.info.codec.mean_face, camera_matrix(640, 480)))
     print(f"{name}: NME live {100 * nme(live, truth).mean():.3f}% offline {100 * nme(offline, truth).mean():.3f}%; "
           f"jitter raw {jitter(raw, truth):.3f} live {jitter(live, truth):.3f} offline {jitter(offline, truth):.3f} px")
     assert nme(offline, truth).mean() <= nme(live, truth).mean()
