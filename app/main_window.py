@@ -24,6 +24,7 @@ from .platform_check import qt_platform_problem
 from .worker import SAMPLE_CLIP, ApplySettings, Export, OpenSource, ProcessingWorker, Record, SetPaused, Settings
 
 VIDEO_FILTER = dialog_filter("video")
+THRESHOLD_DEBOUNCE_MS = 300  # the detector threshold is applied once its spin box rests this long
 IMAGE_FILTER = dialog_filter("image")
 OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point indices", "box": "Face box",
                   "face_id": "Face id", "pose_axes": "Head pose axes"}
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
         self.worker.source_state.connect(self._on_source_state)
         self.worker.settings_applied.connect(self._on_settings_applied)
         self.worker.model_loaded.connect(self._on_model_loaded)
+        self.worker.output_stopped.connect(self._on_output_stopped)
         self.cameras_listed.connect(self._on_cameras_listed)
         self.camera_lister = camera_lister
         self.current_source: str | int | None = None
@@ -230,7 +232,10 @@ class MainWindow(QMainWindow):
         form.addRow("Face detector", self.detector_box)
         # BlazeFace's graphs decode no score below 0.5 (short range) or 0.6 (full): lower finds nothing more.
         self.threshold = QDoubleSpinBox(minimum=0.5, maximum=0.95, singleStep=0.05, value=self.settings.detector_threshold)
-        self.threshold.valueChanged.connect(lambda v: self.change_settings(detector_threshold=round(v, 2)))
+        # Applied once the spin box rests: a run of steps is one change, not one detector per step.
+        self._threshold_timer = QTimer(self, singleShot=True, interval=THRESHOLD_DEBOUNCE_MS,
+                                       timeout=lambda: self.change_settings(detector_threshold=round(self.threshold.value(), 2)))
+        self.threshold.valueChanged.connect(self._threshold_timer.start)
         form.addRow("Detector threshold", self.threshold)
         self.max_faces = QSpinBox(minimum=1, maximum=8, value=self.settings.max_faces)
         self.max_faces.valueChanged.connect(lambda v: self.change_settings(max_faces=v))
@@ -380,6 +385,14 @@ class MainWindow(QMainWindow):
             self.worker.post(Export(Path(path)))
         else:
             self.actions_by_name["export"].setChecked(False)
+
+    def _on_output_stopped(self, kind: str, why: str) -> None:
+        """The worker closed a recording or an export (it failed, or the source changed)."""
+        action = self.actions_by_name[kind]
+        action.blockSignals(True)  # unchecked without asking the worker to stop it again
+        action.setChecked(False)
+        action.blockSignals(False)
+        self.show_error(why)
 
     # -- feedback -------------------------------------------------------------------------------------------
     def show_error(self, message: str, sticky: bool = False) -> None:

@@ -84,6 +84,7 @@ class Processed:
     raw: np.ndarray
     annotated: np.ndarray
     faces: list
+    timestamp: float  # the source's time of the frame, seconds
 
 
 class RateMeter:
@@ -181,6 +182,7 @@ class ProcessingWorker(QThread):
     source_state = Signal(str, str)  # "lost" / "live" / "ended", message
     settings_applied = Signal(object)  # the Settings in force (a model that failed is not among them)
     model_loaded = Signal(object)  # the model's description (pipnet_core.onnx_runner.describe_model)
+    output_stopped = Signal(str, str)  # "record" / "export", why: the UI unchecks its button
 
     def __init__(self, settings: Settings, parent=None):
         super().__init__(parent)
@@ -193,6 +195,8 @@ class ProcessingWorker(QThread):
         self._landmarker: Landmarker | None = None
         self._recorder: cv2.VideoWriter | None = None
         self._record_path: Path | None = None
+        self._recorded = 0  # frames written to the recording, repeats included
+        self._record_start = 0.0  # the timestamp of its first frame
         self._exporter = None
         self._failures = 0
         self._stats: dict = {}
@@ -282,6 +286,8 @@ class ProcessingWorker(QThread):
             self.error.emit(f"{exc}: playing a sample clip instead (open a camera, video or image from the toolbar)")
             source = open_source(cached_clip(), loop=message.loop)
         self._stop_capture()
+        # A recording or an export belongs to one source: its frame size, frame numbers and times.
+        self._stop_outputs(f"stopped: {source.name} replaced the source")
         self._mailbox = LatestFrame()
         if self._landmarker is not None:
             self._landmarker.reset()
@@ -301,11 +307,12 @@ class ProcessingWorker(QThread):
 
     def _apply_settings(self, new: Settings) -> None:
         old = self._settings
-        if old is None or (new.model_path, new.detector) != (old.model_path, old.detector) or self._landmarker is None:
+        if old is None or new.model_path != old.model_path or self._landmarker is None:
             new = self._load_landmarker(new, old)
             if new is None:
                 return
-        elif new.detector_threshold != old.detector_threshold:
+        elif (new.detector, new.detector_threshold) != (old.detector, old.detector_threshold):
+            # The model session and the tracked faces stay; the old detector is closed.
             self._landmarker.set_detector(new.detector, new.detector_threshold)
         self._landmarker.set_max_faces(new.max_faces)
         self._landmarker.set_smoothing(SmoothingParams.from_strength(new.smoothing_strength) if new.smoothing else None)
@@ -339,7 +346,7 @@ class ProcessingWorker(QThread):
         last = self.last
         if last is not None:
             annotated = draw_faces(last.raw.copy(), last.faces, self._settings.overlay)
-            self.last = Processed(last.raw, annotated, last.faces)
+            self.last = Processed(last.raw, annotated, last.faces, last.timestamp)
             self.frame_ready.emit(annotated, {**self._stats, "redrawn": True})
 
     def _process(self, frame: Frame) -> None:
@@ -350,7 +357,7 @@ class ProcessingWorker(QThread):
         self._write_outputs(frame, faces, annotated)
         self.meter.tick()
         self.frames_processed += 1
-        self.last = Processed(frame.image, annotated, faces)
+        self.last = Processed(frame.image, annotated, faces, frame.timestamp)
         self._stats = {"capture_fps": self.capture_rate, "process_fps": self.meter.rate, "faces": len(faces),
                        "detector": self._landmarker.detector.name, "stages": dict(self._landmarker.timings),
                        "total_ms": total_ms, "frame": frame.index}
@@ -372,21 +379,49 @@ class ProcessingWorker(QThread):
                                    **self._landmarker.calibration.fields(), smoothing=settings.smoothing,
                                    max_faces=settings.max_faces)
             path = message.path
-            self._exporter = JsonLinesWriter(path, header) if path.suffix == ".jsonl" else CsvWriter(path, header)
+            try:
+                self._exporter = JsonLinesWriter(path, header) if path.suffix == ".jsonl" else CsvWriter(path, header)
+            except PipnetError as exc:
+                self.output_stopped.emit("export", str(exc))
+
+    def _stop_outputs(self, why: str) -> None:
+        """Close the recording and the export, if open, and say so."""
+        if self._record_path is not None:
+            self._record(Record(None))
+            self.output_stopped.emit("record", f"Recording {why}")
+        if self._exporter is not None:
+            self._export(Export(None))
+            self.output_stopped.emit("export", f"Export {why}")
 
     def _write_outputs(self, frame: Frame, faces, annotated: np.ndarray) -> None:
-        if self._record_path is not None and self._recorder is None:
-            h, w = annotated.shape[:2]
-            fps = self._capture.source.fps if self._capture is not None else 30.0
+        if self._record_path is not None:
             try:
-                self._recorder = video_writer(self._record_path, fps, (w, h))
-            except PipnetError:
-                self._record_path = None
-                raise
-        if self._recorder is not None:
-            self._recorder.write(annotated)
+                self._write_recording(frame.timestamp, annotated)
+            except PipnetError as exc:
+                self._record(Record(None))
+                self.output_stopped.emit("record", str(exc))
         if self._exporter is not None:
-            self._exporter.write_frame(frame.index, frame.timestamp, faces)
+            try:
+                self._exporter.write_frame(frame.index, frame.timestamp, faces)
+            except PipnetError as exc:
+                self._export(Export(None))
+                self.output_stopped.emit("export", str(exc))
+
+    def _write_recording(self, timestamp: float, annotated: np.ndarray) -> None:
+        """The recording keeps the source's time: at its nominal rate, each processed frame is
+        written as many times as the frames dropped since the last one, so it plays at real speed."""
+        fps = self._capture.source.fps if self._capture is not None else 30.0
+        if self._recorder is None:  # opened on the first frame, when its size is known
+            h, w = annotated.shape[:2]
+            self._recorder = video_writer(self._record_path, fps, (w, h))
+            self._recorded, self._record_start = 0, timestamp
+        due = int(round((timestamp - self._record_start) * fps)) + 1
+        if due < self._recorded:  # time went back (a looping clip restarted): continue from here
+            self._record_start = timestamp - self._recorded / fps
+            due = self._recorded + 1
+        for _ in range(max(due - self._recorded, 0)):
+            self._recorder.write(annotated)
+        self._recorded = max(due, self._recorded)
 
     def _stop_capture(self) -> None:
         if self._capture is not None:

@@ -203,6 +203,9 @@ class VideoRange:
         self._container.close()
 
 
+MJPG_ABOVE = 640 * 480  # pixels per frame above which a camera is asked for Motion JPEG
+
+
 @dataclass(frozen=True)
 class CameraFormat:
     """What to ask a camera for; 0 leaves the driver's default."""
@@ -239,6 +242,10 @@ class CameraSource:
         self.close()
         capture = cv2.VideoCapture(self.index)
         f = self.format
+        if f.width * f.height > MJPG_ABOVE:
+            # Uncompressed frames this large exceed what USB 2 carries at full rate: ask for Motion
+            # JPEG, before the size (drivers choose the sizes a format offers).
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
         for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, f.width), (cv2.CAP_PROP_FRAME_HEIGHT, f.height),
                             (cv2.CAP_PROP_FPS, f.fps)):
             if value:

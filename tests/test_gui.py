@@ -13,6 +13,8 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from pipnet_core.app.main_window import THRESHOLD_DEBOUNCE_MS  # noqa: E402
+from pipnet_core.app.worker import SAMPLE_CLIP as SAMPLE  # noqa: E402
 from pipnet_core.frames import CameraInfo, Frame  # noqa: E402
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
 
@@ -190,12 +192,12 @@ def test_an_image_source_and_the_session_export(qtbot, window, tmp_path):
     wait_for_frames(qtbot, window, 2)
     export = tmp_path / "session.csv"
     window.worker.post(Export(export))
-    window.open_source(str(image))
+    qtbot.waitUntil(lambda: export.is_file() and export.read_text().count("\n") >= 3, timeout=10000)
+    window.open_source(str(image))  # another source: the export of this one ends
     qtbot.waitUntil(lambda: window.worker.last.raw.shape[:2] == (512, 512), timeout=10000)
-    window.worker.post(Export(None))
-    qtbot.waitUntil(lambda: export.with_name("session.csv.json").is_file(), timeout=5000)
+    assert window.worker._exporter is None and len(window.worker.last.faces) == 1
     lines = export.read_text().splitlines()
-    assert lines[0].startswith("frame,timestamp,face_id") and len(lines) >= 2
+    assert lines[0].startswith("frame,timestamp,face_id") and len(lines) >= 3
     assert "model_sha256" in export.with_name("session.csv.json").read_text()
 
 
@@ -205,3 +207,128 @@ def test_closing_stops_every_thread(qtbot, window):
     window.close()
     assert not worker.isRunning() and not worker.capture_alive
     assert not [t for t in threading.enumerate() if t.name == "capture"]
+
+
+def test_detector_and_threshold_changes_keep_the_model_and_the_face_and_close_the_old_detector(qtbot, window):
+    wait_for_frames(qtbot, window, 5)
+    worker = window.worker
+    landmarker, model = worker._landmarker, worker._landmarker.model
+    ids = {face.id for face in worker.last.faces}
+    calls = []
+    real = landmarker.set_detector
+    landmarker.set_detector = lambda *args: (calls.append(args), real(*args))
+    old = landmarker.detector
+    for _ in range(4):  # four quick steps of the spin box: one change, once it rests
+        window.threshold.stepUp()
+    qtbot.waitUntil(lambda: bool(calls), timeout=5000)
+    qtbot.wait(2 * THRESHOLD_DEBOUNCE_MS)
+    assert calls == [("blazeface", 0.7)] and old._session is None  # the old detector's session is gone
+    window.change_settings(detector="blazeface-both")
+    qtbot.waitUntil(lambda: len(calls) == 2, timeout=5000)
+    wait_for_frames(qtbot, window, 5)
+    assert worker._landmarker is landmarker and landmarker.model is model  # no reload
+    assert {face.id for face in worker.last.faces} == ids  # the tracked face kept its id
+    assert landmarker.detector.name != "blazeface" and all(d._session is None for d in [old])
+
+
+class SteadyClip:
+    """A stand-in camera at 30 fps: the sample clip with real timestamps, looping."""
+
+    name, is_camera, fps, frame_count = "steady stand-in", True, 30.0, 0
+
+    def __init__(self):
+        self.frames = [f for f, _, _ in generate(ClipSpec(frames=60))]
+        self.reads, self.started = 0, time.monotonic()
+
+    def read(self):
+        time.sleep(max(0.0, self.started + self.reads / self.fps - time.monotonic()))
+        frame = Frame(self.reads, self.reads / self.fps, self.frames[self.reads % len(self.frames)])
+        self.reads += 1
+        return frame
+
+    def reopen(self) -> bool:
+        return True
+
+    def close(self):
+        pass
+
+
+def test_a_recording_plays_at_the_source_s_speed_when_frames_are_dropped(qtbot, window, tmp_path):
+    """Processing slowed to about 10 FPS under a 30 FPS source: two of three frames are dropped,
+    and the recording repeats what it has, so its length is the time that passed."""
+    from pipnet_core.app.worker import OpenSource, Record
+
+    window.worker.post(OpenSource(SteadyClip()))
+    wait_for_frames(qtbot, window, 3)
+    landmarker = window.worker._landmarker
+    real = landmarker.process
+    landmarker.process = lambda frame, timestamp=None: (time.sleep(0.1), real(frame, timestamp))[1]
+    path = tmp_path / "recording.avi"
+    window.worker.post(Record(path))
+    qtbot.waitUntil(lambda: window.worker._recorded > 0, timeout=5000)
+    first = window.worker.last.timestamp
+    qtbot.wait(2500)
+    window.worker.post(Record(None))
+    qtbot.waitUntil(lambda: window.worker._recorder is None, timeout=5000)
+    last = window.worker.last.timestamp
+    video = cv2.VideoCapture(str(path))
+    frames, fps = int(video.get(cv2.CAP_PROP_FRAME_COUNT)), video.get(cv2.CAP_PROP_FPS)
+    video.release()
+    assert fps == pytest.approx(30)
+    assert frames == pytest.approx((last - first) * 30 + 1, abs=2)  # one frame per processed frame: about 25
+
+
+def test_outputs_stop_when_the_source_changes_and_a_writer_that_fails_unchecks_its_button(qtbot, window, tmp_path):
+    from pipnet_core.app.worker import Export, Record
+
+    wait_for_frames(qtbot, window, 2)
+    for kind, message, path in (("record", Record, tmp_path / "a.avi"), ("export", Export, tmp_path / "a.csv")):
+        window.actions_by_name[kind].setChecked(True)  # as the toolbar does, without its file dialog
+        window.worker.post(message(path))
+    qtbot.waitUntil(lambda: (tmp_path / "a.avi").is_file() and (tmp_path / "a.csv").is_file(), timeout=5000)
+    window.open_source(SAMPLE)
+    qtbot.waitUntil(lambda: not window.actions_by_name["record"].isChecked()
+                    and not window.actions_by_name["export"].isChecked(), timeout=5000)
+    assert "replaced the source" in window.banner.text()
+    assert window.worker._recorder is None and window.worker._exporter is None
+    window.actions_by_name["record"].setChecked(True)
+    window.worker.post(Record(tmp_path / "missing" / "b.mp4"))  # a folder that does not exist
+    qtbot.waitUntil(lambda: not window.actions_by_name["record"].isChecked(), timeout=5000)
+    assert "cannot write a video there" in window.banner.text()
+    window.actions_by_name["export"].setChecked(True)
+    window.worker.post(Export(tmp_path / "missing" / "b.csv"))
+    qtbot.waitUntil(lambda: not window.actions_by_name["export"].isChecked(), timeout=5000)
+    assert "cannot write" in window.banner.text()
+    wait_for_frames(qtbot, window, 3)  # and processing goes on
+
+
+def test_a_camera_is_asked_for_motion_jpeg_above_640x480_before_its_size(monkeypatch):
+    from pipnet_core import frames
+    from pipnet_core.frames import CameraFormat, CameraSource
+
+    class Device:
+        calls: list = []
+
+        def __init__(self, index):
+            Device.calls = []
+
+        def set(self, prop, value):
+            Device.calls.append(prop)
+
+        def isOpened(self):
+            return True
+
+        def grab(self):
+            return True
+
+        def get(self, prop):
+            return 30.0
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(frames.cv2, "VideoCapture", Device)
+    CameraSource(0, CameraFormat(1280, 720, 30)).close()
+    assert Device.calls[:2] == [cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH]
+    CameraSource(0, CameraFormat(640, 480, 30)).close()
+    assert cv2.CAP_PROP_FOURCC not in Device.calls
