@@ -1,6 +1,7 @@
 """Test data made by the tests: a symmetric 68-point face template, drawn faces, real photos."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -92,3 +93,33 @@ class MeanFaceModel(LandmarkModel):
         maps = self.info.codec.encode(self.info.codec.mean_face)
         return GridOutputs(*(np.repeat(m[None], len(batch), axis=0) for m in
                              (maps.score, maps.offset_x, maps.offset_y, maps.neighbour_x, maps.neighbour_y)))
+
+
+# The standing negative control: MeanFaceModel above. Accuracy is judged against points no model
+# of ours placed: MediaPipe Face Mesh's on the astronaut photo, at the 8 anatomical points both
+# schemes share (outer and inner eye corners, nose tip, mouth corners, chin).
+def _shared():
+    from pipnet_core.quality import SHARED_POINTS
+
+    return [ours for ours, _ in SHARED_POINTS]
+
+
+@functools.cache
+def astronaut_reference() -> np.ndarray:
+    """Face Mesh's 8 shared points on the astronaut photo, (8, 2) pixels."""
+    pytest.importorskip("mediapipe")
+    from pipnet_core.quality import SHARED_POINTS, FaceMeshReference
+    from pipnet_core.sample_clip import face_photo
+
+    mesh = FaceMeshReference()
+    try:
+        return mesh.points(face_photo())[:len(SHARED_POINTS)]
+    finally:
+        mesh.close()
+
+
+def reference_error(points: np.ndarray, reference: np.ndarray) -> float:
+    """Mean distance of 68 points' shared ones from the 8 reference points, over the reference's
+    outer-eye distance (NME on the shared points)."""
+    shared = np.asarray(points)[_shared()]
+    return float(np.linalg.norm(shared - reference, axis=1).mean() / np.linalg.norm(reference[3] - reference[0]))

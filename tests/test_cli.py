@@ -81,9 +81,17 @@ def test_eval_rotate_prints_one_row_per_angle_with_found_rate_and_nme(tmp_path):
 
 
 def test_bench_runs_and_reports_every_stage():
+    import re
+
+    from pipnet_core.landmarker import STAGES
+
     result = pipnet("bench", "--frames", "5", "--faces", "1", "--no-compare")
     assert result.returncode == 0, result.stderr
-    assert "ms per face" in result.stdout and "FPS" in result.stdout and "Traceback" not in result.stderr
+    assert "ms per face" in result.stdout and "Traceback" not in result.stderr
+    line = next(line for line in result.stdout.splitlines() if "FPS end to end" in line)
+    assert float(re.search(r"([\d.]+) FPS end to end", line).group(1)) > 0
+    for stage in STAGES:  # each with its milliseconds per frame
+        assert re.search(rf"\b{stage} \d+\.\d\d\b", line), (stage, line)
 
 
 def test_detect_takes_folders_names_outputs_apart_and_reports_a_failed_write(tmp_path):

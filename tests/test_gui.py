@@ -15,8 +15,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from pipnet_core.app.main_window import THRESHOLD_DEBOUNCE_MS  # noqa: E402
 from pipnet_core.app.worker import SAMPLE_CLIP as SAMPLE  # noqa: E402
+from pipnet_core.crop import transform_points  # noqa: E402
 from pipnet_core.frames import CameraInfo, Frame  # noqa: E402
-from pipnet_core.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
+from pipnet_core.sample_clip import ClipSpec, face_photo, generate, photo_to_frame  # noqa: E402
+from synthetic import MeanFaceModel, astronaut_reference, reference_error  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -82,6 +84,13 @@ class FlakyCamera:
         pass
 
 
+def shown_error(win) -> float:
+    """How far the shown face's points are from Face Mesh's points on the photo, moved as the
+    sample clip moves it at the shown frame's time (NME on the 8 shared points)."""
+    last = win.worker.last
+    return reference_error(last.faces[0].points, transform_points(astronaut_reference(), photo_to_frame(last.timestamp, 0, 1)))
+
+
 def test_first_launch_without_a_camera_plays_the_sample_clip_with_landmarks(qtbot, window):
     wait_for_frames(qtbot, window, 20)
     assert "No camera" in window.banner.text() and window.banner.isVisible()
@@ -89,6 +98,7 @@ def test_first_launch_without_a_camera_plays_the_sample_clip_with_landmarks(qtbo
     assert "face(s)" in window.status.text() and "processing" in window.status.text()
     assert window.last_stats["faces"] == 1
     assert difference_at_landmarks(window) > 20  # the overlay is drawn where the landmarks are
+    assert shown_error(window) < 0.05  # and the landmarks are where the face is
     ARTIFACTS.mkdir(exist_ok=True)
     assert window.grab().save(str(ARTIFACTS / "gui_sample_clip.png"))
     assert window.save_screenshot(ARTIFACTS / "gui_frame.png")
@@ -115,6 +125,19 @@ def test_cameras_are_listed_by_name_and_the_first_one_opens(qtbot, monkeypatch):
         assert (opened[1][1].width, opened[1][1].height, opened[1][1].fps) == (1280, 720, 60.0)
     finally:
         win.close()
+
+
+def test_a_model_that_always_outputs_the_mean_face_fails_the_landmark_check(qtbot, window):
+    """The standing negative control for the check above: drawn on the face, but not on its points."""
+    from pipnet_core.landmarker import Landmarker
+
+    wait_for_frames(qtbot, window, 5)
+    shipped = window.worker._landmarker
+    window.worker._landmarker = Landmarker(MeanFaceModel(shipped.model.info))
+    wait_for_frames(qtbot, window, 20)
+    shipped.close()
+    assert window.last_stats["faces"] == 1 and difference_at_landmarks(window) > 20
+    assert shown_error(window) >= 0.05
 
 
 def test_a_camera_that_fails_and_comes_back_is_reconnected(qtbot, window):
