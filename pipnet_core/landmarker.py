@@ -21,7 +21,7 @@ from .frames import as_bgr
 from .model_interface import LandmarkModel
 from .plausibility import plausibility
 from .pose import HeadPose, camera_matrix, estimate_pose
-from .smooth import LandmarkSmoother, SmoothingParams
+from .smooth import LandmarkSmoother, SmoothingParams, centred, fit_similarity
 from .track import Tracker
 
 STAGES = ("detect", "track", "crop", "infer", "decode", "smooth", "pose")
@@ -112,6 +112,7 @@ class Landmarker(Closing):
         self._empty_frames = 0  # frames since a face was last tracked or detected
         self._given_intrinsics: tuple[float | None, ...] = (None, None, None, None)
         self._intrinsics: tuple[tuple[int, int], np.ndarray] = ((0, 0), np.eye(3))
+        self._reference = centred(self.model.info.codec.mean_face)  # what shapes are fitted to
 
     @property
     def still_detector(self) -> FaceDetector:
@@ -197,15 +198,18 @@ class Landmarker(Closing):
         if not tracks:
             return []
         crops = [t.predicted_crop(timestamp) for t in tracks]
-        size = self.model.info.input_size
-        points, confidence = self.model.predict_in_frames([frame] * len(tracks), [crop_matrix(c, size) for c in crops],
-                                                          timings)
+        points, confidence = self._predict(frame, crops)
         fresh = [i for i, t in enumerate(tracks) if t.frames == 0]
         if fresh:
             self._refine(frame, points, confidence, fresh, [tracks[i].crop.roll for i in fresh])
             self._try_other_turns(frame, points, confidence, fresh)
-        self._catch_up(frame, points, confidence, tracks, crops, detector)
-        return self._faces(tracks, points, confidence, timestamp, frame.shape[1::-1], timings, video)
+        landed = self._catch_up(frame, points, confidence, tracks, crops, detector)
+        return self._faces(tracks, points, confidence, landed, timestamp, frame.shape[1::-1], timings, video)
+
+    def _predict(self, frame: np.ndarray, crops: list[CropBox]) -> tuple[np.ndarray, np.ndarray]:
+        """The model on crops of one frame as one batch; its time counts in this frame's stages."""
+        size = self.model.info.input_size
+        return self.model.predict_in_frames([frame] * len(crops), [crop_matrix(c, size) for c in crops], self.timings)
 
     def _detect(self, frame: np.ndarray, detector: FaceDetector) -> None:
         """New faces from the detector; tracks it does not match get a second look, upright."""
@@ -225,32 +229,39 @@ class Landmarker(Closing):
             tracker.confirm(track, self._seen_upright(frame, track.crop, detector))
 
     def _catch_up(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, tracks: list,
-                  crops: list[CropBox], detector: FaceDetector) -> None:
+                  crops: list[CropBox], detector: FaceDetector) -> list[CropBox]:
         """Tracked faces that moved faster than their crop predicted: one whose points landed far
         from its crop's centre gets a second pass from those points; one the model is then unsure
-        of is looked for by the detector in this same frame (not the next), keeping its id."""
-        size, scale = self.model.info.input_size, self.model.info.crop_scale
+        of is looked for by the detector in this same frame (not the next), keeping its id.
+        Returns the crop around each face's final points (the next frame's, before snapping)."""
+        scale = self.model.info.crop_scale
         landed = [CropBox.around_points(p, scale) for p in points]
         shifts = [np.hypot(*(new.centre - old.centre)) / old.side for new, old in zip(landed, crops)]
         moved = [i for i, t in enumerate(tracks) if t.frames and shifts[i] > self.CATCH_UP]
         if moved:
-            again = [crop_matrix(landed[i], size) for i in moved]
-            points[moved], confidence[moved] = self.model.predict_in_frames([frame] * len(moved), again)
+            points[moved], confidence[moved] = self._predict(frame, [landed[i] for i in moved])
+            for i in moved:
+                landed[i] = CropBox.around_points(points[i], scale)
         unsure = [i for i, t in enumerate(tracks) if self.tracker.is_unsure(t, float(confidence[i].mean()))
                   or (t.frames and shifts[i] > self.JUMP)]
         if not unsure:
-            return
+            return landed
+        started = perf_counter()
         found = [self.detector_crop(d) for d in detector.detect(frame)]
+        self.timings["detect"] += 1000 * (perf_counter() - started)
         for i in unsure:
             near = max(found, key=lambda c: c.iou(crops[i]), default=None)
             if near is None or near.iou(crops[i]) < 0.1:
                 continue
-            p, c = self.model.predict_in_frames([frame], [crop_matrix(near, size)])
-            p, c = self.model.predict_in_frames([frame], [crop_matrix(CropBox.around_points(p[0], scale), size)])
+            p, c = self._predict(frame, [near])
+            again = CropBox.around_points(p[0], scale)
+            p, c = self._predict(frame, [again])
             if c.mean() > confidence[i].mean():
                 points[i], confidence[i] = p[0], c[0]
+                landed[i] = CropBox.around_points(points[i], scale)
+        return landed
 
-    def _faces(self, tracks: list, points: np.ndarray, confidence: np.ndarray, timestamp: float,
+    def _faces(self, tracks: list, points: np.ndarray, confidence: np.ndarray, crops: list[CropBox], timestamp: float,
                frame_size: tuple[int, int], timings: dict[str, float], video: bool) -> list[Face]:
         """Record every track's result, smooth, estimate pose; a lost face is reported once,
         unsuccessful; a duplicate of another track is not reported. In video, a new detection
@@ -258,17 +269,19 @@ class Landmarker(Closing):
         looked for again in the next frame, whereas a still has one chance."""
         tracker = self.tracker
         results, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
-        for track, pts, conf in zip(tracks, points, confidence):
+        for track, pts, conf, crop in zip(tracks, points, confidence, crops):
             t1 = perf_counter()
-            if video and track.id == tracker.UNCONFIRMED and not self._plausible(pts, conf, frame_size):
+            # One similarity fit of the mean face per face: the smoother and the plausibility share it.
+            fit = fit_similarity(self._reference, pts.astype(np.float64))
+            if video and track.id == tracker.UNCONFIRMED and not self._plausible(pts, conf, fit, frame_size):
                 tracker.drop(track)
                 continue
-            success = tracker.update(track, pts, conf, self.model.info.crop_scale, timestamp)
+            success = tracker.update(track, pts, conf, crop, timestamp)
             t2 = perf_counter()
-            shown = track.smoother(pts, timestamp) if self.smoothing and success else pts
+            shown = track.smoother(pts, timestamp, fit) if self.smoothing and success else pts
             t3 = perf_counter()
             pose = estimate_pose(shown, self.camera(frame_size)) if self.with_pose else None
-            reported = conf * plausibility(pts, self.model.info.codec.mean_face, pose.yaw if pose else None)
+            reported = conf * plausibility(pts, self._reference, pose.yaw if pose else None, fit)
             t4 = perf_counter()
             track_ms, smooth_ms, pose_ms = track_ms + t2 - t1, smooth_ms + t3 - t2, pose_ms + t4 - t3
             results.append((track, shown, reported, pose, success))
@@ -284,11 +297,11 @@ class Landmarker(Closing):
                 faces.append(Face(track.id, points_box(shown), track.detector_score, shown, reported, pose, success))
         return faces
 
-    def _plausible(self, points: np.ndarray, confidence: np.ndarray, frame_size: tuple[int, int]) -> bool:
+    def _plausible(self, points: np.ndarray, confidence: np.ndarray, fit, frame_size: tuple[int, int]) -> bool:
         """Confident once lowered for a near-profile view or a shape unlike a face: drawings and
         face-like patterns score 0.4 raw but 0.2 here, real faces entering a video 0.78 or more."""
         yaw = estimate_pose(points, self.camera(frame_size)).yaw if self.with_pose else None
-        factor = plausibility(points, self.model.info.codec.mean_face, yaw)
+        factor = plausibility(points, self._reference, yaw, fit)
         return float(confidence.mean()) * factor >= self.tracker.min_confidence
 
     def camera(self, frame_size: tuple[int, int]) -> np.ndarray:
@@ -321,11 +334,10 @@ class Landmarker(Closing):
         """Run faces whose crop came from the detector again, from their own landmarks: the crop
         the model was trained on, upright by the points' own eye line. When that roll differs much
         from the detector's (rough eye keypoints on a tilted face), once more."""
-        size, scale = self.model.info.input_size, self.model.info.crop_scale
+        scale = self.model.info.crop_scale
         for _ in range(2):
             crops = [CropBox.around_points(points[i], scale) for i in indices]
-            points[indices], confidence[indices] = self.model.predict_in_frames(
-                [frame] * len(indices), [crop_matrix(c, size) for c in crops])
+            points[indices], confidence[indices] = self._predict(frame, crops)
             moved = [abs((c.roll - r + 180) % 360 - 180) > self.REFINE_ROLL_DEG for c, r in zip(crops, rolls)]
             indices, rolls = [i for i, m in zip(indices, moved) if m], [c.roll for c, m in zip(crops, moved) if m]
             if not indices:
@@ -335,15 +347,14 @@ class Landmarker(Closing):
         """A fresh face the model is unsure of may be cropped upside down or on its side (a hit
         in a turned frame, rough eye keypoints): crop it turned by 180, 90 and -90 degrees, two
         passes each, and keep the most confident result."""
-        size, scale = self.model.info.input_size, self.model.info.crop_scale
+        scale = self.model.info.crop_scale
         for i in indices:
             if confidence[i].mean() >= self.UNSURE_CONFIDENCE:
                 continue
             box = CropBox.around_points(points[i], scale)
             for turn in (180.0, 90.0, -90.0):
-                candidate = [crop_matrix(CropBox(box.cx, box.cy, box.side, box.roll + turn), size)]
-                p, c = self.model.predict_in_frames([frame], candidate)
-                p, c = self.model.predict_in_frames([frame], [crop_matrix(CropBox.around_points(p[0], scale), size)])
+                p, c = self._predict(frame, [CropBox(box.cx, box.cy, box.side, box.roll + turn)])
+                p, c = self._predict(frame, [CropBox.around_points(p[0], scale)])
                 if c.mean() > confidence[i].mean():
                     points[i], confidence[i] = p[0], c[0]
 

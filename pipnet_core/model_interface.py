@@ -92,7 +92,7 @@ class LandmarkModel(ABC):
     def predict_in_frames(self, frames: Sequence[np.ndarray], matrices: Sequence[np.ndarray],
                           timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One crop per (frame, frame->crop matrix) pair, run as one batch; points come back in
-        frame pixels. ``timings`` (if given) receives milliseconds for crop, infer and decode."""
+        frame pixels. ``timings`` (if given) has this call's milliseconds added to crop, infer and decode."""
         size = self.info.input_size
         t0 = perf_counter()
         crops = np.stack([warp(frame, matrix, size) for frame, matrix in zip(frames, matrices)])
@@ -102,5 +102,6 @@ class LandmarkModel(ABC):
         points, confidence = self.info.codec.decode(outputs)
         points = np.stack([transform_points(p, invert(m)) for p, m in zip(points, matrices)])
         if timings is not None:
-            timings.update(crop=1000 * (t1 - t0), infer=1000 * (t2 - t1), decode=1000 * (perf_counter() - t2))
+            for stage, seconds in (("crop", t1 - t0), ("infer", t2 - t1), ("decode", perf_counter() - t2)):
+                timings[stage] = timings.get(stage, 0.0) + 1000 * seconds
         return points.astype(np.float32), confidence

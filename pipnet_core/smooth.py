@@ -97,6 +97,12 @@ class MotionTracker:
         return self._value
 
 
+def centred(shape: np.ndarray) -> np.ndarray:
+    """A shape moved so its points' mean is at the origin, as ``fit_similarity`` takes it."""
+    shape = np.asarray(shape, np.float64)
+    return shape - shape.mean(axis=0)
+
+
 def fit_similarity(reference: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, float, float]:
     """Least-squares similarity from a centred reference shape to points:
     points ~= [[a, -b], [b, a]] @ reference + centre. Returns (centre, a, b)."""
@@ -112,7 +118,7 @@ class LandmarkSmoother:
     """Smooths one face's points over time; make a new one for a new face."""
 
     def __init__(self, reference: np.ndarray, params: SmoothingParams = SmoothingParams()):
-        self.reference = np.asarray(reference, np.float64) - np.mean(reference, axis=0)
+        self.reference = centred(reference)
         self.reference_size = float(np.ptp(self.reference, axis=0).max())
         self.motion = MotionTracker(params.motion_gain)
         self.shape = OneEuroFilter(params.min_cutoff, params.beta, params.derivative_cutoff)
@@ -123,8 +129,9 @@ class LandmarkSmoother:
         self.shape.min_cutoff, self.shape.beta, self.shape.derivative_cutoff = (
             params.min_cutoff, params.beta, params.derivative_cutoff)
 
-    def __call__(self, points: np.ndarray, timestamp: float) -> np.ndarray:
-        centre, a, b = fit_similarity(self.reference, points.astype(np.float64))
+    def __call__(self, points: np.ndarray, timestamp: float, fit: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
+        """The smoothed points; ``fit``: the points' ``fit_similarity`` to this reference, if known."""
+        centre, a, b = fit or fit_similarity(self.reference, points.astype(np.float64))
         scale = math.hypot(a, b)
         # Shape in the face's own frame: the inverse similarity of the points.
         inverse = np.array([[a, b], [-b, a]]) / (scale ** 2)
@@ -249,7 +256,7 @@ def smooth_track(points: np.ndarray, timestamps: np.ndarray, reference: np.ndarr
     points = np.asarray(points, np.float64)
     if len(points) < 3:
         return points.astype(np.float32)
-    reference = np.asarray(reference, np.float64) - np.mean(reference, axis=0)
+    reference = centred(reference)
     reference_size = float(np.ptp(reference, axis=0).max())
     fits = [fit_similarity(reference, p) for p in points]
     centres = np.array([c for c, _, _ in fits])

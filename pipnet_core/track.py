@@ -103,9 +103,9 @@ class Tracker:
             self.tracks.remove(track)
             self._lost = True
 
-    def update(self, track: Track, points: np.ndarray, confidence: np.ndarray, crop_scale: float,
-               timestamp: float) -> bool:
-        """Record a track's landmarks; a track whose confidence collapsed is dropped (False)."""
+    def update(self, track: Track, points: np.ndarray, confidence: np.ndarray, crop: CropBox, timestamp: float) -> bool:
+        """Record a track's landmarks and the crop around them; a track whose confidence collapsed
+        is dropped (False)."""
         mean = float(confidence.mean())
         if mean < self.min_confidence:
             self.drop(track)
@@ -113,7 +113,7 @@ class Tracker:
         if track.frames and track.time is not None:
             track.previous = (track.crop, track.time)
         track.points, track.time = points, timestamp
-        track.crop = CropBox.around_points(points, crop_scale).snapped()
+        track.crop = crop.snapped()
         track.usual_confidence = mean if not track.frames else 0.9 * track.usual_confidence + 0.1 * mean
         track.frames += 1
         return True

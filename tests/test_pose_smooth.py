@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from pipnet_core.pose import MODEL_3D, MODEL_INDEX, camera_matrix, estimate_pose
-from pipnet_core.smooth import LandmarkSmoother, MotionTracker, OneEuroFilter, fit_similarity
+from pipnet_core.smooth import LandmarkSmoother, MotionTracker, OneEuroFilter, centred, fit_similarity
 
 
 def rotation(yaw, pitch, roll):
@@ -82,9 +82,10 @@ def test_confidence_is_lowered_for_near_profile_views_and_implausible_shapes():
     from pipnet_core.plausibility import plausibility
 
     mean_face = OnnxLandmarkModel().info.codec.mean_face
+    reference = centred(mean_face)
     face = mean_face * 1.7 + 40  # any position and size
-    assert plausibility(face, mean_face, yaw=10.0) == 1.0
-    assert plausibility(face, mean_face, yaw=-55.0) < 0.8 and plausibility(face, mean_face, yaw=80.0) == 0.5
+    assert plausibility(face, reference, yaw=10.0) == 1.0
+    assert plausibility(face, reference, yaw=-55.0) < 0.8 and plausibility(face, reference, yaw=80.0) == 0.5
     squashed = face.copy()
     squashed[:17, 0] = squashed[:17, 0].mean()  # the jaw collapsed onto one vertical line
-    assert plausibility(squashed, mean_face, yaw=0.0) < 0.8
+    assert plausibility(squashed, reference, yaw=0.0) < 0.8
