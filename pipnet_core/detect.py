@@ -268,6 +268,20 @@ class BlazeFaceDetector(Closing):
         self._session = None
 
 
+class GivenFaces(Closing):
+    """Faces the caller already found (boxes x, y, w, h, or Detections), as a detector that
+    returns them: ``Landmarker.process_image(image, detected_faces=...)``."""
+
+    name = "given"
+
+    def __init__(self, faces):
+        self.detections = [face if isinstance(face, Detection) else Detection(tuple(map(float, face)), 1.0)
+                           for face in faces]
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        return list(self.detections)
+
+
 def merge_detections(detections: list[Detection], overlap: float = 0.3) -> list[Detection]:
     """One detection per face: the highest-scoring of those whose boxes overlap."""
     kept: list[Detection] = []

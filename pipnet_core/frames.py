@@ -14,8 +14,9 @@ from .errors import PipnetError
 from .media import media_kind
 
 
-def as_bgr(frame: np.ndarray) -> np.ndarray:
-    """Any 8-bit image (grey, grey+alpha, BGR, BGRA) as contiguous 3-channel BGR."""
+def as_bgr(frame: np.ndarray, rgb: bool = False) -> np.ndarray:
+    """Any 8-bit image (grey, grey+alpha, BGR, BGRA; RGB and RGBA when ``rgb``) as contiguous
+    3-channel BGR."""
     frame = np.asarray(frame)
     if frame.dtype != np.uint8:
         raise PipnetError(f"frames must be 8-bit images, got {frame.dtype}")
@@ -27,8 +28,8 @@ def as_bgr(frame: np.ndarray) -> np.ndarray:
     if channels in (1, 2):
         return cv2.cvtColor(np.ascontiguousarray(frame[..., 0]), cv2.COLOR_GRAY2BGR)
     if channels == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-    return np.ascontiguousarray(frame)
+        return cv2.cvtColor(frame, cv2.COLOR_RGBA2BGR if rgb else cv2.COLOR_BGRA2BGR)
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2BGR) if rgb else np.ascontiguousarray(frame)
 
 
 @dataclass(frozen=True)

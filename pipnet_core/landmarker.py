@@ -15,7 +15,7 @@ from time import perf_counter
 import numpy as np
 
 from .crop import CropBox, crop_matrix, warp
-from .detect import (Closing, Detection, DetectorCalibration, FaceDetector, QuarterTurnDetector, TiledDetector,
+from .detect import (Closing, Detection, DetectorCalibration, FaceDetector, GivenFaces, QuarterTurnDetector, TiledDetector,
                      create_detector)
 from .frames import as_bgr
 from .model_interface import LandmarkModel
@@ -90,7 +90,7 @@ class Landmarker(Closing):
                  smoothing: SmoothingParams | bool = True, max_faces: int | None = VIDEO_MAX_FACES, redetect_interval: int = 10,
                  min_confidence: float = 0.4, detector_threshold: float = 0.5, min_face_size: int = 24,
                  threads: int = 2, pose: bool = True, calibration: str | Path | None = None,
-                 still_detector: str | FaceDetector = "blazeface-both", still_threshold: float = 0.6):
+                 still_detector: str | FaceDetector = "blazeface-both", still_threshold: float = 0.6, rgb: bool = False):
         self.model = _load_model(model, threads)
         self.threads = threads
         self.detector = _detector(detector, detector_threshold, min_face_size, threads)
@@ -107,6 +107,7 @@ class Landmarker(Closing):
         self.tracker = Tracker(max_faces, redetect_interval, min_confidence)
         self.min_face_size = min_face_size
         self.with_pose = pose
+        self.rgb = rgb  # frames come in RGB order (PIL, imageio, most deep-learning code), not OpenCV's BGR
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self._frames = 0
         self._empty_frames = 0  # frames since a face was last tracked or detected
@@ -183,7 +184,7 @@ class Landmarker(Closing):
     def _process(self, frame: np.ndarray, timestamp: float | None, detector: FaceDetector, video: bool) -> list[Face]:
         timings = dict.fromkeys(STAGES, 0.0)
         self.timings = timings
-        frame = as_bgr(frame)
+        frame = as_bgr(frame, self.rgb)
         if timestamp is None:
             timestamp = self._frames / 30.0
         number, self._frames = self._frames, self._frames + 1
@@ -358,18 +359,21 @@ class Landmarker(Closing):
                 if c.mean() > confidence[i].mean():
                     points[i], confidence[i] = p[0], c[0]
 
-    def process_image(self, image: np.ndarray, max_faces: int | None = None) -> list[Face]:
-        """Faces in a still image: every face the still detector finds (up to ``max_faces``),
-        fresh detection, no tracking history, no smoothing. Detections whose landmarks score
-        below ``min_confidence`` are not faces the model recognises and are left out."""
-        tracker = self.tracker
-        video = (self.smoothing, tracker.max_faces, tracker.duplicate_iou)
+    def process_image(self, image: np.ndarray, max_faces: int | None = None, detected_faces=None) -> list[Face]:
+        """Faces in a still image: every face the still detector finds (up to ``max_faces``), or
+        those the caller found (``detected_faces``: boxes x, y, w, h in pixels, or Detections),
+        fresh detection, no tracking history, no smoothing; ids count from 0 in each image.
+        Detections whose landmarks score below ``min_confidence`` are not faces the model
+        recognises and are left out. The video state (tracks, ids, schedule) is left as it was."""
+        if detected_faces is not None and not len(detected_faces):
+            return []
+        detector = self.still_detector if detected_faces is None else GivenFaces(detected_faces)
+        video = (self.tracker, self._frames, self._empty_frames, self.smoothing)
         # Two crops of one face (found by both ranges, in tiles and turns) overlap by a third or
         # more; two people in a photo rarely do.
-        self.smoothing, tracker.max_faces, tracker.duplicate_iou = None, max_faces, 0.3
-        self.reset()
+        self.tracker = Tracker(max_faces, self.tracker.redetect_interval, self.tracker.min_confidence, duplicate_iou=0.3)
+        self.smoothing = None
         try:
-            return [face for face in self._process(image, 0.0, self.still_detector, video=False) if face.success]
+            return [face for face in self._process(image, 0.0, detector, video=False) if face.success]
         finally:
-            self.smoothing, tracker.max_faces, tracker.duplicate_iou = video
-            self.reset()
+            self.tracker, self._frames, self._empty_frames, self.smoothing = video

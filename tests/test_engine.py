@@ -275,3 +275,38 @@ def test_a_new_detection_with_an_implausible_shape_is_not_a_face_in_video(model)
         landmarker = Landmarker(model)
         landmarker.model = ShapeModel(model.info, scrambled)
         assert [[f.id for f in faces] for faces in run(landmarker, frames)] == expected
+
+
+def test_a_still_between_video_frames_leaves_the_video_s_faces_and_ids_alone(model):
+    """process_image used to drop every track (the next video frame re-detected, with a new id)."""
+    frames = clip_frames(frames=30)
+    landmarker = Landmarker(model)
+    before = run(landmarker, frames[:15])
+    tracks = list(landmarker.tracker.tracks)
+    stills = landmarker.process_image(face_photo())
+    assert [f.id for f in stills] == [0] and landmarker.tracker.tracks == tracks
+    after = run(landmarker, frames[15:])
+    assert {f.id for faces in before + after for f in faces} == {0} and all(len(faces) == 1 for faces in after)
+    assert landmarker.tracker.tracks[0] is tracks[0]  # the same track went on
+
+
+def test_faces_the_caller_found_are_used_instead_of_the_detector(model):
+    """face-alignment's detected_faces: boxes (x, y, w, h) from the caller's own detector."""
+    landmarker = Landmarker(model)
+    x0, y0, x1, y1 = ASTRONAUT_FACE
+    given = landmarker.process_image(face_photo(), detected_faces=[(x0, y0, x1 - x0, y1 - y0)])
+    found = landmarker.process_image(face_photo())
+    assert len(given) == 1 and reference_error(given[0].points, astronaut_reference()) < 0.04
+    assert np.abs(given[0].points - found[0].points).max() < 1.0  # the same face as the detector's
+    assert landmarker.process_image(face_photo(), detected_faces=[]) == []
+    # A box on the background is not a face the model accepts.
+    assert landmarker.process_image(face_photo(), detected_faces=[(10, 400, 90, 90)]) == []
+
+
+def test_rgb_frames_give_the_same_faces_as_their_bgr_originals(model):
+    photo = face_photo()
+    bgr = Landmarker(model).process_image(photo)
+    rgb = Landmarker(model, rgb=True).process_image(np.ascontiguousarray(photo[..., ::-1]))
+    swapped = Landmarker(model).process_image(np.ascontiguousarray(photo[..., ::-1]))  # told nothing: wrong colours
+    assert len(bgr) == len(rgb) == 1 and np.array_equal(bgr[0].points, rgb[0].points)
+    assert not swapped or not np.array_equal(swapped[0].points, bgr[0].points)
