@@ -73,6 +73,20 @@ def bench_pipeline(landmarker: Landmarker, frames: list[np.ndarray], total: int,
     return BenchResult(label, total, seconds, {k: v / total for k, v in sums.items()}, faces / total, memory)
 
 
+def bench_new_face(landmarker: Landmarker, frame: np.ndarray, repeats: int = 15) -> tuple[float, float]:
+    """Milliseconds (median) to process a frame whose face the landmarker sees for the first time
+    (detection, refinement, and for a face upside down the turned-frame search), and that face's
+    confidence: what a face entering the view costs."""
+    times, faces = [], []
+    for _ in range(repeats + 1):
+        landmarker.reset(restart_ids=True)
+        start = perf_counter()
+        faces = landmarker.process(frame, 0.0)
+        times.append(1000 * (perf_counter() - start))
+    landmarker.reset(restart_ids=True)
+    return float(np.median(times[1:])), max((f.mean_confidence for f in faces), default=0.0)
+
+
 def bench_detectors(frame: np.ndarray, names=("blazeface", "blazeface-full", "blazeface-both"), repeats: int = 50) -> dict[str, float]:
     """Milliseconds per frame of each face detector alone, and of the still-image search (the
     frame and its three quarter turns) with each."""

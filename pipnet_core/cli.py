@@ -274,7 +274,7 @@ def _annotate(args) -> None:
 
 def _bench(args) -> None:
     from .bench import (bench_detectors, bench_dlib, bench_face_mesh, bench_mediapipe_detectors, bench_model,
-                        bench_pipeline, load_frames)
+                        bench_new_face, bench_pipeline, load_frames)
 
     with _landmarker(args, max_faces=max(args.faces)) as landmarker:
         info = landmarker.model.info
@@ -284,6 +284,11 @@ def _bench(args) -> None:
         first = load_frames(args.video, 1, 1)
         if not first:
             raise PipnetError(f"{args.video}: no frames could be read")
+        import cv2
+
+        for turn, name in ((None, "upright"), (cv2.ROTATE_180, "upside down")):
+            ms, confidence = bench_new_face(landmarker, first[0] if turn is None else cv2.rotate(first[0], turn))
+            print(f"a new face, {name}: {ms:.1f} ms for its first frame (confidence {confidence:.2f})")
         detectors = bench_detectors(first[0])
         print(f"face detectors alone, {first[0].shape[1]}x{first[0].shape[0]} (ms per frame; quarter turns: the "
               "still-image search without tiles): "

@@ -8,6 +8,7 @@ from pipnet_core.crop import CropBox, crop_matrix, face_roll, rotation, transfor
 from pipnet_core.detect import BlazeFaceDetector, QuarterTurnDetector
 from pipnet_core.evaluate import evaluate_clip, rotated_view, small_face_view
 from pipnet_core.landmarker import Landmarker
+from pipnet_core.metrics import point_errors
 from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, render_frame
 from synthetic import MeanFaceModel, astronaut_reference, reference_error, template_points
@@ -194,3 +195,25 @@ def test_tiles_find_a_face_too_small_for_the_whole_frame():
     found = TiledDetector(MarkerDetector()).detect(marker_frame(small))
     assert len(found) == 1 and np.allclose(found[0].box, small, atol=1)
     assert found[0].eyes == (700, 300, 740, 300)
+
+
+def test_a_new_upside_down_face_is_found_in_its_first_frame_with_few_model_passes(model):
+    """The turned-frame search runs the three turns as one batch and only the best turn again
+    (it used to run all three twice, one by one: 9 model calls and 9 crops for this frame, now
+    5 calls and 7 crops)."""
+    upright = render_frame(face_photo(), 0.0, ClipSpec(noise=0), np.random.default_rng(0))[0]
+    frame = cv2.rotate(upright, cv2.ROTATE_180)
+    landmarker = Landmarker(model)
+    calls = []
+    real = model.predict_in_frames
+    model.predict_in_frames = lambda frames, *rest: (calls.append(len(frames)), real(frames, *rest))[1]
+    try:
+        faces = landmarker.process(frame, 0.0)
+    finally:
+        del model.predict_in_frames
+    expected = Landmarker(model).process(upright, 0.0)[0].points
+    h, w = frame.shape[:2]
+    turned_back = np.stack([w - 1 - faces[0].points[:, 0], h - 1 - faces[0].points[:, 1]], axis=1)
+    assert len(faces) == 1 and faces[0].mean_confidence > 0.7
+    assert point_errors(turned_back[None], expected[None]).mean() < 0.02
+    assert len(calls) <= 5 and sum(calls) <= 7, calls
