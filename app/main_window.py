@@ -235,7 +235,7 @@ class MainWindow(QMainWindow):
         # Applied once the spin box rests: a run of steps is one change, not one detector per step.
         self._threshold_timer = QTimer(self, singleShot=True, interval=THRESHOLD_DEBOUNCE_MS,
                                        timeout=lambda: self.change_settings(detector_threshold=round(self.threshold.value(), 2)))
-        self.threshold.valueChanged.connect(self._threshold_timer.start)
+        self.threshold.valueChanged.connect(lambda _: self._threshold_timer.start())
         form.addRow("Detector threshold", self.threshold)
         self.max_faces = QSpinBox(minimum=1, maximum=8, value=self.settings.max_faces)
         self.max_faces.valueChanged.connect(lambda v: self.change_settings(max_faces=v))
@@ -388,10 +388,7 @@ class MainWindow(QMainWindow):
 
     def _on_output_stopped(self, kind: str, why: str) -> None:
         """The worker closed a recording or an export (it failed, or the source changed)."""
-        action = self.actions_by_name[kind]
-        action.blockSignals(True)  # unchecked without asking the worker to stop it again
-        action.setChecked(False)
-        action.blockSignals(False)
+        self.actions_by_name[kind].setChecked(False)  # not ``triggered``: the worker is not asked again
         self.show_error(why)
 
     # -- feedback -------------------------------------------------------------------------------------------

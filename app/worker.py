@@ -196,7 +196,8 @@ class ProcessingWorker(QThread):
         self._recorder: cv2.VideoWriter | None = None
         self._record_path: Path | None = None
         self._recorded = 0  # frames written to the recording, repeats included
-        self._record_start = 0.0  # the timestamp of its first frame
+        self._record_start = 0.0  # the source time the recording's first frame stands for
+        self._record_fps = 30.0  # the recording's own frame rate, fixed when it opens
         self._exporter = None
         self._failures = 0
         self._stats: dict = {}
@@ -270,6 +271,7 @@ class ProcessingWorker(QThread):
 
     def _open(self, message: OpenSource) -> None:
         target = message.target
+        had_source = self._capture is not None
         if isinstance(target, int):
             self._stop_capture()  # a camera (maybe this same one, in another format) must be released first
         try:
@@ -286,8 +288,8 @@ class ProcessingWorker(QThread):
             self.error.emit(f"{exc}: playing a sample clip instead (open a camera, video or image from the toolbar)")
             source = open_source(cached_clip(), loop=message.loop)
         self._stop_capture()
-        # A recording or an export belongs to one source: its frame size, frame numbers and times.
-        self._stop_outputs(f"stopped: {source.name} replaced the source")
+        if had_source:  # a recording or an export belongs to one source: its size, frame numbers and times
+            self._stop_outputs(f"stopped: {source.name} replaced the source")
         self._mailbox = LatestFrame()
         if self._landmarker is not None:
             self._landmarker.reset()
@@ -313,7 +315,11 @@ class ProcessingWorker(QThread):
                 return
         elif (new.detector, new.detector_threshold) != (old.detector, old.detector_threshold):
             # The model session and the tracked faces stay; the old detector is closed.
-            self._landmarker.set_detector(new.detector, new.detector_threshold)
+            try:
+                self._landmarker.set_detector(new.detector, new.detector_threshold)
+            except PipnetError as exc:  # the old detector stays in force, and the other settings apply
+                self.error.emit(str(exc))
+                new = replace(new, detector=old.detector, detector_threshold=old.detector_threshold)
         self._landmarker.set_max_faces(new.max_faces)
         self._landmarker.set_smoothing(SmoothingParams.from_strength(new.smoothing_strength) if new.smoothing else None)
         self._settings = new
@@ -409,17 +415,19 @@ class ProcessingWorker(QThread):
 
     def _write_recording(self, timestamp: float, annotated: np.ndarray) -> None:
         """The recording keeps the source's time: at its nominal rate, each processed frame is
-        written as many times as the frames dropped since the last one, so it plays at real speed."""
-        fps = self._capture.source.fps if self._capture is not None else 30.0
+        written as many times as the frames dropped since the last one, so it plays at real speed.
+        A gap of more than a second (a pause, a camera lost and back) is left out, not filled."""
         if self._recorder is None:  # opened on the first frame, when its size is known
             h, w = annotated.shape[:2]
-            self._recorder = video_writer(self._record_path, fps, (w, h))
+            self._record_fps = self._capture.source.fps if self._capture is not None else 30.0
+            self._recorder = video_writer(self._record_path, self._record_fps, (w, h))
             self._recorded, self._record_start = 0, timestamp
+        fps = self._record_fps
         due = int(round((timestamp - self._record_start) * fps)) + 1
-        if due < self._recorded:  # time went back (a looping clip restarted): continue from here
-            self._record_start = timestamp - self._recorded / fps
+        if due - self._recorded > fps:
+            self._record_start += (due - self._recorded - 1) / fps
             due = self._recorded + 1
-        for _ in range(max(due - self._recorded, 0)):
+        for _ in range(due - self._recorded):  # none for a frame the source timed no later
             self._recorder.write(annotated)
         self._recorded = max(due, self._recorded)
 

@@ -288,7 +288,8 @@ def _bench(args) -> None:
 
         for turn, name in ((None, "upright"), (cv2.ROTATE_180, "upside down")):
             ms, confidence = bench_new_face(landmarker, first[0] if turn is None else cv2.rotate(first[0], turn))
-            print(f"a new face, {name}: {ms:.1f} ms for its first frame (confidence {confidence:.2f})")
+            found = f"confidence {confidence:.2f}" if confidence else "no face found"
+            print(f"a new face, {name}: {ms:.1f} ms for its first frame ({found})")
         detectors = bench_detectors(first[0])
         print(f"face detectors alone, {first[0].shape[1]}x{first[0].shape[0]} (ms per frame; quarter turns: the "
               "still-image search without tiles): "

@@ -269,14 +269,20 @@ class BlazeFaceDetector(Closing):
 
 
 class GivenFaces(Closing):
-    """Faces the caller already found (boxes x, y, w, h, or Detections), as a detector that
-    returns them: ``Landmarker.process_image(image, detected_faces=...)``."""
+    """Faces the caller already found, as a detector that returns them: Detections, or boxes
+    (x, y, w, h) or (x, y, w, h, score) in pixels (``Landmarker.process_image(detected_faces=)``)."""
 
     name = "given"
 
     def __init__(self, faces):
-        self.detections = [face if isinstance(face, Detection) else Detection(tuple(map(float, face)), 1.0)
-                           for face in faces]
+        self.detections = [face if isinstance(face, Detection) else self._box(face) for face in faces]
+
+    @staticmethod
+    def _box(face) -> Detection:
+        values = np.asarray(face, np.float64).ravel()
+        if values.size not in (4, 5) or not np.isfinite(values).all() or values[2] <= 0 or values[3] <= 0:
+            raise PipnetError(f"a face box is x, y, width, height (and a score), in pixels: got {face!r}")
+        return Detection(tuple(values[:4]), float(values[4]) if values.size == 5 else 1.0)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         return list(self.detections)

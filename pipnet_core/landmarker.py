@@ -372,7 +372,7 @@ class Landmarker(Closing):
         if detected_faces is not None and not len(detected_faces):
             return []
         detector = self.still_detector if detected_faces is None else GivenFaces(detected_faces)
-        video = (self.tracker, self._frames, self._empty_frames, self.smoothing)
+        video = (self.tracker, self._frames, self._empty_frames, self.smoothing, self.timings)
         # Two crops of one face (found by both ranges, in tiles and turns) overlap by a third or
         # more; two people in a photo rarely do.
         self.tracker = Tracker(max_faces, self.tracker.redetect_interval, self.tracker.min_confidence, duplicate_iou=0.3)
@@ -380,4 +380,4 @@ class Landmarker(Closing):
         try:
             return [face for face in self._process(image, 0.0, detector, video=False) if face.success]
         finally:
-            self.tracker, self._frames, self._empty_frames, self.smoothing = video
+            self.tracker, self._frames, self._empty_frames, self.smoothing, self.timings = video

@@ -299,6 +299,8 @@ def test_faces_the_caller_found_are_used_instead_of_the_detector(model):
     assert len(given) == 1 and reference_error(given[0].points, astronaut_reference()) < 0.04
     assert np.abs(given[0].points - found[0].points).max() < 1.0  # the same face as the detector's
     assert landmarker.process_image(face_photo(), detected_faces=[]) == []
+    with pytest.raises(PipnetError, match="x, y, width, height"):
+        landmarker.process_image(face_photo(), detected_faces=[(170, 75, 280)])
     # A box on the background is not a face the model accepts.
     assert landmarker.process_image(face_photo(), detected_faces=[(10, 400, 90, 90)]) == []
 

@@ -88,7 +88,8 @@ def shown_error(win) -> float:
     """How far the shown face's points are from Face Mesh's points on the photo, moved as the
     sample clip moves it at the shown frame's time (NME on the 8 shared points)."""
     last = win.worker.last
-    return reference_error(last.faces[0].points, transform_points(astronaut_reference(), photo_to_frame(last.timestamp, 0, 1)))
+    clip_time = last.timestamp % (ClipSpec().frames / ClipSpec().fps)  # the sample clip loops; its time runs on
+    return reference_error(last.faces[0].points, transform_points(astronaut_reference(), photo_to_frame(clip_time, 0, 1)))
 
 
 def test_first_launch_without_a_camera_plays_the_sample_clip_with_landmarks(qtbot, window):
@@ -98,6 +99,7 @@ def test_first_launch_without_a_camera_plays_the_sample_clip_with_landmarks(qtbo
     assert "face(s)" in window.status.text() and "processing" in window.status.text()
     assert window.last_stats["faces"] == 1
     assert difference_at_landmarks(window) > 20  # the overlay is drawn where the landmarks are
+    print(f"shown points: {100 * shown_error(window):.1f}% of the eye distance from Face Mesh's")
     assert shown_error(window) < 0.05  # and the landmarks are where the face is
     ARTIFACTS.mkdir(exist_ok=True)
     assert window.grab().save(str(ARTIFACTS / "gui_sample_clip.png"))
@@ -137,6 +139,7 @@ def test_a_model_that_always_outputs_the_mean_face_fails_the_landmark_check(qtbo
     wait_for_frames(qtbot, window, 20)
     shipped.close()
     assert window.last_stats["faces"] == 1 and difference_at_landmarks(window) > 20
+    print(f"mean face shown: {100 * shown_error(window):.1f}% of the eye distance from Face Mesh's")
     assert shown_error(window) >= 0.05
 
 
@@ -241,17 +244,19 @@ def test_detector_and_threshold_changes_keep_the_model_and_the_face_and_close_th
     real = landmarker.set_detector
     landmarker.set_detector = lambda *args: (calls.append(args), real(*args))
     old = landmarker.detector
-    for _ in range(4):  # four quick steps of the spin box: one change, once it rests
+    for _ in range(4):  # four steps of the spin box, each well within the rest: one change, once it rests
         window.threshold.stepUp()
+        qtbot.wait(THRESHOLD_DEBOUNCE_MS // 4)
     qtbot.waitUntil(lambda: bool(calls), timeout=5000)
     qtbot.wait(2 * THRESHOLD_DEBOUNCE_MS)
     assert calls == [("blazeface", 0.7)] and old._session is None  # the old detector's session is gone
+    second = landmarker.detector
     window.change_settings(detector="blazeface-both")
     qtbot.waitUntil(lambda: len(calls) == 2, timeout=5000)
     wait_for_frames(qtbot, window, 5)
     assert worker._landmarker is landmarker and landmarker.model is model  # no reload
     assert {face.id for face in worker.last.faces} == ids  # the tracked face kept its id
-    assert landmarker.detector.name != "blazeface" and all(d._session is None for d in [old])
+    assert landmarker.detector.name != "blazeface" and second._session is None
 
 
 class SteadyClip:
@@ -289,7 +294,7 @@ def test_a_recording_plays_at_the_source_s_speed_when_frames_are_dropped(qtbot, 
     path = tmp_path / "recording.avi"
     window.worker.post(Record(path))
     qtbot.waitUntil(lambda: window.worker._recorded > 0, timeout=5000)
-    first = window.worker.last.timestamp
+    first = window.worker._record_start
     qtbot.wait(2500)
     window.worker.post(Record(None))
     qtbot.waitUntil(lambda: window.worker._recorder is None, timeout=5000)
@@ -298,7 +303,8 @@ def test_a_recording_plays_at_the_source_s_speed_when_frames_are_dropped(qtbot, 
     frames, fps = int(video.get(cv2.CAP_PROP_FRAME_COUNT)), video.get(cv2.CAP_PROP_FPS)
     video.release()
     assert fps == pytest.approx(30)
-    assert frames == pytest.approx((last - first) * 30 + 1, abs=2)  # one frame per processed frame: about 25
+    # About 75; one per processed frame would be about 25. The last frame read may follow the stop.
+    assert frames == pytest.approx((last - first) * 30 + 1, abs=4)
 
 
 def test_outputs_stop_when_the_source_changes_and_a_writer_that_fails_unchecks_its_button(qtbot, window, tmp_path):
@@ -319,6 +325,7 @@ def test_outputs_stop_when_the_source_changes_and_a_writer_that_fails_unchecks_i
     qtbot.waitUntil(lambda: not window.actions_by_name["record"].isChecked(), timeout=5000)
     assert "cannot write a video there" in window.banner.text()
     window.actions_by_name["export"].setChecked(True)
+    window.banner.setText("")
     window.worker.post(Export(tmp_path / "missing" / "b.csv"))
     qtbot.waitUntil(lambda: not window.actions_by_name["export"].isChecked(), timeout=5000)
     assert "cannot write" in window.banner.text()
