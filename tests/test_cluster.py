@@ -175,17 +175,19 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     reference = pipnet("annotate", *inputs, "--out", tmp_path / "single", *options)
     assert reference.returncode == 2 and "broken.mp4" in reference.stderr, reference.stderr
 
-    # A client stopped with Ctrl-C once two chunks of the long clip are done, then --resume.
+    # A client stopped with Ctrl-C once the first chunk of the long clip is done (with the rest of
+    # the work to do: waiting for two let a fresh CI run finish everything before the signal
+    # landed, once), then --resume.
     out = tmp_path / "cluster"
     command = [sys.executable, "-m", "pipnet_core", "annotate", *map(str, inputs), "--out", str(out), *options,
                "--scheduler", address, *CHUNK]
     client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    _wait_for(lambda: len(list(out.glob("two_faces.chunks/*.chunk"))) >= 2, client)
+    _wait_for(lambda: any(out.glob("two_faces.chunks/*.chunk")), client)
     client.send_signal(signal.SIGINT)
     _, stderr = client.communicate(timeout=60)
     assert client.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, stderr
     kept = sorted(out.glob("two_faces.chunks/*.chunk"))
-    assert len(kept) >= 2 and not (out / "two_faces.csv").exists()
+    assert kept and not (out / "two_faces.csv").exists()
 
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
     _check_run(resumed, inputs, tmp_path / "single", out)
