@@ -4,11 +4,12 @@ One ``Landmarker`` per process serves every file of a run, reset between files. 
 records the settings that shaped it; ``--resume`` checks them and continues from the earliest
 frame that any output lacks. With offline smoothing (the default) a video's faces go as measured
 to NAME.raw.jsonl while it runs, and its outputs are written whole once it is done: every track
-smoothed without lag (``tracks.smooth_offline``), with its blinks. A video's progress file keeps the landmarker's video state (tracks,
-smoothers, ids) every few frames, so a resumed video restores the last state before that frame,
-runs the few frames after it again unwritten, and goes on exactly as an uninterrupted run would;
-once the video is done it says so, and ``--resume`` skips it. A write that fails (a full disk)
-fails that file alone, leaving every output complete up to a frame.
+smoothed without lag (``tracks.smooth_offline``), with its blinks. A video's progress file keeps
+the landmarker's video state (tracks, smoothers, ids) every few frames, so a resumed video
+restores the last state before that frame, runs the few frames after it again unwritten, and goes
+on exactly as an uninterrupted run would; once the video is done it says so, and ``--resume``
+skips it. A write that fails (a full disk) fails that file alone, leaving every output complete up
+to a frame.
 """
 from __future__ import annotations
 
@@ -312,8 +313,10 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
                 paths["raw"].unlink(missing_ok=True)  # a run killed just before it removed its working file
                 result.already_complete = True
                 return result
-            # What another run left (its outputs, or its working file) is not overwritten unasked.
-            check_settings(output_tables(paths) | ({"raw": paths["raw"]} if "raw" in paths else {}), header)
+            # What another run left beside the tables this one continues (its outputs, or its working
+            # file) is not overwritten unasked.
+            others = output_tables(paths) | ({"raw": paths["raw"]} if "raw" in paths else {})
+            check_settings({kind: path for kind, path in others.items() if kind not in tables}, header)
             start = result.resumed_from = resume_point(tables, header)
         elif "raw" in paths and not offline:
             paths["raw"].unlink(missing_ok=True)  # an offline run's, killed: these settings replace it

@@ -24,6 +24,15 @@ def needs(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is not present (../shared is on the developers' machines only)")
 
 
+def write_grey_video(path: Path, frames: int, size: tuple[int, int] = (320, 240)) -> Path:
+    """A video of flat grey frames: no face anywhere (Motion JPEG in an .avi)."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, size)
+    for _ in range(frames):
+        writer.write(np.full((size[1], size[0], 3), 90, np.uint8))
+    writer.release()
+    return path
+
+
 def _arc(cx, cy, rx, ry, start_deg, end_deg, n):
     t = np.deg2rad(np.linspace(start_deg, end_deg, n))
     return np.stack([cx + rx * np.cos(t), cy + ry * np.sin(t)], axis=1)

@@ -15,7 +15,7 @@ from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import nme
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate, write_clip
 from pipnet_core.writers import CSV_COLUMNS
-from synthetic import REPO, SHARED_VIDEOS, needs
+from synthetic import REPO, SHARED_VIDEOS, needs, write_grey_video
 
 
 def pipnet(*args, **kwargs):
@@ -66,11 +66,7 @@ def test_frames_without_a_face_still_get_a_row(tmp_path):
 
 def test_a_finished_video_without_any_face_is_complete_for_resume_in_every_format(tmp_path):
     """Offline smoothing writes the outputs whole: an empty .pts folder (no face, no file) is one."""
-    path = tmp_path / "empty.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    for _ in range(8):
-        writer.write(np.full((240, 320, 3), 90, np.uint8))
-    writer.release()
+    path = write_grey_video(tmp_path / "empty.avi", 8)
     assert pipnet("annotate", path, "--out", tmp_path / "out", "--format", "csv,pts,openface").returncode == 0
     assert not list((tmp_path / "out" / "empty_pts").glob("*.pts"))
     assert (tmp_path / "out" / "empty_blinks.csv").read_text().count("\n") == 1  # the header alone

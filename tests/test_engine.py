@@ -16,11 +16,6 @@ from synthetic import MeanFaceModel, astronaut_reference, reference_error
 ASTRONAUT_FACE = (170, 75, 280, 200)
 
 
-@pytest.fixture(scope="module")
-def model():
-    return OnnxLandmarkModel()
-
-
 def inside(point, box, margin=0):
     return box[0] - margin <= point[0] <= box[2] + margin and box[1] - margin <= point[1] <= box[3] + margin
 

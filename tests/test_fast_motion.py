@@ -2,25 +2,13 @@
 must not lose it, and neither the crops nor the smoothing may leave the points behind."""
 import cv2
 import numpy as np
-import pytest
 
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import nme
-from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import FACE_CENTRE, HEAD_ELLIPSE, face_photo
 
 FPS = 30.0
 FACE_WIDTH = 110.0  # the photo's face, jaw to jaw, at scale 1
-
-
-@pytest.fixture(scope="module")
-def model():
-    return OnnxLandmarkModel()
-
-
-@pytest.fixture(scope="module")
-def photo_points(model):
-    return Landmarker(model).process_image(face_photo())[0].points
 
 
 def head_frames(centres: list[tuple[float, float]], seed: int = 0):

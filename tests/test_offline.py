@@ -7,23 +7,12 @@ from pipnet_core.crop import transform_points
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.measures import detect_blinks, eye_aspect_ratios, mouth_aspect_ratio
 from pipnet_core.metrics import nme
-from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.pose import camera_matrix
-from pipnet_core.sample_clip import ClipSpec, face_photo, generate
+from pipnet_core.sample_clip import ClipSpec, generate
 from pipnet_core.smooth import SmoothingParams
 from pipnet_core.tracks import smooth_offline
 from synthetic import SHARED_VIDEOS, needs, template_points
 from test_fast_motion import head_frames
-
-
-@pytest.fixture(scope="module")
-def model():
-    return OnnxLandmarkModel()
-
-
-@pytest.fixture(scope="module")
-def photo_points(model):
-    return Landmarker(model).process_image(face_photo())[0].points
 
 
 def known_motion_clip(name, photo_points):

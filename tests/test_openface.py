@@ -12,6 +12,7 @@ import pytest
 from pipnet_core.pose import camera_matrix, openface_angles
 from pipnet_core.sample_clip import ClipSpec, generate, write_clip
 from pipnet_core.writers import read_records
+from synthetic import write_grey_video
 
 FIXTURE = Path(__file__).parent / "fixtures" / "openface_2dfp_3dfp_pose_header.csv"
 
@@ -120,13 +121,7 @@ def test_openface_angles_invert_its_rotation_order(angles):
 
 
 def test_a_frame_without_a_face_is_one_row_of_zeros_with_success_0(tmp_path):
-    import cv2
-
-    path = tmp_path / "empty.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    for _ in range(5):
-        writer.write(np.full((240, 320, 3), 90, np.uint8))
-    writer.release()
+    path = write_grey_video(tmp_path / "empty.avi", 5)
     assert pipnet("annotate", path, "--out", tmp_path / "out", "--format", "openface").returncode == 0
     _, rows = read_like_py_feat(tmp_path / "out" / "empty_openface.csv")
     assert [row["frame"] for row in rows] == [1, 2, 3, 4, 5]

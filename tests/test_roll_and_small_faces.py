@@ -9,16 +9,10 @@ from pipnet_core.detect import BlazeFaceDetector, QuarterTurnDetector
 from pipnet_core.evaluate import evaluate_clip, rotated_view, small_face_view
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import point_errors
-from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, render_frame
 from synthetic import MeanFaceModel, astronaut_reference, reference_error, template_points
 
 CONTROL = pytest.mark.parametrize("control", [False, True], ids=["shipped model", "mean-face control"])
-
-
-@pytest.fixture(scope="module")
-def model():
-    return OnnxLandmarkModel()
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """The model in models/ on real faces."""
-import pytest
 
 from pipnet_core.data import read_labeled
 from pipnet_core.evaluate import evaluate
@@ -10,11 +9,6 @@ from pipnet_core.sample_clip import face_photo
 from synthetic import SHARED_DATA, needs
 
 HELEN_TEST = SHARED_DATA / "300w_subset" / "helen" / "testset"
-
-
-@pytest.fixture(scope="module")
-def model():
-    return OnnxLandmarkModel()
 
 
 def test_the_shipped_model_is_small_and_self_describing(model):
