@@ -9,10 +9,13 @@
 
 The package imports no torch: training and export load it on demand.
 """
+from .align import FaceAligner
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
 from .landmarker import Face, Landmarker
 from .smooth import SmoothingParams
+from .track import Tracker, TrackerConfig
 
 __version__ = "0.1.0"
-__all__ = ["Face", "Landmarker", "OverlayOptions", "PipnetError", "SmoothingParams", "draw_faces"]
+__all__ = ["Face", "FaceAligner", "Landmarker", "OverlayOptions", "PipnetError", "SmoothingParams", "Tracker",
+           "TrackerConfig", "draw_faces"]

@@ -181,7 +181,7 @@ class _Progress:
     the newest may be past what every output completed); once complete, the last frame. This
     program's own file, read back with pickle, and only from the same version."""
 
-    VERSION = f"pipnet-live {__version__}, progress 1"
+    VERSION = f"pipnet-live {__version__}, progress 2"
 
     def __init__(self, path: Path, start: int):
         self.path = path

@@ -10,6 +10,7 @@ from pipnet_core.metrics import nme
 from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate
 from pipnet_core.smooth import SmoothingParams
+from pipnet_core.track import TrackerConfig
 from synthetic import MeanFaceModel, astronaut_reference, reference_error
 
 # The astronaut's face in scikit-image's photo (x0, y0, x1, y1), checked by eye.
@@ -49,7 +50,7 @@ def run(landmarker, frames):
 
 
 def test_tracking_keeps_one_id_on_a_moving_face(model):
-    results = run(Landmarker(model, redetect_interval=10), clip_frames(frames=90))
+    results = run(Landmarker(model, tracking=TrackerConfig(redetect_interval=10)), clip_frames(frames=90))
     assert all(len(faces) == 1 for faces in results)
     assert {faces[0].id for faces in results} == {0}
 
@@ -69,7 +70,7 @@ def test_a_track_the_detector_stops_confirming_is_dropped(model):
     forever once the face has gone; the detector's confirmation ends it within two detections."""
     frames = clip_frames(frames=20)
     blank = [(np.full_like(frames[0][0], 90), t, []) for _, t, _ in clip_frames(frames=60)[20:]]
-    always_sure = Landmarker(MeanFaceModel(model.info), redetect_interval=10)
+    always_sure = Landmarker(MeanFaceModel(model.info), tracking=TrackerConfig(redetect_interval=10))
     results = run(always_sure, frames + blank)
     assert all(len(faces) == 1 for faces in results[:20])
     assert all(not faces for faces in results[45:])  # detections at frames 20 and 30 fail to confirm it
@@ -171,7 +172,7 @@ class RejectingModel:
 def test_detections_the_model_rejects_get_no_id_and_no_face(model):
     stand_in = RejectingModel(model)
     landmarker = Landmarker(model)
-    landmarker.model = stand_in
+    landmarker.aligner.model = stand_in
     frames = clip_frames(frames=20)
     rejected = run(landmarker, frames[:10])
     assert rejected == [[]] * 10  # neither a face nor a "lost" row for something never accepted
@@ -268,7 +269,7 @@ def test_a_new_detection_with_an_implausible_shape_is_not_a_face_in_video(model)
     frames = clip_frames(frames=5)
     for scrambled, expected in ((True, [[]] * 5), (False, [[0]] * 5)):
         landmarker = Landmarker(model)
-        landmarker.model = ShapeModel(model.info, scrambled)
+        landmarker.aligner.model = ShapeModel(model.info, scrambled)
         assert [[f.id for f in faces] for faces in run(landmarker, frames)] == expected
 
 

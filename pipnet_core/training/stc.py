@@ -57,9 +57,10 @@ def pseudo_label(model: LandmarkModel, images: list[Path], detector, min_confide
 
 def _best_faces(model: LandmarkModel, images: list[Path], detector):
     from ..landmarker import Landmarker
+    from ..track import TrackerConfig
 
     landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False, pose=True,
-                            min_confidence=0.0)
+                            tracking=TrackerConfig(min_confidence=0.0))
     for path in images:
         faces = landmarker.process_image(load_image(path))
         yield path, max(faces, key=lambda f: f.mean_confidence) if faces else None
