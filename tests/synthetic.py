@@ -127,8 +127,24 @@ def astronaut_reference() -> np.ndarray:
         mesh.close()
 
 
+def shared_points(points: np.ndarray) -> np.ndarray:
+    """The 8 of 68 points (..., 68, 2) that Face Mesh's scheme shares, in the reference's order."""
+    return np.asarray(points)[..., _shared(), :]
+
+
 def reference_error(points: np.ndarray, reference: np.ndarray) -> float:
     """Mean distance of 68 points' shared ones from the 8 reference points, over the reference's
     outer-eye distance (NME on the shared points)."""
-    shared = np.asarray(points)[_shared()]
-    return float(np.linalg.norm(shared - reference, axis=1).mean() / np.linalg.norm(reference[3] - reference[0]))
+    return float(np.linalg.norm(shared_points(points) - reference, axis=1).mean() / np.linalg.norm(reference[3] - reference[0]))
+
+
+def moved_reference(matrices) -> np.ndarray:
+    """The astronaut's reference points where each frame shows the photo (photo->frame 2x3
+    matrices): the truth of a clip made by moving the photo, (frames, 8, 2)."""
+    reference = astronaut_reference()
+    return np.stack([reference @ np.asarray(m)[:, :2].T + np.asarray(m)[:, 2] for m in matrices])
+
+
+def reference_errors(points: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """``reference_error`` of each frame's points (frames, 68, 2) against its reference points."""
+    return np.array([reference_error(p, r) for p, r in zip(points, references)])
