@@ -133,10 +133,10 @@ def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
     size = landmarker.model.info.input_size
     batch = np.random.default_rng(0).integers(0, 256, (1, 3, size, size)).astype(np.float32)
     for _ in range(10):
-        landmarker.model.grid_outputs(batch)
+        landmarker.model.network_outputs(batch)
     start = perf_counter()
     for _ in range(repeats):
-        landmarker.model.grid_outputs(batch)
+        landmarker.model.network_outputs(batch)
     return 1000 * (perf_counter() - start) / repeats
 
 

@@ -79,6 +79,14 @@ class LandmarkModel(ABC):
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
         """Raw network outputs for a float32 (B, 3, S, S) batch."""
 
+    def network_outputs(self, batch: np.ndarray) -> GridOutputs | tuple[np.ndarray, np.ndarray]:
+        """What the runtime asks the network for: its maps, or, from a model whose graph decodes
+        them (training/graph_decode.py), points (B, N, 2) in crop pixels and confidence (B, N)."""
+        return self.grid_outputs(batch)
+
+    def _decoded(self, outputs: GridOutputs | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return self.info.codec.decode(outputs) if isinstance(outputs, GridOutputs) else outputs
+
     def close(self) -> None:
         """Release what the model holds (an inference session); nothing by default."""
 
@@ -87,19 +95,21 @@ class LandmarkModel(ABC):
         if len(crops) == 0:
             n = self.info.num_points
             return np.zeros((0, n, 2), np.float32), np.zeros((0, n), np.float32)
-        return self.info.codec.decode(self.grid_outputs(to_network_input(crops)))
+        return self._decoded(self.network_outputs(to_network_input(crops)))
 
     def predict_in_frames(self, frames: Sequence[np.ndarray], matrices: Sequence[np.ndarray],
                           timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """One crop per (frame, frame->crop matrix) pair, run as one batch; points come back in
-        frame pixels. ``timings`` (if given) has this call's milliseconds added to crop, infer and decode."""
+        frame pixels. ``timings`` (if given) has this call's milliseconds added to crop, infer (the
+        network, with its decode when the graph has it) and decode (numpy's decode when it has
+        not, and the way back to frame pixels)."""
         size = self.info.input_size
         t0 = perf_counter()
         crops = np.stack([warp(frame, matrix, size) for frame, matrix in zip(frames, matrices)])
         t1 = perf_counter()
-        outputs = self.grid_outputs(to_network_input(crops))
+        outputs = self.network_outputs(to_network_input(crops))
         t2 = perf_counter()
-        points, confidence = self.info.codec.decode(outputs)
+        points, confidence = self._decoded(outputs)
         points = np.stack([transform_points(p, invert(m)) for p, m in zip(points, matrices)])
         if timings is not None:
             for stage, seconds in (("crop", t1 - t0), ("infer", t2 - t1), ("decode", perf_counter() - t2)):

@@ -41,10 +41,15 @@ class OnnxLandmarkModel(LandmarkModel):
         self.info = ModelInfo.from_json(self._metadata_text(), str(self.path))
         self.sha256 = hashlib.sha256(self.path.read_bytes()).hexdigest()
         self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        if len(self.output_names) != len(GridOutputs.__dataclass_fields__):
-            raise PipnetError(f"{self.path}: expected 5 PIPNet outputs, found {len(self.output_names)}")
-        self.grid_outputs(np.zeros((1, 3, self.info.input_size, self.info.input_size), np.float32))  # warm-up
+        outputs = [o.name for o in self.session.get_outputs()]
+        maps = len(GridOutputs.__dataclass_fields__)
+        # The five maps first; a model exported since the decode moved into the graph also has the
+        # decoded points and confidence, which the runtime asks for alone. Older models decode here.
+        self.output_names = outputs[:maps]
+        self.decodes_in_graph = outputs[maps:] == ["points", "confidence"]
+        if len(self.output_names) != maps or not (self.decodes_in_graph or len(outputs) == maps):
+            raise PipnetError(f"{self.path}: expected the 5 PIPNet maps (and points, confidence), found outputs {outputs}")
+        self.network_outputs(np.zeros((1, 3, self.info.input_size, self.info.input_size), np.float32))  # warm-up
 
     def _metadata_text(self) -> str:
         custom = self.session.get_modelmeta().custom_metadata_map
@@ -57,6 +62,12 @@ class OnnxLandmarkModel(LandmarkModel):
 
     def grid_outputs(self, batch: np.ndarray) -> GridOutputs:
         return GridOutputs(*self.session.run(self.output_names, {self.input_name: batch}))
+
+    def network_outputs(self, batch: np.ndarray) -> GridOutputs | tuple[np.ndarray, np.ndarray]:
+        if not self.decodes_in_graph:
+            return self.grid_outputs(batch)
+        points, confidence = self.session.run(["points", "confidence"], {self.input_name: batch})
+        return points, confidence
 
     def close(self) -> None:
         self.session = None  # ONNX Runtime frees the session, its memory and threads, with the last reference

@@ -1,9 +1,12 @@
 """The model in models/ on real faces."""
+import numpy as np
+import pytest
 
+from pipnet_core.crop import CropBox, crop_matrix, to_network_input, warp
 from pipnet_core.data import read_labeled
 from pipnet_core.evaluate import evaluate
 from pipnet_core.onnx_runner import OnnxLandmarkModel
-from pipnet_core.resources import shipped_model
+from pipnet_core.resources import INT8_MODEL_FILE, MODEL_FILE, packaged_model, shipped_model
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.sample_clip import face_photo
 from synthetic import SHARED_DATA, needs
@@ -44,9 +47,45 @@ def test_helen_test_nme_is_what_the_model_card_says_for_the_float_model_and_its_
     assert int8_result["nme"] < float_result["nme"] + 0.001 and int8_result["fr@0.10"] == 0
 
 
-def test_the_runtime_prefers_the_int8_twin_and_the_float_model_stays_available():
-    from pipnet_core.resources import INT8_MODEL_FILE, MODEL_FILE
+def face_crops(model, points) -> np.ndarray:
+    """The photo's face cropped as the runtime crops it, then shifted, turned and scaled."""
+    crop = CropBox.around_points(points, model.info.crop_scale)
+    size = model.info.input_size
+    views = [(0, 0, 0, 1.0), (12, -8, 0, 1.0), (0, 0, 25, 1.0), (-6, 10, -40, 1.2), (0, 0, 180, 0.9)]
+    return np.stack([warp(face_photo(), crop_matrix(CropBox(crop.cx + dx, crop.cy + dy, crop.side * scale, crop.roll + turn),
+                                                    size), size) for dx, dy, turn, scale in views])
 
+
+@pytest.mark.parametrize("file", [MODEL_FILE, INT8_MODEL_FILE])
+def test_the_shipped_models_decode_in_their_graph_as_the_codec_does(file):
+    """The points and confidence the graph outputs against codec.decode of the same run's maps:
+    within 1e-4 of the crop side (a decode without the neighbour vote is 0.41 of it off here)."""
+    model = OnnxLandmarkModel(packaged_model(file))
+    assert model.decodes_in_graph
+    batch = to_network_input(face_crops(model, Landmarker(model).process_image(face_photo())[0].points))
+    points, confidence = model.network_outputs(batch)
+    expected, expected_confidence = model.info.codec.decode(model.grid_outputs(batch))
+    assert np.abs(points - expected).max() / model.info.input_size <= 1e-4
+    assert np.abs(confidence - expected_confidence).max() <= 1e-6
+
+
+def test_a_model_without_the_graph_decode_gives_the_same_points(model, tmp_path):
+    """Models exported before the decode moved into the graph are decoded by numpy, as before."""
+    import onnx
+    from pipnet_core.training.graph_decode import without_decoder
+
+    proto = onnx.load(str(model.path))
+    without_decoder(proto)
+    onnx.save(proto, str(tmp_path / "maps_only.onnx"))
+    older = OnnxLandmarkModel(tmp_path / "maps_only.onnx")
+    assert not older.decodes_in_graph and len(older.session.get_outputs()) == 5
+    crops = face_crops(model, Landmarker(model).process_image(face_photo())[0].points)
+    (points, confidence), (old_points, old_confidence) = model.predict(crops), older.predict(crops)
+    assert np.abs(points - old_points).max() / model.info.input_size <= 1e-4
+    assert np.abs(confidence - old_confidence).max() <= 1e-6
+
+
+def test_the_runtime_prefers_the_int8_twin_and_the_float_model_stays_available():
     assert OnnxLandmarkModel().path.name == INT8_MODEL_FILE
     assert OnnxLandmarkModel(shipped_model(prefer_int8=False)).path.name == MODEL_FILE
     for prefer in (True, False):
@@ -63,6 +102,6 @@ def test_quantize_keeps_the_metadata_and_refuses_a_model_beyond_its_tolerance(tm
     kept = quantize(source, tmp_path / "int8.onnx", calibration, check, tolerance=0.003)
     assert kept.path == tmp_path / "int8.onnx" and abs(kept.nme_change) < 0.003
     int8 = OnnxLandmarkModel(kept.path)
-    assert int8.info.name == "pipnet_mbv2_68" and int8.info.codec.num_neighbours == 10
+    assert int8.info.name == "pipnet_mbv2_68" and int8.info.codec.num_neighbours == 10 and int8.decodes_in_graph
     refused = quantize(source, tmp_path / "refused.onnx", calibration, check, tolerance=-1.0)
     assert refused.path is None and not (tmp_path / "refused.onnx").exists()

@@ -64,7 +64,8 @@ def test_resume_continues_from_the_last_epoch(trained_run):
 def test_export_matches_torch_and_both_evaluate_the_same(trained_run, tmp_path):
     root, _, best = trained_run
     report = export_onnx(best, tmp_path / "tiny.onnx")
-    assert report.verified and report.max_point_difference < 1e-4
+    assert report.verified and report.max_point_difference < 1e-4  # torch + codec against the graph's own decode
+    assert load_landmark_model(report.path).decodes_in_graph
     samples = read_labeled(root / "faces")
     from_torch = evaluate(load_landmark_model(best), samples).summary()
     from_onnx = evaluate(load_landmark_model(report.path), samples).summary()

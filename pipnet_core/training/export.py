@@ -11,6 +11,7 @@ import torch
 
 from ..errors import PipnetError
 from ..model_interface import METADATA_KEY
+from .graph_decode import append_decoder
 from .network import PIPNet
 from ..onnx_runner import OnnxLandmarkModel
 from .torch_runner import TorchLandmarkModel, load_checkpoint
@@ -73,7 +74,9 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, name: 
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, torch_model.info.to_json()
     proto.producer_name = "pipnet-live"
-    proto.doc_string = "PIPNet 68-point facial landmarks; input: BGR crops, float32 NCHW, 0..255"
+    proto.doc_string = ("PIPNet 68-point facial landmarks; input: BGR crops, float32 NCHW, 0..255; outputs: "
+                        "the five maps, and the decoded points (crop pixels) and confidence")
+    append_decoder(proto, torch_model.info.codec)
     onnx.save(proto, str(out))
 
     try:
@@ -83,6 +86,6 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, name: 
         raise
     crops = verification_crops(size)
     expected, _ = torch_model.predict(crops)
-    got, _ = runtime.predict(crops)
+    got, _ = runtime.predict(crops)  # through the graph's own decode
     difference = float(np.abs(expected - got).max()) / size
     return ExportReport(out, out.stat().st_size / 2**20, difference)

@@ -19,6 +19,7 @@ from ..data import Sample, load_image
 from ..evaluate import evaluate
 from ..model_interface import METADATA_KEY
 from ..onnx_runner import OnnxLandmarkModel
+from .graph_decode import append_decoder, without_decoder
 
 
 @dataclass
@@ -60,10 +61,10 @@ class CropReader:
 def milliseconds_per_face(model: OnnxLandmarkModel, repeats: int = 200) -> float:
     batch = np.zeros((1, 3, model.info.input_size, model.info.input_size), np.float32)
     for _ in range(20):
-        model.grid_outputs(batch)
+        model.network_outputs(batch)
     started = time.perf_counter()
     for _ in range(repeats):
-        model.grid_outputs(batch)
+        model.network_outputs(batch)
     return 1000 * (time.perf_counter() - started) / repeats
 
 
@@ -74,15 +75,19 @@ SHIPPED_OPTIONS = {"per_channel": True, "reduce_range": True}
 
 def write_int8(model: OnnxLandmarkModel, out: Path, calibration: list[Sample], **options) -> None:
     """Quantize ``model``'s file statically into ``out`` (ONNX Runtime, calibrated on crops of
-    ``calibration``), with its metadata marked as INT8."""
+    ``calibration``), with its metadata marked as INT8. The network alone is quantized; the
+    decode is appended afterwards, in float (graph_decode.py)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     options = {"quant_format": QuantFormat.QDQ, **SHIPPED_OPTIONS, **options}
     with tempfile.TemporaryDirectory() as work:
-        prepared = Path(work) / "prepared.onnx"
-        quant_pre_process(str(model.path), str(prepared), skip_symbolic_shape=True)
+        network, prepared = Path(work) / "network.onnx", Path(work) / "prepared.onnx"
+        proto = onnx.load(str(model.path))
+        without_decoder(proto)
+        onnx.save(proto, str(network))
+        quant_pre_process(str(network), str(prepared), skip_symbolic_shape=True)
         reader = CropReader(calibration, model.input_name, model.info.crop_scale, model.info.input_size)
         quantize_static(str(prepared), str(out), reader, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, **options)
@@ -90,6 +95,7 @@ def write_int8(model: OnnxLandmarkModel, out: Path, calibration: list[Sample], *
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, replace(model.info, precision="int8").to_json()
+    append_decoder(proto, model.info.codec)
     onnx.save(proto, str(out))
 
 
