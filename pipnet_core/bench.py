@@ -10,6 +10,7 @@ from time import perf_counter
 
 import numpy as np
 
+from .detect import Closing
 from .landmarker import STAGES, Landmarker
 
 
@@ -54,22 +55,34 @@ def load_frames(video: str | None, faces: int, count: int) -> list[np.ndarray]:
 
 
 def bench_pipeline(landmarker: Landmarker, frames: list[np.ndarray], total: int, label: str,
-                   fps: float = 30.0, warmup: int = 10) -> BenchResult:
-    """Run ``total`` frames (cycling through ``frames``), timing each stage."""
+                   fps: float = 30.0, warmup: int = 10, rival: "FaceMeshRival | None" = None,
+                   chunk: int = 100) -> BenchResult:
+    """Run ``total`` frames (cycling through ``frames``), timing each stage. With a ``rival``, the
+    two take turns on the same frames in chunks, in ABBA order (ours, theirs, theirs, ours, ...):
+    a shared machine's speed can drift by tens of percent within a minute, and on this one the
+    order of the turns alone moved a ratio by 5%, so neither one run after the other nor a fixed
+    order gives a ratio to trust."""
     for i in range(warmup):
         landmarker.process(frames[i % len(frames)], i / fps)
     landmarker.reset()
     sums = dict.fromkeys(STAGES, 0.0)
     faces = 0
     memory = []
-    start = perf_counter()
-    for i in range(total):
-        faces += len(landmarker.process(frames[i % len(frames)], i / fps))
-        for stage, ms in landmarker.timings.items():
-            sums[stage] += ms
-        if total >= 1000 and (i + 1) % (total // 10) == 0:
-            memory.append((i + 1, resident_mb()))
-    seconds = perf_counter() - start
+    seconds = 0.0
+    for turn, first in enumerate(range(0, total, chunk)):
+        span = range(first, min(first + chunk, total))
+        if rival is not None and turn % 2:
+            rival.run(span)
+        start = perf_counter()
+        for i in span:
+            faces += len(landmarker.process(frames[i % len(frames)], i / fps))
+            for stage, ms in landmarker.timings.items():
+                sums[stage] += ms
+            if total >= 1000 and (i + 1) % (total // 10) == 0:
+                memory.append((i + 1, resident_mb()))
+        seconds += perf_counter() - start
+        if rival is not None and not turn % 2:
+            rival.run(span)
     return BenchResult(label, total, seconds, {k: v / total for k, v in sums.items()}, faces / total, memory)
 
 
@@ -140,24 +153,34 @@ def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
     return 1000 * (perf_counter() - start) / repeats
 
 
-def bench_face_mesh(frames: list[np.ndarray], total: int, max_faces: int) -> float:
-    """MediaPipe Face Mesh (468 points) on the same frames, in FPS; a PipnetError saying why when
-    MediaPipe is not there to compare with."""
-    import cv2
+class FaceMeshRival(Closing):
+    """MediaPipe Face Mesh (468 points) on the same frames, run in turns with ours by
+    ``bench_pipeline``; raises PipnetError saying why when MediaPipe is not there to compare with."""
 
-    from .mediapipe_reference import face_mesh, quiet_native_stderr
+    def __init__(self, frames: list[np.ndarray], max_faces: int):
+        import cv2
 
-    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
-    mesh = face_mesh(max_faces)
-    try:
+        from .mediapipe_reference import face_mesh, quiet_native_stderr
+
+        self.rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]  # its input; converted up front, like ours
+        self.mesh = face_mesh(max_faces)
         with quiet_native_stderr():  # warm-up on a real frame, as for our own models; its warnings hidden
-            mesh.process(rgb[0])
+            self.mesh.process(self.rgb[0])
+        self.frames, self.seconds = 0, 0.0
+
+    def run(self, span: range) -> None:
         start = perf_counter()
-        for i in range(total):
-            mesh.process(rgb[i % len(rgb)])
-        return total / (perf_counter() - start)
-    finally:
-        mesh.close()
+        for i in span:
+            self.mesh.process(self.rgb[i % len(self.rgb)])
+        self.seconds += perf_counter() - start
+        self.frames += len(span)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds else 0.0
+
+    def close(self) -> None:
+        self.mesh.close()
 
 
 def bench_dlib(frames: list[np.ndarray], total: int) -> float | None:

@@ -273,7 +273,7 @@ def _annotate(args) -> None:
 
 
 def _bench(args) -> None:
-    from .bench import (bench_detectors, bench_dlib, bench_face_mesh, bench_mediapipe_detectors, bench_model,
+    from .bench import (FaceMeshRival, bench_detectors, bench_dlib, bench_mediapipe_detectors, bench_model,
                         bench_new_face, bench_pipeline, load_frames)
 
     with _landmarker(args, max_faces=max(args.faces)) as landmarker:
@@ -306,21 +306,27 @@ def _bench(args) -> None:
                 raise PipnetError(f"{args.video}: no frames could be read")
             landmarker.set_max_faces(faces)
             label = f"{len(frames[0][0])}x{len(frames[0])} {'video' if args.video else 'sample clip'}, {faces} face(s)"
-            result = bench_pipeline(landmarker, frames, args.frames, label)
+            mesh = None
+            if args.compare:
+                try:
+                    mesh = FaceMeshRival(frames, faces)
+                except PipnetError as exc:
+                    print(f"  MediaPipe Face Mesh: not compared ({exc})")
+            try:
+                result = bench_pipeline(landmarker, frames, args.frames, label, rival=mesh)
+            finally:
+                if mesh is not None:
+                    mesh.close()
             print(result.line())
             if result.memory_mb:
                 trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in result.memory_mb)
                 print(f"  resident memory (frame: MB): {trace}")
+            rivals = [("MediaPipe Face Mesh", mesh.fps if mesh else None, "in turns with ours")]
             if args.compare:
-                try:
-                    mesh_fps = bench_face_mesh(frames, min(args.frames, 300), faces)
-                except PipnetError as exc:
-                    print(f"  MediaPipe Face Mesh: not compared ({exc})")
-                    mesh_fps = None
-                for name, fps in (("MediaPipe Face Mesh", mesh_fps), ("dlib 68-point", bench_dlib(frames, min(args.frames, 300)))):
-                    if fps is not None:
-                        print(f"  {name} on the same frames: {fps:.1f} FPS; "
-                              f"pipnet-live is {result.fps / fps:.2f}x its speed")
+                rivals.append(("dlib 68-point", bench_dlib(frames, min(args.frames, 300)), "after ours"))
+            for name, fps, when in rivals:
+                if fps:
+                    print(f"  {name} on the same frames ({when}): {fps:.1f} FPS; pipnet-live is {result.fps / fps:.2f}x its speed")
 
 
 def _bench_quality(args) -> None:
