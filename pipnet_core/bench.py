@@ -142,7 +142,8 @@ def bench_mediapipe_detectors(frame: np.ndarray, repeats: int = 50) -> dict[str,
 
 
 def bench_model(landmarker: Landmarker, repeats: int = 200) -> float:
-    """Milliseconds per face of the landmark network alone (batch of one, crop prepared)."""
+    """Milliseconds per face of the landmark network alone (batch of one, crop prepared; with the
+    decode, when the model's graph has it)."""
     size = landmarker.model.info.input_size
     batch = np.random.default_rng(0).integers(0, 256, (1, 3, size, size)).astype(np.float32)
     for _ in range(10):
@@ -164,8 +165,12 @@ class FaceMeshRival(Closing):
 
         self.rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]  # its input; converted up front, like ours
         self.mesh = face_mesh(max_faces)
-        with quiet_native_stderr():  # warm-up on a real frame, as for our own models; its warnings hidden
-            self.mesh.process(self.rgb[0])
+        try:
+            with quiet_native_stderr():  # warm-up on a real frame, as for our own models; its warnings hidden
+                self.mesh.process(self.rgb[0])
+        except BaseException:
+            self.mesh.close()
+            raise
         self.frames, self.seconds = 0, 0.0
 
     def run(self, span: range) -> None:

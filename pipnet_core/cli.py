@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 from .detect import DETECTORS
@@ -280,7 +281,8 @@ def _bench(args) -> None:
         info = landmarker.model.info
         print(f"model {info.name} ({info.backbone}, input {info.input_size}), {args.threads} threads, "
               f"detector {landmarker.detector.name}")
-        print(f"landmark network alone: {bench_model(landmarker):.2f} ms per face")
+        decode = ", with the decode in its graph" if getattr(landmarker.model, "decodes_in_graph", False) else ""
+        print(f"landmark network alone{decode}: {bench_model(landmarker):.2f} ms per face")
         first = load_frames(args.video, 1, 1)
         if not first:
             raise PipnetError(f"{args.video}: no frames could be read")
@@ -312,11 +314,8 @@ def _bench(args) -> None:
                     mesh = FaceMeshRival(frames, faces)
                 except PipnetError as exc:
                     print(f"  MediaPipe Face Mesh: not compared ({exc})")
-            try:
+            with mesh or nullcontext():
                 result = bench_pipeline(landmarker, frames, args.frames, label, rival=mesh)
-            finally:
-                if mesh is not None:
-                    mesh.close()
             print(result.line())
             if result.memory_mb:
                 trace = ", ".join(f"{n}: {mb:.0f}" for n, mb in result.memory_mb)

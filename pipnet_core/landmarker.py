@@ -19,6 +19,7 @@ import numpy as np
 
 from .align import FaceAligner
 from .detect import Closing, DetectorCalibration, FaceDetector, GivenFaces, QuarterTurnDetector, TiledDetector, create_detector
+from .errors import PipnetError
 from .frames import as_bgr
 from .model_interface import LandmarkModel
 from .plausibility import plausibility
@@ -170,7 +171,10 @@ class Landmarker(Closing):
 
     def restore_video_state(self, state: bytes) -> None:
         """Continue from ``video_state()`` (of a landmarker with the same model and settings)."""
-        self.tracker = pickle.loads(state)
+        tracker = pickle.loads(state)
+        if not isinstance(tracker, Tracker):
+            raise PipnetError("the saved video state is from another version of pipnet-live")
+        self.tracker = tracker
 
     # -- the pipeline -------------------------------------------------------------------------------
     def process(self, frame: np.ndarray, timestamp: float | None = None) -> list[Face]:
@@ -184,14 +188,13 @@ class Landmarker(Closing):
         """Faces in a still image: every face the still detector finds (up to ``max_faces``), or
         those the caller found (``detected_faces``: boxes x, y, w, h in pixels, or Detections),
         fresh detection, no tracking history, no smoothing; ids count from 0 in each image.
-        Detections whose landmarks score below ``min_confidence`` are not faces the model
+        Detections whose landmarks score below ``tracking.min_confidence`` are not faces the model
         recognises and are left out. The video state (tracks, ids, schedule) is left as it was."""
         if detected_faces is not None and not len(detected_faces):
             return []
         detector = self.still_detector if detected_faces is None else GivenFaces(detected_faces)
-        # Two crops of one face (found by both ranges, in tiles and turns) overlap by a third or
-        # more; two people in a photo rarely do.
-        tracker = Tracker(max_faces, replace(self.tracker.config, duplicate_iou=0.3))
+        config = self.tracker.config
+        tracker = Tracker(max_faces, replace(config, duplicate_iou=config.still_duplicate_iou))
         faces = self._process(image, 0.0, detector, tracker, None, dict.fromkeys(STAGES, 0.0))
         return [face for face in faces if face.success]
 

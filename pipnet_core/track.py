@@ -29,6 +29,9 @@ class TrackerConfig:
     min_confidence: float = 0.4
     match_iou: float = 0.3  # a detection overlapping a track's crop this much is that track's face
     duplicate_iou: float = 0.5  # two tracks' crops overlapping this much follow one face
+    # The same in a still: two crops of one face (found by both detector ranges, in tiles and
+    # turns) overlap by a third or more; two people in a photo rarely do.
+    still_duplicate_iou: float = 0.3
     # A track the detector does not confirm this many times in a row is dropped: the model alone
     # can keep a confident-looking track on a face-like background after the face has gone.
     max_unconfirmed: int = 2
@@ -38,6 +41,8 @@ class TrackerConfig:
     # A jump this large (fraction of the crop side) may have followed the wrong thing: the detector
     # looks in the same frame too.
     jump: float = 0.25
+    # A detection overlapping a face's crop this much, in that same-frame search, is the face.
+    catch_up_iou: float = 0.1
     # A tracked face whose confidence falls below this fraction of its usual level probably lost
     # its crop to a fast move: the detector looks in the same frame.
     unsure_fraction: float = 0.8
@@ -117,14 +122,18 @@ class Tracker:
         self.reset()
 
     def follow(self, frame: np.ndarray, timestamp: float, aligner: FaceAligner, detector: FaceDetector,
-               timings: dict[str, float]) -> list[Observation]:
+               timings: dict[str, float] | None = None) -> list[Observation]:
         """Every followed face's landmarks in this frame, new faces from the detector included
-        when it is due; ``timings`` gets the detector's and the model's milliseconds."""
+        when it is due; ``timings`` (if given) gets the detector's and the model's milliseconds.
+        The caller then records each observation (``update``, or ``drop`` for a new one it
+        rejects) and ends the frame with ``drop_duplicates`` and ``name_new_faces``, as
+        ``Landmarker`` does."""
+        timings = {} if timings is None else timings
         number, self.frame_number = self.frame_number, self.frame_number + 1
         started = perf_counter()
         if self.needs_detection(number):
             self._detect(frame, aligner, detector)
-        timings["detect"] += 1000 * (perf_counter() - started)
+        timings["detect"] = timings.get("detect", 0.0) + 1000 * (perf_counter() - started)
         tracks = list(self.tracks)
         if not tracks:
             return []
@@ -205,10 +214,10 @@ class Tracker:
             return landed
         started = perf_counter()
         found = [aligner.crop_for(d) for d in detector.detect(frame)]
-        timings["detect"] += 1000 * (perf_counter() - started)
+        timings["detect"] = timings.get("detect", 0.0) + 1000 * (perf_counter() - started)
         for i in unsure:
             near = max(found, key=lambda c: c.iou(crops[i]), default=None)
-            if near is None or near.iou(crops[i]) < 0.1:
+            if near is None or near.iou(crops[i]) < self.config.catch_up_iou:
                 continue
             p, c = aligner.predict(frame, [near], timings)
             p, c = aligner.predict(frame, [aligner.crop_around(p[0])], timings)

@@ -35,7 +35,8 @@ def test_the_aligner_places_the_points_from_a_detection_and_keeps_no_state(model
     assert np.array_equal(points, again)
     assert (reference_error(points[0], reference) < 0.04) != control
     if not turned:
-        still = Landmarker(aligner.model, smoothing=False).process_image(photo, detected_faces=[detection])
+        with Landmarker(aligner.model, smoothing=False) as landmarker:
+            still = landmarker.process_image(photo, detected_faces=[detection])
         assert np.array_equal(still[0].points, points[0])
 
 
@@ -52,15 +53,19 @@ class CountingDetector(Closing):
         self.frames.append(self.frame)
         return self.detector.detect(frame)
 
+    def close(self):
+        self.detector.close()
+
 
 @pytest.mark.parametrize("interval", [4, 10])
 def test_the_tracker_config_sets_the_detection_schedule(model, interval):
     """A still face, tracked from the first frame: the detector runs on every interval-th frame
     and on no other (the default interval, 10, would fail the first case)."""
     detector = CountingDetector()
-    landmarker = Landmarker(model, detector=detector, tracking=TrackerConfig(redetect_interval=interval))
-    frames = list(generate(ClipSpec(frames=1, faces=1)))[0][0]
-    for number in range(21):
-        detector.frame = number
-        assert len(landmarker.process(frames, number / 30)) == 1
+    frame = list(generate(ClipSpec(frames=1, faces=1)))[0][0]
+    with Landmarker(model, detector=detector, tracking=TrackerConfig(redetect_interval=interval)) as landmarker:
+        for number in range(21):
+            detector.frame = number
+            assert len(landmarker.process(frame, number / 30)) == 1
+    detector.close()  # the caller's, not the landmarker's to close
     assert detector.frames == list(range(0, 21, interval))

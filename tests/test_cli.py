@@ -96,7 +96,10 @@ def test_bench_runs_and_reports_every_stage():
 
 def test_bench_runs_face_mesh_in_turns_with_ours_on_the_same_frames(model):
     """ABBA turns (ours, theirs, theirs, ours, ...) over the same frames, each frame once for
-    each: a rival run after ours, or always second, would fail."""
+    each, and only our own turns timed: a rival run after ours, always second, or counted in our
+    time would fail."""
+    import time
+
     from pipnet_core.bench import bench_pipeline, load_frames
     from pipnet_core.landmarker import Landmarker
 
@@ -105,23 +108,27 @@ def test_bench_runs_face_mesh_in_turns_with_ours_on_the_same_frames(model):
     class Rival:
         def run(self, span):
             turns.append(("theirs", list(span)))
+            time.sleep(0.2)
 
-    landmarker = Landmarker(model)
-    process = landmarker.process
+    with Landmarker(model) as landmarker:
+        process = landmarker.process
 
-    def ours(frame, timestamp):
-        if not turns or turns[-1][0] != "ours" or len(turns[-1][1]) == 50:
-            turns.append(("ours", []))
-        turns[-1][1].append(round(timestamp * 30))
-        return process(frame, timestamp)
+        def ours(frame, timestamp):
+            if not turns or turns[-1][0] != "ours" or len(turns[-1][1]) == 50:
+                turns.append(("ours", []))
+            turns[-1][1].append(round(timestamp * 30))
+            return process(frame, timestamp)
 
-    landmarker.process = ours
-    result = bench_pipeline(landmarker, load_frames(None, 1, 30), 250, "sample", warmup=0, rival=Rival(), chunk=50)
+        landmarker.process = ours
+        started = time.perf_counter()
+        result = bench_pipeline(landmarker, load_frames(None, 1, 30), 250, "sample", warmup=0, rival=Rival(), chunk=50)
+        elapsed = time.perf_counter() - started
     assert result.frames == 250 and result.faces_per_frame == 1.0
     assert [who for who, _ in turns] == ["ours", "theirs", "theirs", "ours", "ours", "theirs", "theirs", "ours", "ours",
                                          "theirs"]
     for who in ("ours", "theirs"):
         assert [i for owner, span in turns if owner == who for i in span] == list(range(250))
+    assert result.seconds <= elapsed - 5 * 0.2  # the rival's five turns are not in our time
 
 
 def test_detect_takes_folders_names_outputs_apart_and_reports_a_failed_write(tmp_path):

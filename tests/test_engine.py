@@ -10,7 +10,8 @@ from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate
 from pipnet_core.smooth import SmoothingParams
 from pipnet_core.track import TrackerConfig
-from synthetic import MeanFaceModel, astronaut_reference, moved_reference, reference_error, reference_errors, shared_points
+from synthetic import (MeanFaceModel, astronaut_reference, motion_errors, moved_reference, reference_error,
+                       reference_errors, shared_points)
 
 # The astronaut's face in scikit-image's photo (x0, y0, x1, y1), checked by eye.
 ASTRONAUT_FACE = (170, 75, 280, 200)
@@ -99,23 +100,28 @@ def test_a_batch_gives_the_same_points_as_one_by_one(model):
 
 @pytest.mark.parametrize("control", [False, True], ids=["shipped model", "mean-face control"])
 def test_smoothing_cuts_jitter_at_least_2x_and_costs_at_most_10_percent_nme(model, control):
-    """Truth from the motion: Face Mesh's points on the still photo, moved like the photo. Ours:
-    2.1% from it; the mean-face model must fail."""
+    """Where the face is: Face Mesh's points on the still photo, moved like the photo (ours 2.1%
+    from them; the mean face must fail). What smoothing costs: the points' error against the
+    photo's own motion (motion_errors; raw 0.49%, smoothed 0.44% of the eye distance, a filter
+    that lags 1.9%)."""
     frames = clip_frames(frames=150)
-    truth = moved_reference([matrices[0] for _, _, matrices in frames])
+    matrices = [m[0] for _, _, m in frames]
+    truth = moved_reference(matrices)
 
     def track(smoothing):  # NaN where the face is lost
         landmarker = Landmarker(MeanFaceModel(model.info) if control else model, smoothing=smoothing)
-        return np.stack([faces[0].points if faces else np.full((68, 2), np.nan) for faces in run(landmarker, frames)])
+        with landmarker:
+            return np.stack([faces[0].points if faces else np.full((68, 2), np.nan) for faces in run(landmarker, frames)])
 
     def jitter(points):  # frame-to-frame change of the error: what the eye sees as trembling
         return np.linalg.norm(np.diff(shared_points(points) - truth, axis=0), axis=-1).mean()
 
-    raw, smooth = track(False), track(SmoothingParams())
+    raw = track(False)
     assert (reference_errors(raw, truth).mean() < 0.04) != control  # the tracked points are where the face is
     if not control:
+        smooth = track(SmoothingParams())
         assert jitter(raw) >= 2 * jitter(smooth)
-        assert reference_errors(smooth, truth).mean() <= 1.10 * reference_errors(raw, truth).mean()
+        assert motion_errors(smooth, matrices).mean() <= 1.10 * motion_errors(raw, matrices).mean()
 
 
 @pytest.mark.parametrize("frame", [

@@ -9,20 +9,21 @@ from pipnet_core.pose import camera_matrix
 from pipnet_core.sample_clip import ClipSpec, generate
 from pipnet_core.smooth import SmoothingParams
 from pipnet_core.tracks import smooth_offline
-from synthetic import (SHARED_VIDEOS, MeanFaceModel, moved_reference, needs, reference_error, shared_points,
-                       template_points)
+from synthetic import (SHARED_VIDEOS, MeanFaceModel, motion_errors, moved_reference, needs, reference_error,
+                       shared_points, template_points)
 from test_fast_motion import head_frames
 
 
 def known_motion_clip(name):
-    """Frames, timestamps and the truth of each frame: Face Mesh's points on the photo, moved with it."""
+    """Frames, timestamps and each frame's photo->frame matrix."""
     if name == "sample":  # the sample clip: sway, nod and sensor noise, 10 s
         frames = list(generate(ClipSpec(frames=300)))
-        return [f for f, _, _ in frames], [t for _, t, _ in frames], moved_reference([m[0] for _, _, m in frames])
-    centres = {"glide": [(150.0 + 12 * i, 240.0) for i in range(30)],  # 360 px/s across the frame
-               "jump": [(250.0, 240.0)] * 20 + [(305.0, 240.0)] * 15}[name]  # half a face width at once
+        return [f for f, _, _ in frames], [t for _, t, _ in frames], [m[0] for _, _, m in frames]
+    # 360 px/s across the frame; half a face width at once, on a frame the detector is not due on
+    centres = {"glide": [(150.0 + 12 * i, 240.0) for i in range(30)],
+               "jump": [(250.0, 240.0)] * 23 + [(305.0, 240.0)] * 15}[name]
     images, matrices = head_frames(centres)
-    return images, [i / 30 for i in range(len(images))], moved_reference(matrices)
+    return images, [i / 30 for i in range(len(images))], matrices
 
 
 def tracked(model, smoothing, images, times):
@@ -51,21 +52,24 @@ def jitter(points, truth):
 @pytest.mark.parametrize("control", [False, True], ids=["shipped model", "mean-face control"])
 @pytest.mark.parametrize("name, jitter_limit", [("sample", 0.5), ("glide", 0.5), ("jump", 0.8)])
 def test_offline_smoothing_is_steadier_than_the_live_filter_and_no_less_accurate(model, name, jitter_limit, control):
-    """Ours: 2.0-2.2% from the truth on every frame (the two schemes' own difference), within 2%
-    of the live filter's error; a lag of one frame on the glide would add about 19% (12 px)."""
-    images, times, truth = known_motion_clip(name)
+    """Where the face is: within 4% of Face Mesh's points on every frame (ours 2.0-2.2%, the two
+    schemes' own difference; the mean face fails). How it moves: no further from the photo's
+    motion than the live filter's points (motion_errors: ours 0.18-0.34% of the eye distance; a
+    filter that lags on the sample clip, 1.9%)."""
+    images, times, matrices = known_motion_clip(name)
+    truth = moved_reference(matrices)
     frames = tracked(MeanFaceModel(model.info) if control else model, None, images, times)
     raw = None if control else only_face(frames)  # before smoothing, which replaces the frames' points
     offline = smooth_offline(frames, model.info.codec.mean_face, camera_matrix(640, 480))
     assert (errors(offline, truth).max() < 0.04) != control
     if control:
         return
-    live = tracked(model, SmoothingParams(), images, times)
-    live_points, offline_points = only_face(live), only_face(offline)
-    print(f"{name}: error live {100 * errors(live, truth).mean():.3f}% offline {100 * errors(offline, truth).mean():.3f}%; "
-          f"jitter raw {jitter(raw, truth):.3f} live {jitter(live_points, truth):.3f} "
+    live_points, offline_points = only_face(tracked(model, SmoothingParams(), images, times)), only_face(offline)
+    live_motion, offline_motion = motion_errors(live_points, matrices).mean(), motion_errors(offline_points, matrices).mean()
+    print(f"{name}: motion error raw {100 * motion_errors(raw, matrices).mean():.3f}% live {100 * live_motion:.3f}% "
+          f"offline {100 * offline_motion:.3f}%; jitter raw {jitter(raw, truth):.3f} live {jitter(live_points, truth):.3f} "
           f"offline {jitter(offline_points, truth):.3f} px")
-    assert errors(offline, truth).mean() <= 1.02 * errors(live, truth).mean()
+    assert offline_motion <= live_motion
     assert jitter(offline_points, truth) <= jitter_limit * jitter(live_points, truth)
     assert jitter(raw, truth) >= 2 * jitter(offline_points, truth)  # what the smoother removes is there to remove
 

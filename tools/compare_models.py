@@ -11,9 +11,10 @@ from time import perf_counter
 
 from pipnet_core import Landmarker
 from pipnet_core.bench import bench_pipeline, load_frames
+from pipnet_core.detect import Closing
 
 
-class PipelineRival:
+class PipelineRival(Closing):
     """The other model's pipeline, run by ``bench_pipeline`` in turns with the first."""
 
     def __init__(self, model: str, frames, faces: int, fps: float = 30.0):
@@ -31,6 +32,9 @@ class PipelineRival:
         self.seconds += perf_counter() - start
         self.count += len(span)
 
+    def close(self) -> None:
+        self.landmarker.close()
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,10 +45,8 @@ def main() -> None:
     args = parser.parse_args()
     for faces in args.faces:
         frames = load_frames(None, faces, args.frames)
-        before = PipelineRival(args.before, frames, faces)
-        with Landmarker(args.after, max_faces=faces) as landmarker:
+        with PipelineRival(args.before, frames, faces) as before, Landmarker(args.after, max_faces=faces) as landmarker:
             after = bench_pipeline(landmarker, frames, args.frames, f"{faces} face(s)", rival=before)
-        before.landmarker.close()
         before_fps = before.count / before.seconds
         print(f"{faces} face(s): before {before_fps:.1f} FPS, after {after.fps:.1f} FPS: {after.fps / before_fps:.3f}x; "
               "after's ms per frame: " + "  ".join(f"{k} {v:.2f}" for k, v in after.stage_ms.items()))

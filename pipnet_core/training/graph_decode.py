@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..codec import PIPCodec
+from ..errors import PipnetError
 
 PREFIX = "decode/"  # every node and initializer this module adds
 OUTPUTS = ("points", "confidence")
@@ -27,6 +28,9 @@ def append_decoder(proto, codec: PIPCodec) -> None:
     graph = proto.graph
     if any(output.name in OUTPUTS for output in graph.output):
         return
+    opset = max((entry.version for entry in proto.opset_import if entry.domain in ("", "ai.onnx")), default=0)
+    if opset < 13:  # Squeeze and Unsqueeze take their axes as an input from opset 13 on
+        raise PipnetError(f"the decode needs ONNX opset 13 or later; this model has {opset}")
     n, c, g = codec.num_points, codec.num_neighbours, codec.grid
     maps = [output.name for output in graph.output[:5]]  # score, offset_x, offset_y, neighbour_x, neighbour_y
     vote = np.zeros((n * c, n), np.float32)  # row i*c+k: landmark i's vote for its k-th neighbour
