@@ -217,7 +217,7 @@ class Landmarker(Closing):
         video = tracker is self.tracker
         reference = self.aligner.reference
         results, track_ms, smooth_ms, pose_ms = [], 0.0, 0.0, 0.0
-        for track, pts, conf, crop in ((o.track, o.points, o.confidence, o.crop) for o in seen):
+        for track, pts, conf, crop in seen:
             t1 = perf_counter()
             # One similarity fit of the mean face per face: the smoother and the plausibility share it.
             fit = fit_similarity(reference, pts.astype(np.float64))

@@ -66,8 +66,7 @@ class OnnxLandmarkModel(LandmarkModel):
     def network_outputs(self, batch: np.ndarray) -> GridOutputs | tuple[np.ndarray, np.ndarray]:
         if not self.decodes_in_graph:
             return self.grid_outputs(batch)
-        points, confidence = self.session.run(["points", "confidence"], {self.input_name: batch})
-        return points, confidence
+        return tuple(self.session.run(["points", "confidence"], {self.input_name: batch}))
 
     def close(self) -> None:
         self.session = None  # ONNX Runtime frees the session, its memory and threads, with the last reference

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from time import perf_counter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -82,8 +83,7 @@ class Track:
         return CropBox(self.crop.cx + dx, self.crop.cy + dy, self.crop.side, self.crop.roll).snapped()
 
 
-@dataclass
-class Observation:
+class Observation(NamedTuple):
     """A track's landmarks in one frame, not yet recorded (``Tracker.update``)."""
     track: Track
     points: np.ndarray  # (68, 2) frame pixels

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from pipnet_core.codec import GridOutputs
+from pipnet_core.crop import invert, transform_points
 from pipnet_core.model_interface import LandmarkModel
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,23 +133,28 @@ def shared_points(points: np.ndarray) -> np.ndarray:
     return np.asarray(points)[..., _shared(), :]
 
 
+def _eye_distance(reference: np.ndarray) -> float:
+    """The reference's outer-eye distance (its points 0 and 3), what errors are measured in."""
+    return float(np.linalg.norm(reference[3] - reference[0]))
+
+
 def reference_error(points: np.ndarray, reference: np.ndarray) -> float:
     """Mean distance of 68 points' shared ones from the 8 reference points, over the reference's
     outer-eye distance (NME on the shared points)."""
-    return float(np.linalg.norm(shared_points(points) - reference, axis=1).mean() / np.linalg.norm(reference[3] - reference[0]))
+    return float(np.linalg.norm(shared_points(points) - reference, axis=1).mean()) / _eye_distance(reference)
 
 
 def moved_reference(matrices) -> np.ndarray:
     """The astronaut's reference points where each frame shows the photo (photo->frame 2x3
     matrices): the truth of a clip made by moving the photo, (frames, 8, 2)."""
     reference = astronaut_reference()
-    return np.stack([reference @ np.asarray(m)[:, :2].T + np.asarray(m)[:, 2] for m in matrices])
+    return np.stack([transform_points(reference, np.asarray(m)) for m in matrices])
 
 
 def in_photo(points: np.ndarray, matrices) -> np.ndarray:
     """Each frame's points (frames, N, 2) taken back into the photo's pixels through that frame's
     photo->frame 2x3 matrix."""
-    return np.stack([cv2.transform(np.asarray(p, np.float64)[None], cv2.invertAffineTransform(np.asarray(m, np.float64)))[0]
+    return np.stack([transform_points(np.asarray(p, np.float64), invert(np.asarray(m, np.float64)))
                      for p, m in zip(points, matrices)])
 
 
@@ -158,9 +164,7 @@ def motion_errors(points: np.ndarray, matrices) -> np.ndarray:
     face does not move in the photo, so what does is the tracking's noise and lag, free of the
     fixed difference between our scheme and Face Mesh's (which ``reference_errors`` bounds)."""
     still = in_photo(points, matrices)
-    reference = astronaut_reference()
-    deviation = np.linalg.norm(still - still.mean(axis=0), axis=-1).mean(axis=1)
-    return deviation / np.linalg.norm(reference[3] - reference[0])
+    return np.linalg.norm(still - still.mean(axis=0), axis=-1).mean(axis=1) / _eye_distance(astronaut_reference())
 
 
 def reference_errors(points: np.ndarray, references: np.ndarray) -> np.ndarray:
