@@ -52,6 +52,7 @@ def test_short_training_overfits_and_writes_its_records(trained_run):
     assert len(rows) == EPOCHS
     assert float(rows[0]["loss"]) > 5 * float(rows[-1]["loss"])
     assert best.exists() and (out / "last.pt").exists() and (out / "curves.png").stat().st_size > 1000
+    assert (out / "curves.png").stat().st_mtime_ns >= (out / "log.csv").stat().st_mtime_ns  # drawn after the last row
 
 
 def test_resume_continues_from_the_last_epoch(trained_run):
