@@ -105,6 +105,34 @@ class MeanFaceModel(LandmarkModel):
                              (maps.score, maps.offset_x, maps.offset_y, maps.neighbour_x, maps.neighbour_y)))
 
 
+def write_mean_face_onnx(path: Path, info) -> Path:
+    """MeanFaceModel as a model file, for tests that go through the command line: whatever the crops,
+    the five maps of the mean face, under ``info``'s metadata (a file that loads like ours)."""
+    import dataclasses
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from pipnet_core.model_interface import METADATA_KEY
+
+    maps = info.codec.encode(info.codec.mean_face)
+    nodes = [helper.make_node("Shape", ["crops"], ["batch"], start=0, end=1)]
+    constants, outputs = [], []
+    for field in dataclasses.fields(GridOutputs):
+        value = getattr(maps, field.name)[None].astype(np.float32)
+        constants += [numpy_helper.from_array(value, f"{field.name}_mean"),
+                      numpy_helper.from_array(np.array(value.shape[1:], np.int64), f"{field.name}_cells")]
+        nodes += [helper.make_node("Concat", ["batch", f"{field.name}_cells"], [f"{field.name}_shape"], axis=0),
+                  helper.make_node("Expand", [f"{field.name}_mean", f"{field.name}_shape"], [field.name])]
+        outputs.append(helper.make_tensor_value_info(field.name, TensorProto.FLOAT, None))
+    crops = helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["batch", 3, info.input_size, info.input_size])
+    model = helper.make_model(helper.make_graph(nodes, "mean_face", [crops], outputs, constants),
+                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    helper.set_model_props(model, {METADATA_KEY: info.to_json()})
+    onnx.save(model, str(path))
+    return path
+
+
 # The standing negative control: MeanFaceModel above. Accuracy is judged against points no model
 # of ours placed: MediaPipe Face Mesh's on the astronaut photo, at the 8 anatomical points both
 # schemes share (outer and inner eye corners, nose tip, mouth corners, chin).
