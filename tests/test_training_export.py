@@ -1,5 +1,6 @@
 """End to end on generated faces: train (overfit), resume, export to ONNX, evaluate both."""
 import csv
+import math
 
 import cv2
 import numpy as np
@@ -9,7 +10,7 @@ from pipnet_core.training.config import AugmentConfig, Config, DataConfig, Model
 from pipnet_core.data import read_labeled, write_pts
 from pipnet_core.evaluate import evaluate, load_landmark_model
 from pipnet_core.training.export import export_onnx
-from pipnet_core.training.train import train
+from pipnet_core.training.train import RunLog, train
 from synthetic import MeanFaceModel, drawn_face
 
 EPOCHS = 60
@@ -37,7 +38,9 @@ def trained_run(tmp_path_factory):
         cv2.imwrite(str(root / "faces" / f"{i}.png"), image)
         write_pts(root / "faces" / f"{i}.pts", points)
     out = tmp_path_factory.mktemp("run")
-    best = train(tiny_config(root, out, epochs=EPOCHS), log=lambda *_: None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(RunLog, "REDRAW_SECONDS", math.inf)  # the first epoch draws, then only the end
+        best = train(tiny_config(root, out, epochs=EPOCHS), log=lambda *_: None)
     return root, out, best
 
 
@@ -53,6 +56,18 @@ def test_short_training_overfits_and_writes_its_records(trained_run):
     assert float(rows[0]["loss"]) > 5 * float(rows[-1]["loss"])
     assert best.exists() and (out / "last.pt").exists() and (out / "curves.png").stat().st_size > 1000
     assert (out / "curves.png").stat().st_mtime_ns >= (out / "log.csv").stat().st_mtime_ns  # drawn after the last row
+
+
+def test_the_curves_an_interrupted_run_did_not_draw_are_drawn_when_it_resumes(tmp_path, monkeypatch):
+    monkeypatch.setattr(RunLog, "REDRAW_SECONDS", math.inf)
+    interrupted = RunLog(tmp_path)
+    for epoch in (1, 2, 3):
+        interrupted.append({"epoch": epoch, "lr": 1e-4, "loss": 1 / epoch, "score": 0, "offset": 0, "neighbour": 0,
+                            "val_nme": 0.1 / epoch, "seconds": 1, "images_per_s": 1})
+    drawn = interrupted.png_path.stat().st_mtime_ns
+    assert drawn < interrupted.csv_path.stat().st_mtime_ns  # drawn after epoch 1 only
+    RunLog(tmp_path).finish()
+    assert interrupted.png_path.stat().st_mtime_ns > interrupted.csv_path.stat().st_mtime_ns
 
 
 def test_resume_continues_from_the_last_epoch(trained_run):

@@ -40,14 +40,15 @@ def validate(model: TorchLandmarkModel, loader: DataLoader) -> float:
 class RunLog:
     """CSV of per-epoch metrics, one row appended each epoch, plus a PNG of the curves, redrawn at most
     every ``REDRAW_SECONDS`` and once more at the end: drawing takes about half a second, as long as
-    a whole epoch of a small fine-tuning run."""
+    a whole epoch of a small fine-tuning run. The rows an interrupted run did not draw are drawn
+    when it resumes."""
 
     FIELDS = ("epoch", "lr", "loss", "score", "offset", "neighbour", "val_nme", "seconds", "images_per_s")
     REDRAW_SECONDS = 30.0
 
     def __init__(self, out_dir: Path):
         self.csv_path, self.png_path = out_dir / "log.csv", out_dir / "curves.png"
-        self._drawn_at, self._drawn_all = -math.inf, True
+        self._drawn_at = -math.inf
 
     def rows(self) -> list[dict]:
         if not self.csv_path.exists():
@@ -62,13 +63,13 @@ class RunLog:
             if new:
                 writer.writeheader()
             writer.writerow(row)
-        self._drawn_all = False
         if time.monotonic() - self._drawn_at >= self.REDRAW_SECONDS:
             self.plot()
 
     def finish(self) -> None:
-        """Draw the rows the last redraw left out."""
-        if not self._drawn_all:
+        """Draw the rows no drawing shows yet, this run's or an interrupted one's."""
+        if self.csv_path.exists() and (not self.png_path.exists()
+                                       or self.png_path.stat().st_mtime_ns < self.csv_path.stat().st_mtime_ns):
             self.plot()
 
     def plot(self) -> None:
@@ -88,7 +89,7 @@ class RunLog:
         fig.tight_layout()
         fig.savefig(self.png_path, dpi=90)
         plt.close(fig)
-        self._drawn_at, self._drawn_all = time.monotonic(), True
+        self._drawn_at = time.monotonic()
 
 
 @dataclass
@@ -212,6 +213,8 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
         run.csv_path.unlink(missing_ok=True)
     self_trainer = _self_trainer(cfg, network, start, data_root, out, log, workers)
     if start.epoch >= t.epochs:
+        if workers.main:
+            run.finish()
         log(f"already trained for {t.epochs} epochs")
         return out / "best.pt"
     began = time.time()
@@ -241,7 +244,8 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
             best_nme = _end_epoch(model, val_loader, run, out, state, means, lr, time.time() - began,
                                   len(loader) * t.batch_size, best_nme, epoch + 1 in t.save_epochs, log)
         distributed.barrier(workers)
-    run.finish()
+    if workers.main:
+        run.finish()
     log(f"best validation NME {100 * best_nme:.2f}%; checkpoint {out / 'best.pt'}")
     distributed.finish(workers)
     return out / "best.pt"
