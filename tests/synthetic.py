@@ -1,6 +1,7 @@
 """Test data made by the tests: a symmetric 68-point face template, drawn faces, real photos."""
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from pathlib import Path
@@ -11,7 +12,7 @@ import pytest
 
 from pipnet_core.codec import GridOutputs
 from pipnet_core.crop import invert, transform_points
-from pipnet_core.model_interface import LandmarkModel
+from pipnet_core.model_interface import METADATA_KEY, LandmarkModel, ModelInfo
 
 REPO = Path(__file__).resolve().parent.parent
 # The developers' real data and clips, beside the checkout; a user's clone has none.
@@ -100,35 +101,35 @@ class MeanFaceModel(LandmarkModel):
         self.info = info
 
     def grid_outputs(self, batch):
-        maps = self.info.codec.encode(self.info.codec.mean_face)
-        return GridOutputs(*(np.repeat(m[None], len(batch), axis=0) for m in
-                             (maps.score, maps.offset_x, maps.offset_y, maps.neighbour_x, maps.neighbour_y)))
+        return GridOutputs(*(np.repeat(m[None], len(batch), axis=0) for m in _mean_face_maps(self.info)))
 
 
-def write_mean_face_onnx(path: Path, info) -> Path:
+def _mean_face_maps(info: ModelInfo) -> list[np.ndarray]:
+    """The five maps whose decode is the mean face with full confidence, in GridOutputs' order."""
+    maps = info.codec.encode(info.codec.mean_face)
+    return [getattr(maps, field.name) for field in dataclasses.fields(GridOutputs)]
+
+
+def write_mean_face_onnx(path: Path, info: ModelInfo) -> Path:
     """MeanFaceModel as a model file, for tests that go through the command line: whatever the crops,
     the five maps of the mean face, under ``info``'s metadata (a file that loads like ours)."""
-    import dataclasses
-
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from pipnet_core.model_interface import METADATA_KEY
-
-    maps = info.codec.encode(info.codec.mean_face)
     nodes = [helper.make_node("Shape", ["crops"], ["batch"], start=0, end=1)]
     constants, outputs = [], []
-    for field in dataclasses.fields(GridOutputs):
-        value = getattr(maps, field.name)[None].astype(np.float32)
+    for field, mean_map in zip(dataclasses.fields(GridOutputs), _mean_face_maps(info)):
+        value = mean_map[None]
         constants += [numpy_helper.from_array(value, f"{field.name}_mean"),
                       numpy_helper.from_array(np.array(value.shape[1:], np.int64), f"{field.name}_cells")]
         nodes += [helper.make_node("Concat", ["batch", f"{field.name}_cells"], [f"{field.name}_shape"], axis=0),
                   helper.make_node("Expand", [f"{field.name}_mean", f"{field.name}_shape"], [field.name])]
-        outputs.append(helper.make_tensor_value_info(field.name, TensorProto.FLOAT, None))
+        outputs.append(helper.make_tensor_value_info(field.name, TensorProto.FLOAT, ["batch", *value.shape[1:]]))
     crops = helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["batch", 3, info.input_size, info.input_size])
     model = helper.make_model(helper.make_graph(nodes, "mean_face", [crops], outputs, constants),
                               opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
     helper.set_model_props(model, {METADATA_KEY: info.to_json()})
+    onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
 

@@ -39,9 +39,10 @@ def annotated(clip, tmp_path_factory, model):
     def run(control: bool):
         if control not in runs:
             out = tmp_path_factory.mktemp("annotated")
-            chosen = ("--model", write_mean_face_onnx(out / "mean_face.onnx", model.info)) if control else ()
+            model_option = ("--model", write_mean_face_onnx(tmp_path_factory.mktemp("control") / "mean_face.onnx",
+                                                            model.info)) if control else ()
             result = pipnet("annotate", clip, "--out", out, "--format", "csv,json,pts", "--video-out", out / "seen.mp4",
-                            *chosen)
+                            *model_option)
             assert result.returncode == 0, result.stderr
             runs[control] = out
         return runs[control]
@@ -52,13 +53,16 @@ def annotated(clip, tmp_path_factory, model):
 @pytest.mark.parametrize("control", [False, True], ids=["shipped model", "mean-face control"])
 def test_exported_points_follow_the_known_motion(annotated, control):
     """Every frame's points within 4% of the eye distance of Face Mesh's, moved with the face (ours:
-    2.1%); the mean face must fail."""
+    2.2% at most); the mean face must fail, by being off the face, not by missing frames."""
     rows = read_csv(annotated(control) / "clip.csv")
     assert list(rows[0]) == CSV_COLUMNS and len(rows) == 60
     assert [int(r["frame"]) for r in rows] == list(range(60))
     points = np.stack([[[float(r[f"x_{i}"] or "nan"), float(r[f"y_{i}"] or "nan")] for i in range(68)] for r in rows])
     truth = moved_reference([m[0] for _, _, m in generate(ClipSpec(frames=60))])  # Face Mesh's points, moved
-    assert (reference_errors(points, truth).max() < 0.04) != control  # a frame without points (nan) fails too
+    errors = reference_errors(points, truth)  # nan on a frame without points, which fails the limit too
+    assert (errors.max() < 0.04) != control
+    if control:
+        assert np.nanmedian(errors) > 0.04  # the mean face: about 46%
 
 
 def test_every_format_holds_every_frame(annotated):
@@ -69,7 +73,10 @@ def test_every_format_holds_every_frame(annotated):
     assert len(lines) == 61 and len(json.loads(lines[5])["faces"][0]["points"]) == 68
     assert len(list((out / "clip_pts").glob("*.pts"))) == 60
     video = cv2.VideoCapture(str(out / "seen.mp4"))
-    assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+    try:
+        assert video.isOpened() and int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == 60
+    finally:
+        video.release()
 
 
 def test_frames_without_a_face_still_get_a_row(tmp_path):
