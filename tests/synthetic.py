@@ -99,9 +99,10 @@ class MeanFaceModel(LandmarkModel):
 
     def __init__(self, info):
         self.info = info
+        self._maps = _mean_face_maps(info)  # encoded once: the same for every crop
 
     def grid_outputs(self, batch):
-        return GridOutputs(*(np.repeat(m[None], len(batch), axis=0) for m in _mean_face_maps(self.info)))
+        return GridOutputs(*(np.repeat(m[None], len(batch), axis=0) for m in self._maps))
 
 
 def _mean_face_maps(info: ModelInfo) -> list[np.ndarray]:
