@@ -22,7 +22,7 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from pipnet_core import Landmarker, OverlayOptions, PipnetError, SmoothingParams, draw_faces
-from pipnet_core.frames import CameraFormat, Frame, FrameSource, open_source
+from pipnet_core.frames import CameraFormat, Frame, FrameSource, ImageSource, open_source
 from pipnet_core.onnx_runner import describe_model
 from pipnet_core.sample_clip import cached_clip
 from pipnet_core.writers import CsvWriter, JsonLinesWriter, export_header, video_writer
@@ -140,6 +140,7 @@ class CaptureThread(threading.Thread):
 
     def run(self) -> None:
         next_due = time.monotonic()
+        delivered = 0
         try:
             while not self.stopped.is_set():
                 if self.paused.is_set():
@@ -148,12 +149,14 @@ class CaptureThread(threading.Thread):
                     continue
                 frame = self.source.read()
                 if frame is None:
-                    if not self.source.is_camera:
-                        self.report("ended", f"{self.source.name}: end of the source")
+                    if not self.source.is_camera:  # a file that gave nothing is damaged, not over
+                        self.report(*(("ended", f"{self.source.name}: end of the source") if delivered else
+                                      ("error", f"{self.source.name}: no frame could be decoded")))
                         return
                     self._reconnect()
                     continue
                 self.mailbox.put(frame)
+                delivered += 1
                 self.meter.tick()
                 if not self.source.is_camera:  # files play at their own frame rate; cameras pace themselves
                     next_due += 1.0 / self.source.fps
@@ -296,6 +299,8 @@ class ProcessingWorker(QThread):
         self._capture = CaptureThread(source, self._mailbox, self._on_source_state)
         self._capture.start()
         self.source_opened.emit(source.name)
+        if isinstance(source, ImageSource) and source.problem:  # a truncated or damaged still: shown, said
+            self.error.emit(source.problem)
 
     def _on_source_state(self, state: str, message: str) -> None:
         if state == "error":

@@ -13,7 +13,6 @@ to a frame.
 """
 from __future__ import annotations
 
-import pickle
 import shutil
 import sys
 import time
@@ -30,10 +29,12 @@ from . import __version__
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
 from .frames import ImageSource, VideoSource
+from .images import DEFAULT_MAX_PIXELS
 from .landmarker import VIDEO_MAX_FACES, Landmarker
 from .media import expand, media_kind
 from .pose import camera_matrix
 from .smooth import SmoothingParams
+from .state_codec import decode_state, encode_state
 from .tracks import Frame, blinks, smooth_offline
 from .writers import (CsvWriter, JsonLinesWriter, OpenFaceWriter, PtsWriter, RawTrackWriter, export_header, read_records,
                       video_writer, write_blinks, write_file)
@@ -64,6 +65,7 @@ class AnnotateOptions:
     calibration: Path | None = None  # a detector calibration file of the user's; None: the shipped one
     threads: int = 2
     show_progress: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS  # images and video frames above it are refused unread
 
 
 @dataclass
@@ -75,7 +77,8 @@ class FileResult:
     resumed_from: int = 0
     already_complete: bool = False  # --resume found it done: nothing was run
     error: str | None = None  # one line; the file failed or is incomplete
-    warning: str | None = None  # one line; the file is complete but something deserves a look
+    warning: str | None = None  # one line; something deserves a look (with ``damage``: what is wrong with it)
+    damage: str | None = None  # "truncated" or "damaged": a still that decoded only in part is not complete
     outputs: list[Path] = field(default_factory=list)
 
 
@@ -178,43 +181,56 @@ def resume_point(tables: dict[str, Path], header: dict) -> int:
 class _Progress:
     """Where a video's run is, in NAME.progress beside its outputs: while unfinished, the
     landmarker's video state after every ``CHECKPOINT_FRAMES``-th processed frame (the last two:
-    the newest may be past what every output completed); once complete, the last frame. This
-    program's own file, read back with pickle, and only from the same version."""
+    the newest may be past what every output completed); once complete, the last frame. A
+    ``state_codec`` file (no code in it) that records the input and settings it was made with: one
+    made with others, or not by this version, is refused in one line."""
 
-    VERSION = f"pipnet-live {__version__}, progress 2"
+    KIND = "annotate progress"
 
-    def __init__(self, path: Path, start: int):
-        self.path = path
-        self.states: dict[int, bytes] = {}
+    def __init__(self, path: Path, settings: dict, start: int):
+        self.path, self.settings = path, settings
+        self.states: dict[int, dict] = {}
         self.complete_at: int | None = None  # the last frame of a finished run
         if not start:
             path.unlink(missing_ok=True)  # an earlier run's states would not belong to this one
             return
-        saved = self._read(path)
+        saved = self.read(path, settings)
         if saved is not None:
             self.states = {frame: state for frame, state in saved["states"].items() if frame < start}
             self.complete_at = saved["complete_at"]
 
     @classmethod
-    def _read(cls, path: Path) -> dict | None:
+    def read(cls, path: Path, settings: dict) -> dict | None:
+        """The saved progress (None: there is none, and the video runs again from its start,
+        unwritten); refuses a file that is not this program's or was made with other settings."""
         try:
-            saved = pickle.loads(path.read_bytes())
-            return saved if saved["version"] == cls.VERSION else None
-        except Exception:  # lost, torn or foreign: the video is run again from its start, unwritten
+            data = path.read_bytes()
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
+        saved = decode_state(data, cls.KIND, str(path))
+        if not isinstance(saved, dict) or not {"settings", "states", "complete_at"} <= saved.keys() \
+                or not isinstance(saved["settings"], dict) or not isinstance(saved["states"], dict):
+            raise PipnetError(f"{path}: a damaged progress file; delete it, or run without --resume")
+        for key in RESUME_SETTINGS:
+            if saved["settings"].get(key) != settings[key]:
+                raise PipnetError(f"{path}: cannot resume: made with {key} {saved['settings'].get(key)!r}, "
+                                  f"this run has {settings[key]!r}")
+        return saved
 
     @classmethod
-    def completed_at(cls, path: Path) -> int | None:
+    def completed_at(cls, path: Path, settings: dict) -> int | None:
         """The last frame of the finished run this file records; None if it records none."""
-        saved = cls._read(path)
+        saved = cls.read(path, settings)
         return None if saved is None else saved["complete_at"]
 
-    def latest(self) -> tuple[int, bytes | None]:
+    def latest(self) -> tuple[int, dict | None]:
         """The newest state and its frame (-1 and None when there is none)."""
         frame = max(self.states, default=-1)
         return frame, self.states.get(frame)
 
-    def save(self, frame: int, state: bytes) -> None:
+    def save(self, frame: int, state: dict) -> None:
         newest = sorted(self.states)[-1:]
         self.states = {f: self.states[f] for f in newest} | {frame: state}
         self._write(None)
@@ -224,7 +240,13 @@ class _Progress:
         self._write(last_frame)
 
     def _write(self, complete_at: int | None) -> None:
-        write_file(self.path, pickle.dumps({"version": self.VERSION, "states": self.states, "complete_at": complete_at}))
+        document = {"settings": self.settings, "states": self.states, "complete_at": complete_at}
+        write_file(self.path, encode_state(self.KIND, document))
+
+
+def resume_settings(header: dict) -> dict:
+    """The header fields an output must share to be continued (``RESUME_SETTINGS``)."""
+    return {key: header[key] for key in RESUME_SETTINGS}
 
 
 def written_whole(paths: dict[str, Path], header: dict) -> bool:
@@ -232,7 +254,8 @@ def written_whole(paths: dict[str, Path], header: dict) -> bool:
     complete? (A .pts folder may be empty: a video without a face.) Outputs made with other
     settings are refused."""
     outputs = output_tables(paths)
-    if _Progress.completed_at(paths["progress"]) is None or not all(path.exists() for path in outputs.values()):
+    if _Progress.completed_at(paths["progress"], resume_settings(header)) is None \
+            or not all(path.exists() for path in outputs.values()):
         return False
     check_settings(outputs, header)
     return True
@@ -294,7 +317,9 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
     source = outputs = bar = None
     try:
         is_image = media_kind(path) == "image"
-        source = ImageSource(path) if is_image else VideoSource(path)
+        source = ImageSource(path, options.max_pixels) if is_image else VideoSource(path, max_pixels=options.max_pixels)
+        if is_image and source.problem:
+            result.warning, result.damage = source.problem, source.damage
         first = source.read()
         if first is None:
             raise PipnetError(f"{path}: no frame could be decoded")
@@ -320,7 +345,7 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
             start = result.resumed_from = resume_point(tables, header)
         elif "raw" in paths and not offline:
             paths["raw"].unlink(missing_ok=True)  # an offline run's, killed: these settings replace it
-        progress = None if is_image else _Progress(paths["progress"], start)
+        progress = None if is_image else _Progress(paths["progress"], resume_settings(header), start)
         if progress is not None and progress.complete_at is not None and start >= progress.complete_at:
             result.already_complete = True
             return result

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -198,33 +199,50 @@ def _detect(args) -> None:
     except OSError as exc:
         raise PipnetError(f"{out}: cannot create the output folder ({exc.strerror})") from None
     names = output_names(images)
-    failed = 0
+    problems: Counter[str] = Counter()  # failed, truncated, damaged: images not complete
     with _landmarker(args, smoothing=False, still_detector=args.detector) as landmarker:
         for path in images:
             try:
-                count, written = _detect_one(landmarker, path, out / names[path], args)
+                count, written, damage = _detect_one(landmarker, path, out / names[path], args)
                 print(f"{path}: {count} face(s)" + ("" if count else " (no face found)") + " -> "
                       + ", ".join(str(w) for w in written))
+                if damage:
+                    problems[damage] += 1
             except PipnetError as exc:
-                failed += 1
+                problems["failed"] += 1
                 print(f"pipnet detect: error: {exc}", file=sys.stderr)
-    print(f"{len(images) - failed} of {len(images)} images complete")
-    if failed:
-        raise PipnetError(f"{failed} image(s) failed")
+    print(summary_line(len(images), problems, "images"))
+    if problems:
+        raise PipnetError(f"{sum(problems.values())} image(s) failed or are incomplete")
 
 
-def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list]:
-    """One image: its annotated PNG (and JSON); returns the face count and the files written."""
-    from .data import load_image
+def summary_line(total: int, problems: Counter[str], kind: str) -> str:
+    """"3 of 5 images complete, 1 truncated, 1 failed": what is not complete, by what went wrong."""
+    counts = "".join(f", {count} {what}" for what, count in sorted(problems.items()))
+    return f"{total - sum(problems.values())} of {total} {kind} complete{counts}"
+
+
+def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list, str | None]:
+    """One image: its annotated PNG (and JSON); returns the face count, the files written and the
+    image's damage (None, "truncated" or "damaged": its problem is printed as a warning)."""
+    import cv2
+
     from .draw import OverlayOptions, draw_faces
+    from .images import read_image
     from .media import sniff
     from .writers import face_to_dict, write_image, write_json
 
     if sniff(path) == "video":
         raise PipnetError(f"{path}: is a video; `pipnet annotate` takes videos")
-    image = load_image(path)
+    still = read_image(path, args.max_pixels)
+    if still.problem:
+        print(f"pipnet detect: warning: {still.problem}", file=sys.stderr)
+    image = still.image
     landmarker.reset(restart_ids=True)
-    faces = landmarker.process_image(image, args.max_faces)
+    try:
+        faces = landmarker.process_image(image, args.max_faces)
+    except cv2.error as exc:
+        raise PipnetError(f"{path}: cannot be processed ({str(exc).strip().splitlines()[-1][:120]})") from None
     drawn = out_stem.with_name(out_stem.name + "_landmarks.png")
     write_image(drawn, draw_faces(image, faces, OverlayOptions(pose_axes=True)))
     written = [drawn]
@@ -232,7 +250,7 @@ def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list]:
         written.append(out_stem.with_name(out_stem.name + ".json"))
         write_json(written[-1], {"image": str(path), "width": image.shape[1], "height": image.shape[0],
                                  "faces": [face_to_dict(f) for f in faces]})
-    return len(faces), written
+    return len(faces), written, still.damage
 
 
 def _annotate(args) -> None:
@@ -243,7 +261,8 @@ def _annotate(args) -> None:
         raise PipnetError("--fx and --fy are focal lengths in pixels: give positive numbers")
     options = AnnotateOptions(Path(args.out), formats, Path(args.video_out) if args.video_out else None, max(args.every, 1),
                               args.max_faces, args.smooth, (args.fx, args.fy, args.cx, args.cy), args.resume, args.model,
-                              args.detector, args.calibration, args.threads, show_progress=sys.stderr.isatty())
+                              args.detector, args.calibration, args.threads, show_progress=sys.stderr.isatty(),
+                              max_pixels=args.max_pixels)
     cluster = None
     if args.scheduler:
         from .cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, ClusterOptions
@@ -254,11 +273,13 @@ def _annotate(args) -> None:
     elif args.chunk_seconds is not None or args.chunk_overlap is not None:
         raise PipnetError("--chunk-seconds and --chunk-overlap split videos between the workers of --scheduler; give one")
     results = annotate(args.inputs, options, args.jobs, cluster)
-    failed = 0
+    problems: Counter[str] = Counter()  # failed, truncated, damaged: files not complete
     for r in results:
         if r.error:
-            failed += 1
+            problems["failed"] += 1
             print(f"pipnet annotate: error: {r.error}", file=sys.stderr)
+        elif r.damage:
+            problems[r.damage] += 1
         if r.warning:
             print(f"pipnet annotate: warning: {r.warning}", file=sys.stderr)
         if r.already_complete:
@@ -268,9 +289,9 @@ def _annotate(args) -> None:
             fps = r.frames / r.seconds if r.seconds else 0.0
             print(f"{r.path}: {r.frames} frames, {r.faces} faces, {fps:.1f} FPS{resumed} -> "
                   + ", ".join(str(o) for o in r.outputs))
-    print(f"{len(results) - failed} of {len(results)} files complete")
-    if failed:
-        raise PipnetError(f"{failed} file(s) failed or are incomplete")
+    print(summary_line(len(results), problems, "files"))
+    if problems:
+        raise PipnetError(f"{sum(problems.values())} file(s) failed or are incomplete")
 
 
 def _bench(args) -> None:
@@ -504,12 +525,21 @@ def _add_calibration_option(p) -> None:
                    help="detector box calibration written by `pipnet calibrate --out` (default: the shipped one)")
 
 
+def _add_max_pixels_option(p) -> None:
+    from .images import DEFAULT_MAX_PIXELS
+
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, metavar="N",
+                   help="refuse images and video frames larger than this, read from the file's header before "
+                        f"decoding (default: {DEFAULT_MAX_PIXELS:,}, a large phone panorama)")
+
+
 def _runtime_commands(sub) -> None:
     p = sub.add_parser("detect", help="landmarks on still images: annotated PNGs and JSON")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of them")
     p.add_argument("--out", default="landmarks", help="output folder (default: landmarks/)")
     p.add_argument("--json", action="store_true", help="also write IMAGE.json with every face's points")
     p.add_argument("--max-faces", type=int, help="at most this many faces per image (default: all)")
+    _add_max_pixels_option(p)
     _add_runtime_options(p, detector="blazeface-both")
     p.set_defaults(run=_detect)
 
@@ -538,6 +568,7 @@ def _runtime_commands(sub) -> None:
                         "(default: 60; 0: one task per video)")
     p.add_argument("--chunk-overlap", type=float, metavar="S",
                    help="with --scheduler: seconds decoded before each chunk to warm the tracker up (default: 4)")
+    _add_max_pixels_option(p)
     _add_runtime_options(p, detector="blazeface-both")
     p.set_defaults(run=_annotate)
 

@@ -20,7 +20,6 @@ stopped with Ctrl-C leaves both.
 """
 from __future__ import annotations
 
-import pickle
 import queue
 import shutil
 import time
@@ -33,13 +32,15 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .annotate import (RESUME_SETTINGS, AnnotateOptions, FileResult, _Progress, annotate_file, move_outputs,
-                       open_landmarker, output_files, output_paths, prepare_for_video, run_settings, write_whole_video,
-                       written_whole)
+from .annotate import (AnnotateOptions, FileResult, _Progress, annotate_file, move_outputs, open_landmarker, output_files,
+                       output_paths, prepare_for_video, resume_settings, run_settings, write_whole_video, written_whole)
 from .errors import PipnetError
 from .frames import VideoLayout, VideoRange
+from .images import check_pixels
 from .landmarker import Face, Landmarker
 from .media import media_kind
+from .pose import HeadPose
+from .state_codec import decode_state, encode_state, from_plain, to_plain
 from .tracks import Frame
 from .writers import export_header, write_file
 
@@ -54,6 +55,7 @@ RETRIES = 2
 PROGRESS_EVERY = 30  # frames between two progress events of a chunk
 # Two faces are one when their points lie this close (mean distance over the larger box side).
 SAME_FACE = 0.1
+PIECE_KIND = "cluster chunk"
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class VideoPlan:
 
     @property
     def settings(self) -> dict:
-        return {key: self.header[key] for key in RESUME_SETTINGS}
+        return resume_settings(self.header)
 
     def piece(self, out_dir: Path, number: int) -> Path:
         return out_dir / f"{self.name}.chunks" / f"{number:05d}.chunk"
@@ -97,6 +99,10 @@ class ChunkDone:
     faces: int = 0
     seconds: float = 0.0
     error: str | None = None
+
+
+# What a chunk piece may hold besides plain values.
+PIECE_STATE = (Chunk, Face, HeadPose)
 
 
 def plan_chunks(layout: VideoLayout, chunk_seconds: float, overlap_seconds: float) -> list[Chunk]:
@@ -188,6 +194,7 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
         layout = VideoLayout.read(path)
         if not layout.times:
             raise PipnetError(f"{path}: no frame could be decoded")
+        check_pixels(str(path), layout.width, layout.height, options.max_pixels)
         with _plugin().landmarker() as landmarker:
             mean_face = landmarker.model.info.codec.mean_face
             header = export_header(landmarker.model, fps=layout.fps, width=layout.width, height=layout.height,
@@ -214,13 +221,24 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
 
 
 def _read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
-    """A finished chunk of the same video and settings (None: run it)."""
+    """A finished chunk of this video and these settings; None when there is none, or when it is
+    another plan's chunk (other --chunk-seconds): it runs again. A file that is not a piece of
+    this program, or was made with other settings, is refused in one line."""
     try:
-        piece = pickle.loads(path.read_bytes())
-    except Exception:  # absent, or not this program's
+        data = path.read_bytes()
+    except FileNotFoundError:
         return None
-    return piece if piece.get("version") == _Progress.VERSION and piece["settings"] == plan.settings \
-        and piece["chunk"] == chunk else None
+    except OSError as exc:
+        raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        piece = from_plain(decode_state(data, PIECE_KIND, str(path)), PIECE_STATE)
+    except ValueError:
+        piece = None
+    if not isinstance(piece, dict) or not {"settings", "chunk", "frames", "warmup"} <= piece.keys():
+        raise PipnetError(f"{path}: a damaged chunk piece; delete it, or run without --resume")
+    if piece["settings"] != plan.settings:
+        raise PipnetError(f"{path}: a chunk made with other settings; delete {path.parent}, or run without --resume")
+    return piece if piece["chunk"] == chunk else None
 
 
 def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: str) -> ChunkDone:
@@ -252,8 +270,8 @@ def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: st
             finally:
                 source.close()
         piece_path.parent.mkdir(exist_ok=True)
-        write_file(piece_path, pickle.dumps({"version": _Progress.VERSION, "settings": plan.settings, "chunk": chunk,
-                                             "frames": frames, "warmup": warmup}), shared=True)
+        piece = {"settings": plan.settings, "chunk": chunk, "frames": frames, "warmup": warmup}
+        write_file(piece_path, encode_state(PIECE_KIND, to_plain(piece, PIECE_STATE)), shared=True)
     except PipnetError as exc:
         return ChunkDone(error=str(exc))
     except OSError as exc:
@@ -268,14 +286,14 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
                         seconds=sum(d.seconds for d in done), outputs=output_files(paths))
     failed = next((d.error for d in done if d.error), None)
     if not (options.out_dir / f"{plan.name}.chunks").is_dir() and \
-            _Progress.completed_at(paths["progress"]) is not None:
+            _Progress.completed_at(paths["progress"], plan.settings) is not None:
         return result  # this merge ran before, its worker lost before the client heard
     if failed:
         result.error = f"{failed} (the finished chunks are kept: --resume continues)"
         return result
     try:
         last = write_whole_video(plan.name, options, plan.header, _merged_frames(plan, options), plan.mean_face)
-        _Progress(paths["progress"], 0).finish(last)
+        _Progress(paths["progress"], plan.settings, 0).finish(last)
         shutil.rmtree(options.out_dir / f"{plan.name}.chunks", ignore_errors=True)
         paths["raw"].unlink(missing_ok=True)  # a single-process run's, killed: these outputs replace it
     except PipnetError as exc:

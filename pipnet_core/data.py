@@ -12,7 +12,6 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from .crop import CropBox
@@ -27,16 +26,6 @@ class Sample:
 
     image_path: Path
     points: np.ndarray
-
-
-def load_image(path: Path) -> np.ndarray:
-    """A BGR uint8 image, or a PipnetError naming the file."""
-    if not Path(path).is_file():
-        raise PipnetError(f"{path}: does not exist")
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise PipnetError(f"{path}: is not a readable image")
-    return image
 
 
 def read_pts(path: Path, num_points: int = NUM_POINTS) -> np.ndarray:

@@ -442,7 +442,7 @@ def calibrate(detector: FaceDetector, samples, progress=None) -> dict[str, tuple
     """Fit the detector-box -> landmark-box mapping on labeled faces, for each detector model
     that found them ("blazeface-both" fits both ranges); returns each mapping and the number of
     faces it was fitted on. A first pass with a generic mapping picks the right detection."""
-    from .data import load_image
+    from .images import load_image
 
     rough = BoxCalibration(0.0, 0.0, 1.0)
     matched: dict[str, tuple[list[Detection], list[CropBox]]] = {}

@@ -11,7 +11,8 @@ import cv2
 import numpy as np
 
 from .crop import CropBox, crop_matrix, transform_points
-from .data import Sample, load_image
+from .data import Sample
+from .images import load_image
 from .errors import PipnetError
 from .model_interface import LandmarkModel
 from .metrics import auc, ced, failure_rate, point_errors

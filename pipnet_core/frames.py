@@ -1,8 +1,10 @@
 """Frames in: normalising pixel formats, and the sources frames come from (camera, video, image)."""
 from __future__ import annotations
 
+import os
 import time
 from bisect import bisect_left
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol
@@ -11,7 +13,27 @@ import cv2
 import numpy as np
 
 from .errors import PipnetError
+from .images import DEFAULT_MAX_PIXELS, check_pixels, read_image
 from .media import media_kind
+
+
+# FFmpeg prints what it finds wrong in a damaged video on the process's stderr, dozens of lines a
+# frame and not which file they are about; OpenCV's backend reads this level when it first opens
+# a video. A damaged file shows as the frames it lacks (``VideoSource``'s frame count, the
+# warnings of `pipnet annotate`). A level set by the user, or OpenCV's debug switch, is kept.
+if "OPENCV_FFMPEG_DEBUG" not in os.environ:
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+
+@contextmanager
+def opencv_silent() -> Iterator[None]:
+    """OpenCV's own log off for the duration: what it would print, the caller says in one line."""
+    previous = cv2.getLogLevel()
+    cv2.setLogLevel(0)
+    try:
+        yield
+    finally:
+        cv2.setLogLevel(previous)
 
 
 def as_bgr(frame: np.ndarray, rgb: bool = False) -> np.ndarray:
@@ -55,15 +77,19 @@ class VideoSource:
     """A video file through OpenCV. Timestamps are the container's own presentation times (so a
     variable-frame-rate phone video gets its real times) counted from the first frame: OpenCV
     counts from the stream's start, and what remains (a first frame presented at -0.017 s) is
-    subtracted and kept as ``start_offset``. A file that loops keeps counting up."""
+    subtracted and kept as ``start_offset``. A file that loops keeps counting up. Frames of a
+    video whose frame size changes mid-stream come scaled to its first size (OpenCV's doing)."""
 
     is_camera = False
 
-    def __init__(self, target: str | Path, loop: bool = False):
+    def __init__(self, target: str | Path, loop: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.name = str(target)
         if not Path(target).is_file():
             raise PipnetError(f"{target}: no such file")
-        self.capture = cv2.VideoCapture(str(target))
+        # FFmpeg alone: OpenCV's other backends would take a name like frame_%03d.png for a
+        # numbered image sequence, and its own AVI reader prints its complaints on stderr.
+        with opencv_silent():  # a file FFmpeg cannot open: OpenCV's warning would say only that
+            self.capture = cv2.VideoCapture(str(target), cv2.CAP_FFMPEG)
         if not self.capture.isOpened():
             self.capture.release()
             raise PipnetError(f"{self.name}: cannot be opened as a video")
@@ -73,6 +99,11 @@ class VideoSource:
         self.frame_count = max(int(self.capture.get(cv2.CAP_PROP_FRAME_COUNT)), 0)  # the header's claim
         self.width = int(self.capture.get(cv2.CAP_PROP_FRAME_WIDTH))
         self.height = int(self.capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_pixels(self.name, self.width, self.height, max_pixels)
+        except PipnetError:
+            self.capture.release()
+            raise
         self._index = 0
         self._in_loop = 0  # frames read since the start of the file (of this loop)
         self._loop_offset = 0.0  # seconds played in earlier loops
@@ -191,7 +222,10 @@ class VideoRange:
                     raise PipnetError(f"{self.path}: frame {wanted} should be presented at {layout.seconds(wanted):.4f} s, "
                                       f"the decoder gave {(decoded.pts - layout.times[0]) * layout.time_base:.4f} s "
                                       "(a seek that missed, or an irregular file: use --chunk-seconds 0)")
-                image = decoded.reformat(format="bgr24", src_colorspace="ITU601").to_ndarray()
+                # A frame size that changes mid-stream is scaled to the first, as OpenCV's reader does.
+                size = {} if (decoded.width, decoded.height) == (layout.width, layout.height) else \
+                    {"width": layout.width, "height": layout.height}
+                image = decoded.reformat(format="bgr24", src_colorspace="ITU601", **size).to_ndarray()
                 yield Frame(wanted, layout.seconds(wanted), image)
                 wanted += 1
                 if wanted == self.end:
@@ -278,18 +312,18 @@ class CameraSource:
 
 
 class ImageSource:
-    """A still image as a one-frame source."""
+    """A still image as a one-frame source; ``problem``: what went wrong decoding it (one line:
+    a truncated or damaged file still gives the pixels it has), None when nothing did."""
 
     fps = 1.0
     is_camera = False
     frame_count = 1
     start_offset = 0.0
 
-    def __init__(self, path: str | Path):
-        from .data import load_image
-
+    def __init__(self, path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.name = str(path)
-        self.image = load_image(Path(path))
+        still = read_image(path, max_pixels)
+        self.image, self.problem, self.damage = still.image, still.problem, still.damage
         self._done = False
 
     def read(self) -> Frame | None:
@@ -303,13 +337,15 @@ class ImageSource:
 
 
 def open_source(target: str | int | Path, loop: bool = False, camera_format: CameraFormat = CameraFormat(),
-                name: str | None = None) -> FrameSource:
+                name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> FrameSource:
     """A camera index (``name``: its device name, for messages), a video file or an image file
-    (told apart by content: see ``media``)."""
+    (told apart by content: see ``media``); files with more than ``max_pixels`` a frame are refused."""
     if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):
         return CameraSource(int(target), camera_format, name)
     path = Path(target)
-    return ImageSource(path) if media_kind(path) == "image" else VideoSource(path, loop=loop)
+    if media_kind(path) == "image":
+        return ImageSource(path, max_pixels)
+    return VideoSource(path, loop=loop, max_pixels=max_pixels)
 
 
 def iterate(source: FrameSource) -> Iterator[Frame]:
@@ -332,14 +368,10 @@ def list_cameras(max_index: int = 4) -> list[CameraInfo]:
             cameras.append(CameraInfo(int(node.name[5:]), name))
         return cameras
     found = []
-    previous = cv2.getLogLevel()
-    cv2.setLogLevel(0)  # silent: each absent camera index would log a warning and an error
-    try:
+    with opencv_silent():  # each absent camera index would log a warning and an error
         for index in range(max_index):
             capture = cv2.VideoCapture(index)
             if capture.isOpened() and capture.read()[0]:
                 found.append(CameraInfo(index, f"Camera {index}"))
             capture.release()
-    finally:
-        cv2.setLogLevel(previous)
     return found

@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, replace
 from pathlib import Path
 from time import perf_counter
@@ -25,7 +24,8 @@ from .model_interface import LandmarkModel
 from .plausibility import plausibility
 from .pose import HeadPose, camera_matrix, estimate_pose
 from .smooth import LandmarkSmoother, SmoothingParams, fit_similarity
-from .track import Observation, Tracker, TrackerConfig
+from .state_codec import from_plain, to_plain
+from .track import TRACKER_STATE, Observation, Tracker, TrackerConfig
 
 STAGES = ("detect", "track", "crop", "infer", "decode", "smooth", "pose")
 # How many faces each use looks for unless told: video (process, the GUI, `pipnet annotate` on a
@@ -163,17 +163,21 @@ class Landmarker(Closing):
         if self._owned["model"]:
             self.model.close()
 
-    def video_state(self) -> bytes:
+    def video_state(self) -> dict:
         """Everything a video's next frame depends on besides the frame: the tracker (tracks with
-        their crops, smoothers and ids, the detection schedule). An export that stops and goes on
-        restores it (``restore_video_state``) and continues exactly as if it had never stopped."""
-        return pickle.dumps(self.tracker)
+        their crops, smoothers and ids, the detection schedule), as plain values and arrays (a
+        ``state_codec`` document). An export that stops and goes on restores it
+        (``restore_video_state``) and continues exactly as if it had never stopped."""
+        return to_plain(self.tracker, TRACKER_STATE)
 
-    def restore_video_state(self, state: bytes) -> None:
+    def restore_video_state(self, state: dict) -> None:
         """Continue from ``video_state()`` (of a landmarker with the same model and settings)."""
-        tracker = pickle.loads(state)
+        try:
+            tracker = from_plain(state, TRACKER_STATE)
+        except (ValueError, TypeError, KeyError):
+            tracker = None
         if not isinstance(tracker, Tracker):
-            raise PipnetError("the saved video state is from another version of pipnet-live")
+            raise PipnetError("the saved video state is not a tracker of this version of pipnet-live")
         self.tracker = tracker
 
     # -- the pipeline -------------------------------------------------------------------------------

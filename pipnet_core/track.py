@@ -16,7 +16,7 @@ import numpy as np
 from .align import FaceAligner
 from .crop import CropBox
 from .detect import FaceDetector, QuarterTurnDetector
-from .smooth import LandmarkSmoother
+from .smooth import LandmarkSmoother, MotionTracker, OneEuroFilter
 
 
 @dataclass(frozen=True)
@@ -269,3 +269,7 @@ class Tracker:
         for track in self.tracks:
             if track.id == self.UNCONFIRMED:
                 track.id, self._next_id = self._next_id, self._next_id + 1
+
+
+# What a video state (``Landmarker.video_state``) is made of: the classes a saved one may hold.
+TRACKER_STATE = (Tracker, TrackerConfig, Track, CropBox, LandmarkSmoother, MotionTracker, OneEuroFilter)

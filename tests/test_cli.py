@@ -45,7 +45,7 @@ def test_detect_reports_unreadable_images_and_still_does_the_rest(tmp_path):
     broken.write_bytes(b"\xff\xd8 not really")
     result = pipnet("detect", good, broken, "--out", tmp_path / "out", "--json")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "broken.jpg: is not a readable image" in result.stderr
+    assert "broken.jpg: damaged: its header gives no image size" in result.stderr
     assert (tmp_path / "out" / "good_landmarks.png").exists() and (tmp_path / "out" / "good.json").exists()
 
 
@@ -146,8 +146,8 @@ def test_detect_takes_folders_names_outputs_apart_and_reports_a_failed_write(tmp
     assert result.returncode == 2 and "Traceback" not in result.stderr
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 2 and "b_face_png_landmarks.png: cannot write (Is a directory)" in errors[0]
-    assert errors[1] == "pipnet detect: error: 1 image(s) failed"
-    assert "1 of 2 images complete" in result.stdout
+    assert errors[1] == "pipnet detect: error: 1 image(s) failed or are incomplete"
+    assert "1 of 2 images complete, 1 failed" in result.stdout
     assert (out / "a_face_png_landmarks.png").is_file() and (out / "a_face_png.json").is_file()
     assert not list(out.glob("*.partial"))
     blocker = tmp_path / "file"

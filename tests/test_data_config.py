@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 
 from pipnet_core.training.config import Config
-from pipnet_core.data import Sample, conflicting_labels, list_images, load_image, read_labeled, read_pts, write_pts
+from pipnet_core.data import Sample, conflicting_labels, list_images, read_labeled, read_pts, write_pts
+from pipnet_core.images import load_image
 from pipnet_core.errors import PipnetError
 from synthetic import SHARED_DATA, drawn_face, needs
 
@@ -65,7 +66,7 @@ def test_bad_files_give_one_line_errors_naming_the_file(tmp_path):
     with pytest.raises(PipnetError, match=r"x.csv:2: expected 137 columns"):
         read_labeled(tmp_path / "x.csv")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(PipnetError, match="broken.jpg: is not a readable image"):
+    with pytest.raises(PipnetError, match="broken.jpg: is not an image this program reads"):
         load_image(tmp_path / "broken.jpg")
     with pytest.raises(PipnetError, match="no such folder"):
         read_labeled(tmp_path / "missing")

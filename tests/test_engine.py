@@ -9,6 +9,7 @@ from pipnet_core.landmarker import Landmarker
 from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate
 from pipnet_core.smooth import SmoothingParams
+from pipnet_core.state_codec import decode_state, encode_state
 from pipnet_core.track import TrackerConfig
 from synthetic import (MeanFaceModel, astronaut_reference, motion_errors, moved_reference, reference_error,
                        reference_errors, shared_points)
@@ -241,10 +242,10 @@ def test_a_restored_video_state_continues_exactly_like_the_uninterrupted_run(mod
     frames = clip_frames(frames=50)
     whole = Landmarker(model)
     results = run(whole, frames[:30])
-    state = whole.video_state()
+    saved = encode_state("video", whole.video_state())  # through the file format --resume reads
     results += run(whole, frames[30:])
     resumed = Landmarker(model)
-    resumed.restore_video_state(state)
+    resumed.restore_video_state(decode_state(saved, "video", "test.progress"))
     continued = run(resumed, frames[30:])
     assert [[f.id for f in faces] for faces in continued] == [[f.id for f in faces] for faces in results[30:]]
     np.testing.assert_array_equal(np.stack([faces[0].points for faces in continued]),

@@ -121,7 +121,7 @@ def test_a_photo_with_an_exif_orientation_is_read_upright(tmp_path, landmarker):
     # would hand the pipeline a face lying on its side.
     from PIL import Image
 
-    from pipnet_core.data import load_image
+    from pipnet_core.images import load_image
 
     stored = cv2.rotate(face_photo(), cv2.ROTATE_90_COUNTERCLOCKWISE)
     exif = Image.Exif()

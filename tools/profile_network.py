@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 from pipnet_core import Landmarker
 from pipnet_core.crop import landmark_crop, to_network_input
-from pipnet_core.data import load_image
+from pipnet_core.images import load_image
 from pipnet_core.resources import asset, shipped_model
 
 

@@ -9,7 +9,8 @@ import sys
 import numpy as np
 
 from pipnet_core.crop import landmark_crop_matrix, transform_points
-from pipnet_core.data import load_image, read_labeled
+from pipnet_core.data import read_labeled
+from pipnet_core.images import load_image
 from pipnet_core.evaluate import load_landmark_model
 from pipnet_core.metrics import nme
 

@@ -20,7 +20,8 @@ HERE = Path(__file__).resolve().parent.parent
 def main(old: str, mode: str, values: list[float], data: str = "../shared/data/300w_subset/helen/testset") -> None:
     sys.path.insert(0, old)
     from pipnet_core.crop import CropBox, transform_points
-    from pipnet_core.data import load_image, read_labeled
+    from pipnet_core.data import read_labeled
+    from pipnet_core.images import load_image
     from pipnet_core.landmarker import Landmarker
     from pipnet_core.metrics import point_errors
 

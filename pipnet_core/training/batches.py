@@ -9,7 +9,8 @@ from torch.utils.data import Dataset
 
 from ..codec import PIPCodec
 from ..crop import landmark_crop, landmark_crop_matrix, transform_points
-from ..data import Sample, load_image
+from ..data import Sample
+from ..images import load_image
 from .augment import training_crop
 from .config import Config
 from .sources import Source

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from ..crop import landmark_crop, to_network_input
-from ..data import Sample, load_image
+from ..data import Sample
+from ..images import load_image
 from ..evaluate import evaluate
 from ..model_interface import METADATA_KEY
 from ..onnx_runner import OnnxLandmarkModel

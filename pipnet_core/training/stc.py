@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ..codec import PIPCodec
-from ..data import Sample, list_images, load_image, read_labeled
+from ..data import Sample, list_images, read_labeled
+from ..images import load_image
 from ..errors import PipnetError
 from ..metrics import nme
 from ..model_interface import LandmarkModel, ModelInfo

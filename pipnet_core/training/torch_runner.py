@@ -1,6 +1,7 @@
 """PIPNet checkpoints in torch: build, save, load and predict (training, evaluation, export)."""
 from __future__ import annotations
 
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -29,10 +30,17 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint of ``save_checkpoint``: tensors and plain values only. ``weights_only`` keeps
+    torch's unpickler to those, so a downloaded or planted file cannot run code when loaded."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise PipnetError(f"{path}: checkpoint not found") from None
+    except pickle.UnpicklingError as exc:  # what weights_only refuses: anything but tensors and plain values
+        said = [line for line in str(exc).splitlines() if "Unsupported global" in line] or str(exc).splitlines()[:1]
+        reason = said[0].strip()[:160]
+        raise PipnetError(f"{path}: refused: holds more than weights and plain values, which could run code "
+                          f"({reason})") from None
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
         raise PipnetError(f"{path}: not a PIPNet checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not {"model", "config", "info"} <= state.keys():

@@ -1,0 +1,138 @@
+"""Files a run reads back from a folder others may write to (annotate's NAME.progress, the
+cluster's chunk pieces, training checkpoints): a planted file is refused in one line without
+running anything it carries."""
+import os
+import pickle
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fuzz_corpus import encode_video
+from pipnet_core.cluster import Chunk, _read_piece
+from pipnet_core.crop import CropBox
+from pipnet_core.errors import PipnetError
+from pipnet_core.state_codec import decode_state, encode_state, from_plain, to_plain
+from pipnet_core.track import TRACKER_STATE, Track, Tracker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Payload:
+    """What an attacker pickles: unpickling it runs a shell command that leaves a marker file."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def pipnet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipnet_core", *args], capture_output=True, text=True, cwd=cwd,
+                          stdin=subprocess.DEVNULL, timeout=300)
+
+
+def test_the_payload_does_run_when_unpickled(tmp_path):
+    # The control: the planted files below would run code if anything unpickled them.
+    marker = tmp_path / "ran"
+    pickle.loads(pickle.dumps(Payload(marker)))
+    assert marker.exists()
+
+
+@pytest.fixture
+def annotated(tmp_path) -> tuple[Path, Path]:
+    """A clip annotated to the end, so that --resume reads its progress file."""
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(encode_video("avi", frames=8))
+    result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return clip, tmp_path / "out"
+
+
+def test_a_planted_pickle_progress_file_is_refused_without_running(annotated, tmp_path):
+    clip, out = annotated
+    marker = tmp_path / "ran"
+    (out / "clip.progress").write_bytes(pickle.dumps({"version": "pipnet-live 0.1.0, progress 2",
+                                                      "states": {0: Payload(marker)}, "complete_at": None}))
+    result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert not marker.exists()
+    problem = result.stderr.splitlines()[0]
+    assert re.fullmatch(r"pipnet annotate: error: .*clip\.progress: written by an older pipnet-live in a format that "
+                        r"can run code \(pickle\), which this version refuses to read: delete it, or run without "
+                        r"--resume", problem)
+
+
+def test_a_progress_file_of_another_input_or_of_another_program_is_refused(annotated, tmp_path):
+    clip, out = annotated
+    other = tmp_path / "other.avi"
+    other.write_bytes(encode_video("avi", frames=9))
+    assert pipnet("annotate", str(other), "--out", "out", "--smooth", "none", cwd=tmp_path).returncode == 0
+    # The tables of clip go on, but the progress beside them is other's.
+    (out / "clip.progress").write_bytes((out / "other.progress").read_bytes())
+    result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "clip.progress: cannot resume: made with source_name 'other.avi', this run has 'clip.avi'" in result.stderr
+    (out / "clip.progress").write_bytes(b'{"format": "something else"}')
+    result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path)
+    assert result.returncode == 2 and "clip.progress: not a state file of pipnet-live" in result.stderr
+    os.remove(out / "clip.progress")  # the control: without it the clip is complete and resumes cleanly
+    assert pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path).returncode == 0
+
+
+def test_a_planted_chunk_piece_is_refused_without_running(tmp_path):
+    marker = tmp_path / "ran"
+    piece = tmp_path / "clip.chunks" / "00000.chunk"
+    piece.parent.mkdir()
+    piece.write_bytes(pickle.dumps({"version": "x", "frames": [Payload(marker)]}))
+    with pytest.raises(PipnetError, match=r"00000.chunk: written by an older pipnet-live in a format that can run code"):
+        _read_piece(piece, None, Chunk(0, 0, 10))
+    assert not marker.exists()
+
+
+def test_a_state_names_only_the_classes_its_reader_allows():
+    tracker = Tracker(1)
+    tracker.tracks.append(Track(3, CropBox(40.0, 50.0, 60.0), 0.9))
+    document = decode_state(encode_state("video", to_plain(tracker, TRACKER_STATE)), "video", "x")
+    assert from_plain(document, TRACKER_STATE).tracks[0].id == 3
+    # A state that names a class its reader does not list (here os.system's module would be the
+    # attacker's next step) is refused, not looked up.
+    document["fields"]["tracks"][0]["$object"] = "Popen"
+    with pytest.raises(ValueError, match="a class this state may not hold: 'Popen'"):
+        from_plain(document, TRACKER_STATE)
+    with pytest.raises(PipnetError, match="holds a 'video' state, not a 'cluster chunk' one"):
+        decode_state(encode_state("video", {}), "cluster chunk", "x")
+    arrays = {"points": np.arange(6, dtype=np.float32).reshape(3, 2), "score": np.float32(0.25), "exact": 0.1 + 0.2}
+    back = decode_state(encode_state("video", arrays), "video", "x")
+    assert back["points"].dtype == np.float32 and np.array_equal(back["points"], arrays["points"])
+    assert back["score"] == np.float32(0.25) and back["exact"] == 0.1 + 0.2
+
+
+def test_a_planted_checkpoint_is_refused_without_running(tmp_path):
+    torch = pytest.importorskip("torch")
+    from pipnet_core.training.torch_runner import load_checkpoint
+
+    marker = tmp_path / "ran"
+    planted = tmp_path / "model.pt"
+    torch.save({"model": {}, "config": {}, "info": Payload(marker)}, planted)
+    with pytest.raises(PipnetError, match=r"model.pt: refused: holds more than weights and plain values"):
+        load_checkpoint(planted)
+    assert not marker.exists()
+    result = pipnet("eval", "--model", str(planted), "--data", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and not marker.exists() and "Traceback" not in result.stderr, result.stderr
+
+
+def test_no_reader_of_user_files_unpickles():
+    """pickle.load(s) and weights_only=False run a file's code: none may come back on any path
+    that reads a user's or a shared folder's file."""
+    found = []
+    for folder in ("pipnet_core", "app", "tools"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for number, line in enumerate(path.read_text().splitlines(), start=1):
+                if re.search(r"pickle\.loads?\(|weights_only\s*=\s*False|allow_pickle\s*=\s*True", line):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, found
