@@ -362,3 +362,35 @@ def test_a_camera_is_asked_for_motion_jpeg_above_640x480_before_its_size(monkeyp
     assert Device.calls[:2] == [cv2.CAP_PROP_FOURCC, cv2.CAP_PROP_FRAME_WIDTH]
     CameraSource(0, CameraFormat(640, 480, 30)).close()
     assert cv2.CAP_PROP_FOURCC not in Device.calls
+
+
+def opens_with_a_problem(path: Path) -> bool:
+    """What the library says of a file: refused, a damaged still, or a video without a frame."""
+    from pipnet_core.errors import PipnetError
+    from pipnet_core.frames import ImageSource, open_source
+
+    try:
+        source = open_source(str(path))
+    except PipnetError:
+        return True
+    try:
+        return bool(source.problem) if isinstance(source, ImageSource) else source.read() is None
+    finally:
+        source.close()
+
+
+def test_every_broken_file_of_the_fuzz_corpus_opened_as_the_dialog_does_is_a_banner_and_the_app_goes_on(
+        qtbot, window, tmp_path):
+    from fuzz_corpus import write_corpus
+
+    corpus = write_corpus(tmp_path / "corpus")
+    broken = [path for path in corpus if opens_with_a_problem(path)]
+    assert len(broken) >= 120
+    wait_for_frames(qtbot, window, 3)
+    for path in broken:  # choose_image / choose_video hand the dialog's path to open_source
+        window.banner.setText("")
+        window.open_source(str(path))
+        qtbot.waitUntil(lambda: f"{path}: " in window.banner.text() and window.banner.isVisible(), timeout=10000)
+    assert window.worker.isRunning()
+    window.open_source(SAMPLE)
+    wait_for_frames(qtbot, window, 5)
