@@ -1,10 +1,9 @@
 """pipnet-live: real-time 68-point facial landmarks with PIPNet on the CPU.
 
-    import cv2
-    from pipnet_core import Landmarker
+    from pipnet_core import Landmarker, read_image
 
     landmarker = Landmarker()  # shipped model, BlazeFace detector, smoothing on
-    faces = landmarker.process_image(cv2.imread("face.jpg"))
+    faces = landmarker.process_image(read_image("face.jpg").image)
     print(faces[0].points.shape, faces[0].pose.yaw)  # (68, 2), degrees
 
 The package imports no torch: training and export load it on demand.

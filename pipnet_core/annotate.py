@@ -210,8 +210,10 @@ class _Progress:
         except OSError as exc:
             raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
         saved = decode_state(data, cls.KIND, str(path))
-        if not isinstance(saved, dict) or not {"settings", "states", "complete_at"} <= saved.keys() \
-                or not isinstance(saved["settings"], dict) or not isinstance(saved["states"], dict):
+        if not isinstance(saved, dict) or set(saved) != {"settings", "states", "complete_at"} \
+                or not isinstance(saved["settings"], dict) or not isinstance(saved["states"], dict) \
+                or not all(isinstance(frame, int) and isinstance(state, dict) for frame, state in saved["states"].items()) \
+                or not isinstance(saved["complete_at"], (int, type(None))):
             raise PipnetError(f"{path}: a damaged progress file; delete it, or run without --resume")
         for key in RESUME_SETTINGS:
             if saved["settings"].get(key) != settings[key]:

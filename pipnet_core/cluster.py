@@ -40,7 +40,8 @@ from .images import check_pixels
 from .landmarker import Face, Landmarker
 from .media import media_kind
 from .pose import HeadPose
-from .state_codec import decode_state, encode_state, from_plain, to_plain
+from .state_codec import (NUMBER, decode_state, encode_state, float_array, from_plain, holds, optional, to_plain,
+                          tuple_of)
 from .tracks import Frame
 from .writers import export_header, write_file
 
@@ -101,8 +102,22 @@ class ChunkDone:
     error: str | None = None
 
 
-# What a chunk piece may hold besides plain values.
-PIECE_STATE = (Chunk, Face, HeadPose)
+def _faces(value) -> bool:
+    return isinstance(value, list) and all(isinstance(face, Face) for face in value)
+
+
+# What a chunk piece may hold besides plain values, and what their fields may hold.
+PIECE_STATE = {
+    Chunk: {"warmup": int, "first": int, "end": int},
+    Face: {"id": int, "box": tuple_of(*[NUMBER] * 4), "score": NUMBER, "points": float_array(None, 2),
+           "confidence": float_array(None), "pose": optional(HeadPose), "success": bool},
+    HeadPose: {"yaw": NUMBER, "pitch": NUMBER, "roll": NUMBER, "rotation": float_array(3, 3),
+               "translation": float_array(3)},
+}
+# A piece: {"settings": dict, "chunk": Chunk, "frames": [(index, timestamp, faces)], "warmup": {index: faces}}.
+_PIECE = {"settings": dict, "chunk": Chunk, "frames": lambda v: isinstance(v, list) and all(
+              tuple_of(int, NUMBER, _faces)(frame) for frame in v),
+          "warmup": lambda v: isinstance(v, dict) and all(isinstance(k, int) and _faces(f) for k, f in v.items())}
 
 
 def plan_chunks(layout: VideoLayout, chunk_seconds: float, overlap_seconds: float) -> list[Chunk]:
@@ -234,7 +249,7 @@ def _read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
         piece = from_plain(decode_state(data, PIECE_KIND, str(path)), PIECE_STATE)
     except ValueError:
         piece = None
-    if not isinstance(piece, dict) or not {"settings", "chunk", "frames", "warmup"} <= piece.keys():
+    if not isinstance(piece, dict) or set(piece) != set(_PIECE) or not all(holds(piece[k], kind) for k, kind in _PIECE.items()):
         raise PipnetError(f"{path}: a damaged chunk piece; delete it, or run without --resume")
     if piece["settings"] != plan.settings:
         raise PipnetError(f"{path}: a chunk made with other settings; delete {path.parent}, or run without --resume")

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 from .errors import PipnetError
-from .images import DEFAULT_MAX_PIXELS, check_pixels, read_image
+from .images import DEFAULT_MAX_PIXELS, check_pixels, image_size, read_image
 from .media import media_kind
 
 
@@ -86,6 +86,13 @@ class VideoSource:
         self.name = str(target)
         if not Path(target).is_file():
             raise PipnetError(f"{target}: no such file")
+        with open(target, "rb") as handle:  # a GIF's canvas is known before FFmpeg allocates it
+            try:
+                canvas = image_size(handle)
+            except ValueError:
+                canvas = None
+        if canvas is not None:
+            check_pixels(self.name, *canvas, max_pixels)
         # FFmpeg alone: OpenCV's other backends would take a name like frame_%03d.png for a
         # numbered image sequence, and its own AVI reader prints its complaints on stderr.
         with opencv_silent():  # a file FFmpeg cannot open: OpenCV's warning would say only that

@@ -8,9 +8,11 @@ Two things the decoders do not do on their own:
   at 3.6 GB. The size is read from the file's first bytes here, for every format the registry calls
   an image, and a file above ``max_pixels`` is refused without a pixel decoded.
 * **Decoder warnings as one line naming the file.** libjpeg decodes a truncated or damaged JPEG
-  and says so only on the process's stderr ("Premature end of JPEG file"). Those messages are
-  caught while the decoder runs and returned with the image: a truncated file is reported as
-  truncated (with the rows that really came from the file), never as complete.
+  and says so only on the process's stderr ("Premature end of JPEG file"). What is written there
+  while the decoder runs is caught: the decoders' complaints about the pixels come back with the
+  image (a truncated file is reported as truncated, with the rows that really came from the
+  file, never as complete); their remarks on harmless metadata are dropped; anything else (another
+  thread's output) is passed on to stderr.
 """
 from __future__ import annotations
 
@@ -38,6 +40,11 @@ _JPEG_FILLER = 128
 # libjpeg's word for a file that ends before its data does (not "premature end of data segment":
 # a damaged stretch inside).
 _JPEG_EOF = "Premature end of JPEG file"
+# How the decoders' own lines start (libjpeg's messages, libpng's, OpenCV's log), and those of
+# them that remark on metadata, not on the pixels (a PNG's colour profile, a JFIF version).
+_DECODER_LINES = ("libpng ", "Corrupt JPEG", "Premature end", "Invalid ", "Unsupported ", "Inconsistent ", "Bogus ",
+                  "Warning: ", "Not a JPEG", "[ WARN", "[ERROR", "TIFF")
+_HARMLESS = ("iCCP", "sRGB", "cHRM", "gAMA", "tEXt", "zTXt", "iTXt", "eXIf", "pHYs", "Interlace", "unknown JFIF")
 
 _log = logging.getLogger(__name__)
 _stderr_lock = threading.Lock()
@@ -75,15 +82,17 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> StillI
     if width <= 0 or height <= 0:
         raise PipnetError(f"{path}: its header gives an empty image ({width} x {height})")
     check_pixels(str(path), width, height, max_pixels)
-    image, messages = _decode(path)
+    try:
+        image, messages = _decode(path)
+    except OSError as exc:  # no temporary file for the decoders' messages, or no stderr to swap
+        raise PipnetError(f"{path}: cannot be decoded here ({exc.strerror or exc})") from None
     if image is None:
         detail = f" ({messages[-1]})" if messages else ""
         raise PipnetError(f"{path}: cannot be decoded{detail}")
     if not messages:
         return StillImage(image)
     if any(m.startswith(_JPEG_EOF) for m in messages):
-        rows = _rows_from_file(image)
-        return StillImage(image, f"{path}: truncated: decoded the first {rows} of {image.shape[0]} rows", "truncated")
+        return StillImage(image, f"{path}: truncated: {_part_from_file(image)}", "truncated")
     return StillImage(image, f"{path}: damaged: {messages[0]} (decoded what could be)", "damaged")
 
 
@@ -105,7 +114,7 @@ def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.nda
 
 def _decode(path: Path) -> tuple[np.ndarray | None, list[str]]:
     """OpenCV's decode of the file (EXIF orientation applied), with what the decoders printed on
-    the process's stderr meanwhile, as lines."""
+    the process's stderr meanwhile: the lines about its pixels (others are passed on)."""
     with _stderr_lock, tempfile.TemporaryFile() as caught:
         sys.stderr.flush()
         saved = os.dup(2)
@@ -119,15 +128,31 @@ def _decode(path: Path) -> tuple[np.ndarray | None, list[str]]:
             os.dup2(saved, 2)
             os.close(saved)
         caught.seek(0)
-        text = caught.read(4096).decode("utf-8", "replace")
-    return image, [line.strip() for line in text.splitlines() if line.strip()]
+        lines = [line.strip() for line in caught.read(64_000).decode("utf-8", "replace").splitlines() if line.strip()]
+    decoders = [line for line in lines if line.startswith(_DECODER_LINES)]
+    others = [line for line in lines if not line.startswith(_DECODER_LINES)]
+    if others:
+        print("\n".join(others), file=sys.stderr)
+    return image, [line for line in decoders if not any(word in line for word in _HARMLESS)]
 
 
-def _rows_from_file(image: np.ndarray) -> int:
-    """Rows above the filler a truncated JPEG's decode ends in."""
-    filled = (image == _JPEG_FILLER).all(axis=(1, 2))
-    real = np.flatnonzero(~filled)
-    return int(real[-1]) + 1 if len(real) else 0
+def _part_from_file(image: np.ndarray) -> str:
+    """How much of a truncated JPEG's picture came from the file: the rows before the filler its
+    decode ends in. The filler lies along whichever edge the file's last rows are shown at once
+    the EXIF orientation is applied (the bottom when upright); a progressive file has none."""
+    filled_rows = (image == _JPEG_FILLER).all(axis=(1, 2))
+    filled_columns = (image == _JPEG_FILLER).all(axis=(0, 2))
+    bands = [(_run_length(lines), len(lines)) for lines in (filled_rows[::-1], filled_rows, filled_columns[::-1],
+                                                              filled_columns)]
+    band, total = max(bands)
+    if not band:
+        return "the file ends before its image data does (the rest of the picture is a guess)"
+    return f"decoded the first {total - band} of {total} rows"
+
+
+def _run_length(flags: np.ndarray) -> int:
+    """How many leading entries are True."""
+    return int(np.argmin(flags)) if not flags.all() else len(flags)
 
 
 # -- sizes from headers ------------------------------------------------------------------------------
@@ -142,13 +167,14 @@ def image_size(handle: BinaryIO) -> tuple[int, int] | None:
                (head[:4] == b"RIFF" and head[8:12] == b"WEBP", _webp_size),
                (head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n"), _jp2_size),
                (head.startswith(b"\xff\x4f\xff\x51"), _j2k_size),
-               (head[:1] == b"P" and head[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6") and head[2:3].isspace(), _pnm_size))
+               (head[:1] == b"P" and head[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6") and head[2:3].isspace(), _pnm_size),
+               (head.startswith((b"GIF87a", b"GIF89a")), _gif_size))
     for matches, reader in readers:
         if matches:
             handle.seek(0)
             try:
                 size = reader(handle)
-            except (struct.error, ValueError, IndexError):
+            except (struct.error, ValueError, IndexError, OSError):  # OSError: a seek before the start
                 size = None
             if size is None:
                 raise ValueError(f"a damaged {reader.__name__[1:-5]} header")
@@ -172,6 +198,8 @@ def _jpeg_size(handle: BinaryIO) -> tuple[int, int] | None:
         if 0xD0 <= marker[0] <= 0xD7 or marker[0] == 0x01:  # markers without a length
             continue
         (length,) = struct.unpack(">H", handle.read(2))
+        if length < 2:
+            return None
         if marker[0] in frames:
             _precision, height, width = struct.unpack(">BHH", handle.read(5))
             return width, height
@@ -253,6 +281,13 @@ def _j2k_size(handle: BinaryIO) -> tuple[int, int] | None:
     handle.seek(4)
     _length, _caps, width, height, x0, y0 = struct.unpack(">HHIIII", handle.read(20))
     return width - x0, height - y0
+
+
+def _gif_size(handle: BinaryIO) -> tuple[int, int] | None:
+    """GIF's logical screen, every frame's canvas (the registry calls GIF a video, whose frames
+    are held to the same limit)."""
+    handle.seek(6)
+    return struct.unpack("<HH", handle.read(4))
 
 
 def _pnm_size(handle: BinaryIO) -> tuple[int, int] | None:

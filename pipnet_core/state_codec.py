@@ -14,9 +14,8 @@ to do.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
-from typing import Any, Iterable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -44,7 +43,7 @@ def decode_state(data: bytes, kind: str, origin: str) -> Any:
                           f"which this version refuses to read: {again}")
     try:
         meta = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         meta = None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise PipnetError(f"{origin}: not a state file of pipnet-live (damaged, or another program's): {again}")
@@ -55,12 +54,12 @@ def decode_state(data: bytes, kind: str, origin: str) -> Any:
         raise PipnetError(f"{origin}: holds a {meta.get('kind')!r} state, not a {kind!r} one: {again}")
     try:
         return _unpack(meta["document"])
-    except (KeyError, TypeError, ValueError, AttributeError):
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError):
         raise PipnetError(f"{origin}: a damaged state file: {again}") from None
 
 
 def _pack(value: Any) -> Any:
-    if isinstance(value, (np.ndarray, np.generic)) and not isinstance(value, (float, int)):
+    if isinstance(value, (np.ndarray, np.generic)):  # np.float64 too: numpy 2 computes with it apart from float
         array = np.ascontiguousarray(value)
         return {"$array": base64.b64encode(array.tobytes()).decode(), "dtype": array.dtype.str,
                 "shape": list(array.shape), "scalar": isinstance(value, np.generic)}
@@ -72,12 +71,8 @@ def _pack(value: Any) -> Any:
         return {"$tuple": [_pack(item) for item in value]}
     if isinstance(value, list):
         return [_pack(item) for item in value]
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, (bool, str, int, float)):
         return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):  # np.float64 too: its value is kept exactly
-        return float(value)
     raise TypeError(f"a state cannot hold {type(value).__name__}")
 
 
@@ -99,10 +94,41 @@ def _unpack(value: Any) -> Any:
     return {key: _unpack(item) for key, item in value.items()}
 
 
-def to_plain(value: Any, classes: Iterable[type]) -> Any:
-    """Objects of ``classes`` (nested in lists, tuples and dicts) as ``{"$object": name,
-    "fields": ...}``; anything else as it is."""
-    known = {cls.__name__: cls for cls in classes}
+# What the fields of a class in a state may hold: a type (or tuple of types) for isinstance, or a
+# test. ``from_plain`` checks every object of a state against its class's entry.
+NUMBER = (int, float, np.integer, np.floating)
+
+
+def optional(kind: type | tuple) -> tuple:
+    return (type(None), *(kind if isinstance(kind, tuple) else (kind,)))
+
+
+def float_array(*shape: int | None) -> Callable[[Any], bool]:
+    """A test for a floating-point array of this shape (None: any length on that axis)."""
+    def test(value: Any) -> bool:
+        return (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim == len(shape)
+                and all(want is None or got == want for got, want in zip(value.shape, shape)))
+    return test
+
+
+def tuple_of(*kinds) -> Callable[[Any], bool]:
+    def test(value: Any) -> bool:
+        return isinstance(value, tuple) and len(value) == len(kinds) and all(holds(v, k) for v, k in zip(value, kinds))
+    return test
+
+
+Schema = dict[type, dict[str, Any]]
+
+
+def holds(value: Any, kind: Any) -> bool:
+    """Does ``value`` hold ``kind`` (a type, a tuple of types, or a test)?"""
+    return isinstance(value, kind) if isinstance(kind, (type, tuple)) else kind(value)
+
+
+def to_plain(value: Any, schema: Schema) -> Any:
+    """Objects of the classes of ``schema`` (nested in lists, tuples and dicts) as ``{"$object":
+    name, "fields": ...}``; anything else as it is."""
+    known = {cls.__name__: cls for cls in schema}
     return _to_plain(value, known)
 
 
@@ -116,26 +142,31 @@ def _to_plain(value: Any, known: dict[str, type]) -> Any:
     return value.copy() if isinstance(value, np.ndarray) else value  # a state, not a view of live arrays
 
 
-def from_plain(value: Any, classes: Iterable[type]) -> Any:
+def from_plain(value: Any, schema: Schema) -> Any:
     """The inverse of ``to_plain``: each object made without calling its constructor, its fields
-    set from the plain values. A name that is not among ``classes`` is a ValueError."""
-    known = {cls.__name__: cls for cls in classes}
-    return _from_plain(value, known)
+    set from the plain values once they match the class's entry in ``schema`` (the same names,
+    each of its kind). A class not in ``schema``, or fields that do not match, is a ValueError."""
+    known = {cls.__name__: cls for cls in schema}
+    return _from_plain(value, known, schema)
 
 
-def _from_plain(value: Any, known: dict[str, type]) -> Any:
+def _from_plain(value: Any, known: dict[str, type], schema: Schema) -> Any:
     if isinstance(value, dict):
         if "$object" in value:
             cls = known.get(value["$object"])
-            fields = _from_plain(value["fields"], known)
-            if cls is None or not isinstance(fields, dict):
+            if cls is None:
                 raise ValueError(f"an object of a class this state may not hold: {value['$object']!r}")
-            if dataclasses.is_dataclass(cls) and set(fields) != {f.name for f in dataclasses.fields(cls)}:
+            fields = _from_plain(value["fields"], known, schema)
+            kinds = schema[cls]
+            if not isinstance(fields, dict) or set(fields) != set(kinds):
                 raise ValueError(f"the fields of {cls.__name__} do not match this version's")
+            wrong = [name for name, kind in kinds.items() if not holds(fields[name], kind)]
+            if wrong:
+                raise ValueError(f"{cls.__name__}.{wrong[0]} holds a {type(fields[wrong[0]]).__name__}")
             made = object.__new__(cls)
             made.__dict__.update(fields)  # frozen dataclasses too: no __setattr__ runs
             return made
-        return {key: _from_plain(item, known) for key, item in value.items()}
+        return {key: _from_plain(item, known, schema) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_from_plain(item, known) for item in value)
+        return type(value)(_from_plain(item, known, schema) for item in value)
     return value.copy() if isinstance(value, np.ndarray) else value

@@ -7,7 +7,7 @@ work it asks for goes through a ``FaceAligner``, which holds none.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from time import perf_counter
 from typing import NamedTuple
 
@@ -17,6 +17,7 @@ from .align import FaceAligner
 from .crop import CropBox
 from .detect import FaceDetector, QuarterTurnDetector
 from .smooth import LandmarkSmoother, MotionTracker, OneEuroFilter
+from .state_codec import NUMBER, float_array, optional, tuple_of
 
 
 @dataclass(frozen=True)
@@ -271,5 +272,20 @@ class Tracker:
                 track.id, self._next_id = self._next_id, self._next_id + 1
 
 
-# What a video state (``Landmarker.video_state``) is made of: the classes a saved one may hold.
-TRACKER_STATE = (Tracker, TrackerConfig, Track, CropBox, LandmarkSmoother, MotionTracker, OneEuroFilter)
+# What a video state (``Landmarker.video_state``) is made of: the classes a saved one may hold, and
+# what each of their fields may hold (``state_codec.from_plain`` checks a state read back).
+_FILTER_STATE = {"_value": optional(np.ndarray), "_time": NUMBER}
+TRACKER_STATE = {
+    Tracker: {"max_faces": optional(int), "config": TrackerConfig, "tracks": lambda v: isinstance(v, list) and all(
+        isinstance(t, Track) for t in v), "frame_number": int, "_next_id": int, "_lost": bool, "_empty_frames": int},
+    TrackerConfig: {f.name: NUMBER for f in fields(TrackerConfig)},
+    Track: {"id": int, "crop": CropBox, "detector_score": NUMBER, "smoother": optional(LandmarkSmoother), "frames": int,
+            "unconfirmed": int, "points": lambda v: v is None or float_array(None, 2)(v), "time": optional(NUMBER),
+            "previous": lambda v: v is None or tuple_of(CropBox, NUMBER)(v), "usual_confidence": NUMBER},
+    CropBox: {f.name: NUMBER for f in fields(CropBox)},
+    LandmarkSmoother: {"reference": float_array(None, 2), "reference_size": NUMBER, "motion": MotionTracker,
+                       "shape": OneEuroFilter},
+    MotionTracker: {"gain": NUMBER, "_velocity": optional(np.ndarray), **_FILTER_STATE},
+    OneEuroFilter: {"min_cutoff": NUMBER, "beta": NUMBER, "derivative_cutoff": NUMBER, "_speed": optional(np.ndarray),
+                    **_FILTER_STATE},
+}

@@ -1,5 +1,5 @@
 """A standing fuzz corpus (tests/fuzz_corpus.py: 270 seeded mutations of real JPEG, PNG, WebP, TIFF,
-GIF, MP4, MOV, AVI and MKV files, and 34 hand-made edge cases) through every reader a user reaches:
+GIF, MP4, MOV, AVI and MKV files, and 35 hand-made edge cases) through every reader a user reaches:
 `pipnet detect`, `pipnet annotate` (one process and --jobs 2) and the Python API. Each run must end
 with exit 0 or 2, one line per problem naming the file, no traceback, no raw decoder message, no
 hang and bounded memory; truncated stills are counted as truncated, never as complete."""
@@ -50,9 +50,10 @@ def test_the_corpus_through_pipnet_annotate(corpus, tmp_path, jobs):
 def test_the_corpus_through_the_python_api(corpus):
     """read_image + Landmarker.process_image for what the registry calls a still, open_source +
     process for the rest: a PipnetError (one line) or faces, nothing else."""
-    outcomes = Counter()
+    outcomes, slowest = Counter(), 0.0
     with Landmarker() as landmarker:
         for path in corpus:
+            started = time.monotonic()
             try:
                 if sniff(path) == "image":
                     landmarker.process_image(read_image(path).image)
@@ -69,7 +70,9 @@ def test_the_corpus_through_the_python_api(corpus):
             except PipnetError as exc:
                 assert "\n" not in str(exc) and str(path) in str(exc), str(exc)
                 outcomes["refused"] += 1
+            slowest = max(slowest, time.monotonic() - started)
     assert outcomes["read"] >= 100 and outcomes["refused"] >= 80, outcomes
+    assert slowest < 10, f"a file took {slowest:.1f} s"  # a stall, short of a hang
 
 
 def test_a_decompression_bomb_is_refused_from_its_header_without_decoding(tmp_path):

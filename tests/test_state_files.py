@@ -15,6 +15,8 @@ from fuzz_corpus import encode_video
 from pipnet_core.cluster import Chunk, _read_piece
 from pipnet_core.crop import CropBox
 from pipnet_core.errors import PipnetError
+from pipnet_core.frames import ImageSource
+from pipnet_core.landmarker import Landmarker
 from pipnet_core.state_codec import decode_state, encode_state, from_plain, to_plain
 from pipnet_core.track import TRACKER_STATE, Track, Tracker
 
@@ -84,6 +86,33 @@ def test_a_progress_file_of_another_input_or_of_another_program_is_refused(annot
     assert pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path).returncode == 0
 
 
+def test_a_crafted_progress_file_that_passes_the_settings_check_is_a_one_line_error(annotated, tmp_path, model):
+    """The planter can copy the settings from the tables beside it: what the states hold is checked
+    too (a field of the wrong kind, a class not allowed, nesting deep enough to break a parser)."""
+    clip, out = annotated
+    progress = out / "clip.progress"
+    settings = decode_state(progress.read_bytes(), "annotate progress", "x")["settings"]
+    with Landmarker(model) as landmarker:
+        frame = ImageSource(ROOT / "assets" / "face_photo.png").read()
+        landmarker.process(frame.image, 0.0)
+        state = landmarker.video_state()
+    assert state["fields"]["tracks"], "the control: a state with a track to tamper with"
+    crop = state["fields"]["tracks"][0]["fields"]
+    tampered = {**crop, "crop": "not a crop"}
+    cases = {"a field of the wrong kind": {**state, "fields": {**state["fields"], "tracks": [
+                 {"$object": "Track", "fields": tampered}]}},
+             "a class not allowed": {"$object": "Popen", "fields": {}}}
+    for why, bad in cases.items():
+        progress.write_bytes(encode_state("annotate progress", {"settings": settings, "states": {0: bad},
+                                                                "complete_at": None}))
+        result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (why, result.stderr)
+        assert "the saved video state is not a tracker of this version" in result.stderr, why
+    progress.write_bytes(b'{"format": "pipnet-live state", "document": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and "clip.progress: " in result.stderr
+
+
 def test_a_planted_chunk_piece_is_refused_without_running(tmp_path):
     marker = tmp_path / "ran"
     piece = tmp_path / "clip.chunks" / "00000.chunk"
@@ -127,12 +156,15 @@ def test_a_planted_checkpoint_is_refused_without_running(tmp_path):
 
 
 def test_no_reader_of_user_files_unpickles():
-    """pickle.load(s) and weights_only=False run a file's code: none may come back on any path
-    that reads a user's or a shared folder's file."""
+    """pickle.load(s) runs a file's code, and so do torch's loaders unless told weights_only=True
+    (older torch releases default to False): none may come back on any path that reads a user's
+    or a shared folder's file."""
     found = []
     for folder in ("pipnet_core", "app", "tools"):
         for path in (ROOT / folder).rglob("*.py"):
             for number, line in enumerate(path.read_text().splitlines(), start=1):
-                if re.search(r"pickle\.loads?\(|weights_only\s*=\s*False|allow_pickle\s*=\s*True", line):
+                unpickles = re.search(r"pickle\.loads?\(|allow_pickle\s*=\s*True", line)
+                torch_load = re.search(r"torch\.load\(|load_state_dict_from_url\(", line)
+                if unpickles or torch_load and "weights_only=True" not in line:
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, found

@@ -33,6 +33,7 @@ def main() -> int:
     args = parser.parse_args()
     failed = 0
     for seed in range(args.first_seed, args.first_seed + args.seeds):
+        failed_before = failed
         folder = Path(tempfile.mkdtemp(prefix=f"pipnet-fuzz-{seed}-"))
         corpus = write_corpus(folder / "corpus", seed, args.per_kind)
         for name, extra in RUNS.items():
@@ -50,7 +51,7 @@ def main() -> int:
                 shutil.rmtree(folder / "out", ignore_errors=True)
             print(f"seed {seed}, {name}: {len(corpus)} files, exit {rc}, {dict(counts)}, peak {peak / 2**20:.0f} MB, "
                   f"{time.monotonic() - started:.1f} s")
-        if not failed:
+        if failed == failed_before:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"{failed} failing run(s)" if failed else "no failures")
     return 1 if failed else 0

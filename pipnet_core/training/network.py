@@ -147,7 +147,7 @@ def load_imagenet_weights(module: nn.Module, source: Path | str) -> None:
     if isinstance(source, Path):
         state = torch.load(source, map_location="cpu", weights_only=True)
     else:
-        state = torch.hub.load_state_dict_from_url(source, map_location="cpu", progress=True)
+        state = torch.hub.load_state_dict_from_url(source, map_location="cpu", progress=True, weights_only=True)
     state = {k: v for k, v in state.items() if not k.startswith(_CLASSIFIER_PREFIXES)}
     try:
         module.load_state_dict(state, strict=True)
