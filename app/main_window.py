@@ -20,8 +20,12 @@ from pipnet_core.frames import CameraFormat, CameraInfo, list_cameras
 from pipnet_core.media import dialog_filter
 from pipnet_core.resources import asset, models_dir
 
+from pipnet_core.stream.command import StreamChoice
+
 from .platform_check import qt_platform_problem
-from .worker import SAMPLE_CLIP, ApplySettings, Export, OpenSource, ProcessingWorker, Record, SetPaused, Settings
+from .stream_dialog import STREAMS, StreamDialog
+from .worker import (SAMPLE_CLIP, ApplySettings, Export, OpenSource, ProcessingWorker, Record, SetPaused, SetStreams,
+                     Settings)
 
 VIDEO_FILTER = dialog_filter("video")
 THRESHOLD_DEBOUNCE_MS = 300  # the detector threshold is applied once its spin box rests this long
@@ -93,6 +97,7 @@ class MainWindow(QMainWindow):
         self.worker.settings_applied.connect(self._on_settings_applied)
         self.worker.model_loaded.connect(self._on_model_loaded)
         self.worker.output_stopped.connect(self._on_output_stopped)
+        self.worker.stream_status.connect(self._on_stream_status)
         self.cameras_listed.connect(self._on_cameras_listed)
         self.camera_lister = camera_lister
         self.current_source: str | int | None = None
@@ -118,7 +123,10 @@ class MainWindow(QMainWindow):
         self._build_options_dock()
         self._build_status_bar()
         self._restore_window()
+        self.streams, self.stream_texts = self._load_streams()
         self.worker.start()
+        if self.streams:
+            self.worker.post(SetStreams(self.streams))
         self._staleness = QTimer(self, interval=500, timeout=self._check_stale)
         self._staleness.start()
         self._initial_source = source
@@ -193,6 +201,7 @@ class MainWindow(QMainWindow):
             "screenshot": self._action("Screenshot", "Ctrl+S", self.choose_screenshot),
             "record": self._action("Record video", "Ctrl+R", self.toggle_recording, checkable=True),
             "export": self._action("Export landmarks", "Ctrl+E", self.toggle_export, checkable=True),
+            "stream": self._action("Stream...", "Ctrl+T", self.choose_streams),
             "quit": self._action("Quit", "Ctrl+Q", self.close),
             "about": self._action("About pipnet-live", None, self.show_about),
         }
@@ -200,7 +209,7 @@ class MainWindow(QMainWindow):
         for name in ("video", "image", "sample", "pause", "screenshot", "record", "export"):
             bar.addAction(self.actions_by_name[name])
         menus = {"&Source": ("refresh", "video", "image", "sample", None, "pause", "loop", None, "quit"),
-                 "&Output": ("screenshot", "record", "export"), "&Help": ("about",)}
+                 "&Output": ("screenshot", "record", "export", None, "stream"), "&Help": ("about",)}
         for title, names in menus.items():
             menu = self.menuBar().addMenu(title)
             for name in names:
@@ -260,7 +269,32 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         self.status = QLabel()
+        self.stream_status = QLabel()  # the streams: clients, messages per second, drops
+        self.statusBar().addPermanentWidget(self.stream_status)
         self.statusBar().addPermanentWidget(self.status)
+
+    # -- streams ---------------------------------------------------------------------------------------
+    def _load_streams(self) -> tuple[StreamChoice, dict[str, str]]:
+        """The streams that were on at the last close, and the last text of each field."""
+        texts = {name: self.store.value(f"stream/{name}", "", type=str) for name in STREAMS}
+        on = {name: texts[name] for name in STREAMS if self.store.value(f"stream/{name}_on", False, type=bool)}
+        return StreamChoice(**{name: text for name, text in on.items() if text}), texts
+
+    def set_streams(self, choice: StreamChoice, texts: dict[str, str] | None = None) -> None:
+        self.streams = choice
+        self.stream_texts.update(texts or {name: getattr(choice, name) for name in STREAMS if getattr(choice, name)})
+        for name in STREAMS:
+            self.store.setValue(f"stream/{name}", self.stream_texts.get(name, ""))
+            self.store.setValue(f"stream/{name}_on", bool(getattr(choice, name)))
+        self.worker.post(SetStreams(choice))
+
+    def choose_streams(self) -> None:
+        dialog = StreamDialog(self, self.streams, self.stream_texts)
+        if dialog.exec():
+            self.set_streams(dialog.choice(), dialog.texts())
+
+    def _on_stream_status(self, text: str) -> None:
+        self.stream_status.setText(text)
 
     # -- sources ---------------------------------------------------------------------------------------
     def refresh_cameras(self) -> None:

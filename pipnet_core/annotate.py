@@ -25,7 +25,6 @@ from pathlib import Path
 
 import cv2
 
-from . import __version__
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
 from .frames import ImageSource, VideoSource

@@ -292,6 +292,9 @@ class CameraSource:
                             (cv2.CAP_PROP_FPS, f.fps)):
             if value:
                 capture.set(prop, value)
+        # The smallest driver buffer the backend allows: the frame read is the one just captured,
+        # not one queued while the last was processed (backends without the setting ignore it).
+        capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if not capture.isOpened() or not capture.grab():
             capture.release()
             return False

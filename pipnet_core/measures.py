@@ -8,6 +8,7 @@ person's right eye (points 36-41), on the left of an upright, unmirrored picture
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,3 +89,37 @@ def detect_blinks(face_id: int, frames: np.ndarray, times: np.ndarray, right: np
                             float(times[i - 1]), float(ratios[span].min())))
         start = None
     return blinks
+
+
+class LiveBlinks:
+    """Blink onsets as they happen, from the past alone (a live stream cannot wait for the frames
+    after): a face's mean eye aspect ratio falling ``BLINK_DROP`` below its open-eye level, the
+    median over the last two ``BASELINE_SECONDS`` (the span ``detect_blinks`` centres on a frame)."""
+
+    MIN_HISTORY = 5  # frames before a face's open-eye level means anything
+
+    def __init__(self):
+        self._history: dict[int, deque[tuple[float, float]]] = {}
+        self._closed: dict[int, bool] = {}
+
+    def update(self, faces, timestamp: float) -> list[int]:
+        """The ids of the faces (of one frame) whose eyes began to close in it."""
+        onsets, seen = [], set()
+        for face in faces:
+            if not face.success:
+                continue
+            seen.add(face.id)
+            ear = float(np.mean(eye_aspect_ratios(face.points)))
+            history = self._history.setdefault(face.id, deque())
+            while history and history[0][0] < timestamp - 2 * BASELINE_SECONDS:
+                history.popleft()
+            level = float(np.median([value for _, value in history])) if len(history) >= self.MIN_HISTORY else None
+            closed = level is not None and ear < level * (1 - BLINK_DROP)
+            if closed and not self._closed.get(face.id, False):
+                onsets.append(face.id)
+            self._closed[face.id] = closed
+            history.append((timestamp, ear))
+        for gone in set(self._history) - seen:  # a face lost: its level starts afresh if it returns
+            del self._history[gone]
+            self._closed.pop(gone, None)
+        return onsets

@@ -134,8 +134,8 @@ def test_a_model_that_always_outputs_the_mean_face_fails_the_landmark_check(qtbo
     from pipnet_core.landmarker import Landmarker
 
     wait_for_frames(qtbot, window, 5)
-    shipped = window.worker._landmarker
-    window.worker._landmarker = Landmarker(MeanFaceModel(shipped.model.info))
+    shipped = window.worker._runner.landmarker
+    window.worker._runner.landmarker = Landmarker(MeanFaceModel(shipped.model.info))
     wait_for_frames(qtbot, window, 20)
     shipped.close()
     assert window.last_stats["faces"] == 1 and difference_at_landmarks(window) > 20
@@ -160,7 +160,7 @@ def test_a_camera_that_fails_and_comes_back_is_reconnected(qtbot, window):
 
 def test_an_exception_inside_the_pipeline_is_a_banner_and_processing_goes_on(qtbot, window):
     wait_for_frames(qtbot, window, 3)
-    landmarker = window.worker._landmarker
+    landmarker = window.worker.landmarker
     real = landmarker.process
     failures = iter([True, False] * 1 + [False] * 10**6)
 
@@ -193,7 +193,7 @@ def test_bad_video_and_bad_model_show_errors_and_the_bad_model_is_not_kept(qtbot
 
 def test_overlay_changes_redraw_a_paused_frame_without_resetting_smoothing(qtbot, window):
     wait_for_frames(qtbot, window, 5)
-    smoothers = {id(t.smoother) for t in window.worker._landmarker.tracker.tracks}
+    smoothers = {id(t.smoother) for t in window.worker.landmarker.tracker.tracks}
     window.actions_by_name["pause"].trigger()
     qtbot.wait(300)
     before = window.worker.frames_processed
@@ -207,7 +207,7 @@ def test_overlay_changes_redraw_a_paused_frame_without_resetting_smoothing(qtbot
     window.grab().save(str(ARTIFACTS / "gui_points_and_pose.png"))
     window.actions_by_name["pause"].trigger()
     wait_for_frames(qtbot, window, 5)
-    assert {id(t.smoother) for t in window.worker._landmarker.tracker.tracks} == smoothers
+    assert {id(t.smoother) for t in window.worker.landmarker.tracker.tracks} == smoothers
 
 
 def test_an_image_source_and_the_session_export(qtbot, window, tmp_path):
@@ -238,7 +238,7 @@ def test_closing_stops_every_thread(qtbot, window):
 def test_detector_and_threshold_changes_keep_the_model_and_the_face_and_close_the_old_detector(qtbot, window):
     wait_for_frames(qtbot, window, 5)
     worker = window.worker
-    landmarker, model = worker._landmarker, worker._landmarker.model
+    landmarker, model = worker.landmarker, worker.landmarker.model
     ids = {face.id for face in worker.last.faces}
     calls = []
     real = landmarker.set_detector
@@ -254,7 +254,7 @@ def test_detector_and_threshold_changes_keep_the_model_and_the_face_and_close_th
     window.change_settings(detector="blazeface-both")
     qtbot.waitUntil(lambda: len(calls) == 2, timeout=5000)
     wait_for_frames(qtbot, window, 5)
-    assert worker._landmarker is landmarker and landmarker.model is model  # no reload
+    assert worker.landmarker is landmarker and landmarker.model is model  # no reload
     assert {face.id for face in worker.last.faces} == ids  # the tracked face kept its id
     assert landmarker.detector.name != "blazeface" and second._session is None
 
@@ -288,7 +288,7 @@ def test_a_recording_plays_at_the_source_s_speed_when_frames_are_dropped(qtbot, 
 
     window.worker.post(OpenSource(SteadyClip()))
     wait_for_frames(qtbot, window, 3)
-    landmarker = window.worker._landmarker
+    landmarker = window.worker.landmarker
     real = landmarker.process
     landmarker.process = lambda frame, timestamp=None: (time.sleep(0.1), real(frame, timestamp))[1]
     path = tmp_path / "recording.avi"
@@ -394,3 +394,29 @@ def test_every_broken_file_of_the_fuzz_corpus_opened_as_the_dialog_does_is_a_ban
     assert window.worker.isRunning()
     window.open_source(SAMPLE)
     wait_for_frames(qtbot, window, 5)
+
+
+def test_output_stream_reaches_a_websocket_client_shows_its_state_and_is_remembered(qtbot, window):
+    import json
+    import socket
+
+    from websockets.sync.client import connect
+
+    from pipnet_core.stream.command import StreamChoice
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    wait_for_frames(qtbot, window, 3)
+    window.set_streams(StreamChoice(ws=str(port)))  # what Output > Stream's OK does
+    qtbot.waitUntil(lambda: f"WebSocket http://127.0.0.1:{port}/" in window.stream_status.text(), timeout=10000)
+    with connect(f"ws://127.0.0.1:{port}/stream", open_timeout=5) as client:
+        message = json.loads(client.recv(timeout=10))
+        assert message["schema"] == "pipnet-live/1" and len(message["faces"][0]["points"]) == 68
+        qtbot.waitUntil(lambda: "1 client(s)" in window.stream_status.text(), timeout=5000)
+    streams, texts = window._load_streams()  # what the next launch reads: the same stream again
+    assert streams == StreamChoice(ws=str(port)) and texts["ws"] == str(port)
+    window.set_streams(StreamChoice())
+    qtbot.waitUntil(lambda: window.stream_status.text() == "", timeout=5000)
+    with pytest.raises(OSError):
+        connect(f"ws://127.0.0.1:{port}/stream", open_timeout=2)

@@ -1,0 +1,169 @@
+"""`pipnet live`: a camera or video file, processed live, streamed to other programs."""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+from ..errors import PipnetError
+from ..live import LiveRunner, Sink
+from . import host_port
+from .websocket import LOOPBACK
+
+STATUS_SECONDS = 2.0  # between two status lines on a terminal
+
+
+@dataclass(frozen=True)
+class StreamChoice:
+    """Which streams to open, as the command line and the app's Stream dialog give them."""
+
+    osc: str | None = None  # HOST:PORT
+    vmc: str | None = None  # HOST:PORT
+    lsl: str | None = None  # the stream's name
+    ws: str | None = None  # [HOST:]PORT
+    host: str | None = None  # where --ws listens when its value names no host
+    allowed_origins: tuple[str, ...] = ()
+    token: str | None = None
+    max_clients: int = 8
+
+    def __bool__(self) -> bool:
+        return any((self.osc, self.vmc, self.lsl, self.ws))
+
+
+def _warn(text: str) -> None:
+    print(f"pipnet live: warning: {text}", file=sys.stderr)
+
+
+def _report_state(state: str, text: str) -> None:
+    """A camera lost or back, a decoder failing: one line each (a file's end is the summary's)."""
+    if state != "ended":
+        _warn(text)
+
+
+def open_sinks(choice: StreamChoice, nominal_rate: float, face_slots: int, warn=_warn) -> list[Sink]:
+    """The sinks ``choice`` names; each problem (a port in use, a host that does not resolve, a
+    missing library) is a one-line PipnetError, and what was opened before it is closed."""
+    from .osc import VMC_PORT, OscSink, VmcSink
+
+    sinks: list[Sink] = []
+    try:
+        if choice.osc:
+            sinks.append(OscSink(*host_port(choice.osc)))
+        if choice.vmc:
+            sinks.append(VmcSink(*host_port(choice.vmc, default_port=VMC_PORT)))
+        if choice.lsl:
+            from .lsl import LslSink
+
+            sinks.append(LslSink(choice.lsl, face_slots, nominal_rate))
+        if choice.ws:
+            from .websocket import WebSocketSink
+
+            named, port = host_port(choice.ws, default_host="", any_port=True)
+            host = named or choice.host or "127.0.0.1"
+            if host not in LOOPBACK:
+                warn(f"the WebSocket listens on {host}: other machines can connect"
+                     + ("" if choice.token else " (--token to require one)"))
+            sinks.append(WebSocketSink(host, port, choice.allowed_origins, choice.token, choice.max_clients))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    return sinks
+
+
+def run_live(args) -> None:
+    from ..frames import open_source
+    from ..landmarker import Landmarker
+
+    choice = StreamChoice(args.osc, args.vmc, args.lsl, args.ws, args.host, tuple(args.allow_origin), args.token,
+                          args.max_clients)
+    if not choice and not args.window:
+        raise PipnetError("nothing to do: give a stream (--osc, --vmc, --lsl, --ws) or --window")
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: a clean end
+    with ExitStack() as cleanup:
+        cleanup.callback(signal.signal, signal.SIGTERM, previous)
+        landmarker = cleanup.enter_context(Landmarker(args.model, detector=args.detector, max_faces=args.max_faces,
+                                                      threads=args.threads, calibration=args.calibration))
+        source = open_source(args.source, loop=args.loop)
+        cleanup.callback(source.close)
+        sinks = open_sinks(choice, source.fps, args.max_faces or 1, _warn)
+        runner = LiveRunner(landmarker, sinks, on_state=_report_state)
+        cleanup.callback(runner.close)
+        for sink in sinks:
+            if hasattr(sink, "url"):
+                print(f"browser view: {sink.url}" + (f"?token={args.token}" if args.token else ""), flush=True)
+        runner.open(source)
+        if args.seconds:
+            threading.Timer(args.seconds, stop.set).start()
+        if args.window:
+            done = _run_with_window(runner, stop, args.frames)
+        else:
+            done = _run_headless(runner, stop, args.frames)
+        print("; ".join([f"{done} frames processed", *(sink.status() for sink in runner.sinks)]), flush=True)
+
+
+def _run_headless(runner: LiveRunner, stop: threading.Event, frames: int | None) -> int:
+    """The runner in this thread, a status line every few seconds on a terminal."""
+    done, shown = 0, time.monotonic()
+    while not stop.is_set() and (frames is None or done < frames):
+        step = runner.run(stop, max_frames=1)
+        if not step:
+            break
+        done += step
+        if sys.stderr.isatty() and time.monotonic() - shown > STATUS_SECONDS:
+            shown = time.monotonic()
+            print(f"\r{done} frames, {runner.meter.rate:.1f} FPS; "
+                  + "; ".join(sink.status() for sink in runner.sinks), end="", file=sys.stderr, flush=True)
+    return done
+
+
+def _run_with_window(runner: LiveRunner, stop: threading.Event, frames: int | None) -> int:
+    """The runner in a thread, its newest result drawn in a window until either ends."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtGui import QImage, QPixmap
+    from PySide6.QtWidgets import QApplication, QLabel
+
+    from ..draw import OverlayOptions, draw_faces
+
+    latest: list = []
+    done = [0]
+
+    def work() -> None:
+        while not stop.is_set() and (frames is None or done[0] < frames):
+            captured = runner.next()
+            if captured is None:
+                if runner.ended.is_set():
+                    break
+                continue
+            latest[:] = [runner.process(captured)]
+            done[0] += 1
+        stop.set()
+
+    app = QApplication.instance() or QApplication([])
+    label = QLabel()
+    label.setWindowTitle("pipnet live")
+    label.show()
+
+    def show() -> None:
+        if stop.is_set() or not label.isVisible():
+            stop.set()
+            app.quit()
+            return
+        if latest:
+            result = latest[0]
+            image = draw_faces(result.frame.image.copy(), result.faces, OverlayOptions())
+            height, width = image.shape[:2]
+            label.setPixmap(QPixmap.fromImage(QImage(image.data, width, height, 3 * width, QImage.Format_BGR888)))
+
+    worker = threading.Thread(target=work, daemon=True, name="live")
+    worker.start()
+    timer = QTimer(interval=15, timeout=show)
+    timer.start()
+    app.exec()
+    stop.set()
+    worker.join(5.0)
+    return done[0]

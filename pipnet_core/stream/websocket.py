@@ -1,0 +1,225 @@
+"""WebSocket: the message as JSON per frame, and on the same port a page that draws it live.
+
+http://HOST:PORT/ serves the page (assets/live_view.html: a canvas, no CDN, nothing fetched from
+outside); ws://HOST:PORT/stream carries the messages. A client may ask for the frame too, as a
+JPEG in base64: it sends {"request": "jpeg", "enable": true}.
+
+Safe by default: 127.0.0.1 unless told otherwise; the handshake accepts the page's own origin and
+those given (a tool without a browser sends no Origin and is accepted), the token when one is set
+(``?token=...``), at most ``max_clients`` clients, incoming messages of at most a few kilobytes
+(larger ones close that connection). What a client sends that is not a known request is ignored
+and logged once.
+
+Never lets a receiver slow the pipeline: each client has a queue of ``QUEUE_FRAMES`` messages
+that drops the oldest when full (counted), written by its own thread; a stalled client (its socket
+full, nothing taken from its queue for ``STALL_SECONDS``) is dropped, the others are not touched.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from http import HTTPStatus
+from urllib.parse import parse_qs, urlsplit
+
+import cv2
+
+from ..errors import PipnetError
+from ..live import LiveResult, RateMeter
+from ..resources import asset
+from . import optional_module
+
+QUEUE_FRAMES = 4  # per client: what a client may fall behind before its oldest frames go
+MAX_INCOMING = 4096  # bytes: a request is a few dozen
+KEEPALIVE_SECONDS = 5.0  # a client that answers no ping within this is closed
+STALL_SECONDS = 5.0  # a client that has taken nothing from its full queue for this long is dropped
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+_log = logging.getLogger(__name__)
+
+
+class _Client:
+    """One connection's queue and counters."""
+
+    def __init__(self, connection):
+        self.connection = connection
+        self.queue: deque[str] = deque(maxlen=QUEUE_FRAMES)
+        self.ready = threading.Condition()
+        self.dropped = 0
+        self.jpeg = False
+        self.taken_at = time.monotonic()  # when its thread last took the queue to send
+        self.stalled = False
+
+    def drop(self) -> None:
+        """Close the connection at once. Shutting the socket down first wakes a send blocked on a
+        full socket, which holds the connection's lock that closing it waits for."""
+        try:
+            self.connection.socket.shutdown(socket.SHUT_RDWR)
+        except OSError:  # closed already
+            pass
+        self.connection.close_socket()
+
+    def offer(self, text: str) -> None:
+        with self.ready:
+            if len(self.queue) == self.queue.maxlen:
+                self.dropped += 1
+                if not self.stalled and time.monotonic() - self.taken_at > STALL_SECONDS:
+                    self.stalled = True  # dropped on a thread of its own: never in the pipeline's
+                    threading.Thread(target=self.drop, daemon=True, name="websocket-drop").start()
+            self.queue.append(text)
+            self.ready.notify()
+
+
+class WebSocketSink:
+    """A server on HOST:PORT (port 0: any free one, see ``port``) in threads of its own."""
+
+    name = "WebSocket"
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 8765, allowed_origins: tuple[str, ...] = (),
+                 token: str | None = None, max_clients: int = 8):
+        server_module = optional_module("websockets.sync.server", "websockets")
+        self._page = asset("live_view.html").read_text()
+        self.token, self.max_clients = token, max_clients
+        self._clients: set[_Client] = set()
+        self._lock = threading.Lock()
+        self._ignored: set[str] = set()  # kinds of unknown request already logged
+        self.refused = 0
+        self.meter = RateMeter()
+        try:
+            self._server = server_module.serve(self._serve, host, port, origins=None, process_request=self._handshake,
+                                               max_size=MAX_INCOMING, ping_interval=KEEPALIVE_SECONDS,
+                                               ping_timeout=KEEPALIVE_SECONDS, close_timeout=1.0, compression=None,
+                                               logger=logging.getLogger("pipnet_core.stream.websockets"))
+        except OSError as exc:  # asyncio's strerror adds the address again: the errno's own words
+            raise PipnetError(f"{host}:{port}: cannot listen there ({os.strerror(exc.errno) if exc.errno else exc})") \
+                from None
+        self.host, self.port = host, self._server.socket.getsockname()[1]
+        own = [f"http://{name}:{self.port}" for name in (host, *LOOPBACK)]
+        self.origins = {*own, *allowed_origins}
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="websocket")
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        """The page's address (on this machine when the server listens on every interface)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        return f"http://{host}:{self.port}/"
+
+    # -- the server's threads -------------------------------------------------------------------
+    def _handshake(self, connection, request):
+        """The page for plain HTTP; for a WebSocket, the checks before it opens (None: accept)."""
+        path = urlsplit(request.path)
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            if path.path not in ("/", "/index.html"):
+                return connection.respond(HTTPStatus.NOT_FOUND, "not found\n")
+            response = connection.respond(HTTPStatus.OK, self._page)
+            response.headers["Content-Type"] = "text/html; charset=utf-8"
+            return response
+        origin = request.headers.get("Origin")
+        refusal = None
+        if path.path != "/stream":
+            refusal = (HTTPStatus.NOT_FOUND, "the stream is at /stream\n")
+        elif origin is not None and origin not in self.origins:
+            refusal = (HTTPStatus.FORBIDDEN, "origin not allowed (pipnet live --allow-origin)\n")
+        elif self.token is not None and parse_qs(path.query).get("token", [None])[0] != self.token:
+            refusal = (HTTPStatus.UNAUTHORIZED, "a token is needed: ws://HOST:PORT/stream?token=...\n")
+        elif len(self._clients) >= self.max_clients:
+            refusal = (HTTPStatus.SERVICE_UNAVAILABLE, "too many clients\n")
+        if refusal is None:
+            return None
+        self.refused += 1
+        return connection.respond(*refusal)
+
+    def _serve(self, connection) -> None:
+        client = _Client(connection)
+        with self._lock:
+            if len(self._clients) >= self.max_clients:  # two handshakes raced past the check
+                return
+            self._clients.add(client)
+        reader = threading.Thread(target=self._read, args=(client,), daemon=True, name="websocket-reader")
+        reader.start()
+        try:
+            while True:
+                with client.ready:
+                    client.ready.wait_for(lambda: client.queue or client.connection.close_code is not None, 1.0)
+                    pending = list(client.queue)
+                    client.queue.clear()
+                    client.taken_at = time.monotonic()
+                if client.connection.close_code is not None:
+                    return
+                for text in pending:
+                    client.connection.send(text)
+        except Exception:  # the connection closed or broke under a send: this client alone is gone
+            return
+        finally:
+            with self._lock:
+                self._clients.discard(client)
+
+    def _read(self, client: _Client) -> None:
+        """A client's requests; anything else is ignored (and logged once per kind)."""
+        try:
+            for text in client.connection:
+                try:
+                    request = json.loads(text)
+                except (ValueError, TypeError):
+                    request = None
+                if isinstance(request, dict) and request.get("request") == "jpeg":
+                    client.jpeg = bool(request.get("enable", True))
+                    continue
+                kind = type(request).__name__ if not isinstance(request, dict) else str(request.get("request"))[:40]
+                if kind not in self._ignored:
+                    self._ignored.add(kind)
+                    _log.warning("websocket: ignored a client's message that is not a known request (%s)", kind)
+        except Exception:  # closed, too large, not UTF-8: the connection is over
+            pass
+        finally:
+            with client.ready:
+                client.ready.notify()
+
+    # -- the pipeline's side: never waits --------------------------------------------------------
+    def send(self, result: LiveResult) -> None:
+        with self._lock:
+            clients = list(self._clients)
+        if not clients:
+            return
+        message = {**result.message, "send_time": time.monotonic()}
+        text = json.dumps(message, separators=(",", ":"))
+        with_jpeg = None
+        for client in clients:
+            if client.jpeg:
+                if with_jpeg is None:
+                    ok, encoded = cv2.imencode(".jpg", result.frame.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+                    jpeg = base64.b64encode(encoded.tobytes()).decode() if ok else None
+                    with_jpeg = json.dumps({**message, "jpeg": jpeg}, separators=(",", ":"))
+                client.offer(with_jpeg)
+            else:
+                client.offer(text)
+        self.meter.tick()
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    @property
+    def dropped(self) -> int:
+        with self._lock:
+            return sum(client.dropped for client in self._clients)
+
+    def status(self) -> str:
+        return (f"WebSocket {self.url} {self.clients} client(s), {self.meter.rate:.0f} msg/s, "
+                f"{self.dropped} dropped")
+
+    def close(self) -> None:
+        """Stop listening and drop every client at once: a stalled one would hold a polite close
+        (its socket full) for the whole close timeout."""
+        with self._lock:
+            clients = list(self._clients)
+        for client in clients:
+            client.drop()
+        self._server.shutdown()
+        self._thread.join(5.0)
