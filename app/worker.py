@@ -23,7 +23,7 @@ from PySide6.QtCore import QThread, Signal
 
 from pipnet_core import Landmarker, OverlayOptions, PipnetError, SmoothingParams, draw_faces
 from pipnet_core.frames import CameraFormat, FrameSource, ImageSource, open_source
-from pipnet_core.live import Captured, LiveRunner, RateMeter
+from pipnet_core.live import Captured, LiveRunner, RateMeter, Sink
 from pipnet_core.onnx_runner import describe_model
 from pipnet_core.sample_clip import cached_clip
 from pipnet_core.stream.command import StreamChoice, open_sinks
@@ -113,6 +113,7 @@ class ProcessingWorker(QThread):
         self._stop = threading.Event()
         self._runner = LiveRunner(None, on_state=self._on_source_state)  # its landmarker: once the model loads
         self._streams = StreamChoice()
+        self._sinks: dict[str, Sink] = {}  # the runner's sinks, by stream name ("osc", "ws"...)
         self._status_shown = 0.0
         self._recorder: cv2.VideoWriter | None = None
         self._record_path: Path | None = None
@@ -359,23 +360,31 @@ class ProcessingWorker(QThread):
 
     # -- streams ------------------------------------------------------------------------------------------
     def _set_streams(self, message: SetStreams) -> None:
-        """Close the streams in force and open those asked for; one that cannot open (a port in
-        use, a missing library) is a banner, and the others still open."""
-        for sink in self._runner.sinks:
-            sink.close()
-        self._runner.sinks, self._streams = [], message.choice
+        """Keep the streams that did not change (their receivers stay connected), close the others,
+        open the new ones; one that cannot open (a port in use, a missing library) is a banner,
+        and the others still open. LSL's nominal rate is the source's when its stream opens."""
         fps = self._runner.source.fps if self._runner.source is not None else 30.0
         faces = self._settings.max_faces if self._settings is not None else 1
-        for name in ("osc", "vmc", "lsl", "ws"):
-            value = getattr(message.choice, name)
-            if not value:
-                continue
-            one = replace(StreamChoice(), **{name: value, "token": message.choice.token})
-            try:
-                self._runner.sinks += open_sinks(one, fps, faces, warn=self.error.emit)
-            except PipnetError as exc:
-                self.error.emit(f"Stream: {exc}")
-        self._status_shown = 0.0
+        old, self._streams = self._streams, message.choice
+        kept = {name: sink for name, sink in self._sinks.items() if getattr(old, name) == getattr(message.choice, name)}
+        closing = [sink for name, sink in self._sinks.items() if name not in kept]
+        self._sinks = kept
+        self._runner.sinks = list(kept.values())
+        try:
+            for sink in closing:
+                sink.close()
+        finally:
+            for name in ("osc", "vmc", "lsl", "ws"):
+                value = getattr(message.choice, name)
+                if not value or name in kept:
+                    continue
+                try:
+                    (self._sinks[name],) = open_sinks(replace(StreamChoice(), **{name: value}), fps, faces,
+                                                      warn=self.error.emit)
+                except PipnetError as exc:
+                    self.error.emit(f"Stream: {exc}")
+            self._runner.sinks = list(self._sinks.values())
+            self._status_shown = 0.0
 
     def _report_streams(self) -> None:
         """The streams' state for the status bar, once a second."""

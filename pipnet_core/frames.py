@@ -62,7 +62,9 @@ class Frame:
 
 
 class FrameSource(Protocol):
-    """Anything frames can be read from: `read()` gives the next Frame or None at the end."""
+    """Anything frames can be read from: `read()` gives the next Frame or None at the end.
+    ``paced``: the live loop plays it at ``fps`` (a file), rather than as fast as it delivers (a
+    camera, which paces itself); a source that does not say is paced unless it is a camera."""
 
     name: str
     fps: float
@@ -344,6 +346,34 @@ class ImageSource:
 
     def close(self) -> None:
         pass
+
+
+class IteratorSource:
+    """Frames from any iterable of images (BGR arrays, or ``Frame``s): another capture library's,
+    a network stream's, frames already in memory. Timestamps are the frames' own or counted at
+    ``fps``; ``paced``: play them at ``fps`` (frames in memory), else as they come (a live feed)."""
+
+    is_camera = False
+    frame_count = 0
+    start_offset = 0.0
+
+    def __init__(self, frames, fps: float = 30.0, paced: bool = False, name: str = "frames"):
+        self.name, self.fps, self.paced = name, fps, paced
+        self._frames = iter(frames)
+        self._index = 0
+
+    def read(self) -> Frame | None:
+        item = next(self._frames, None)
+        if item is None:
+            return None
+        frame = item if isinstance(item, Frame) else Frame(self._index, self._index / self.fps, as_bgr(item))
+        self._index += 1
+        return frame
+
+    def close(self) -> None:
+        close = getattr(self._frames, "close", None)  # a generator: its own clean-up runs now
+        if close is not None:
+            close()
 
 
 def open_source(target: str | int | Path, loop: bool = False, camera_format: CameraFormat = CameraFormat(),

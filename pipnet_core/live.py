@@ -1,6 +1,7 @@
 """The live loop: a source read at its own pace, the newest frame processed, results handed on.
 
-A capture thread reads the source (a camera, a video file played in real time, any FrameSource)
+A capture thread reads the source (a camera, a video file played in real time, any iterable of
+frames)
 and keeps only the newest frame, stamped with the moment it was read; the processing side always
 takes the newest, so a slow consumer drops old frames instead of falling behind and latency stays
 one frame deep. ``LiveRunner`` joins the two with a ``Landmarker`` and hands every processed frame,
@@ -15,9 +16,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, NamedTuple, Protocol
+from typing import Callable, Iterable, NamedTuple, Protocol
 
-from .frames import Frame, FrameSource
+from .frames import Frame, FrameSource, IteratorSource
 from .landmarker import Face, Landmarker
 from .measures import LiveBlinks
 from .stream.message import frame_message
@@ -101,7 +102,7 @@ class CaptureThread(threading.Thread):
                 self.mailbox.put(frame)
                 delivered += 1
                 self.meter.tick()
-                if not self.source.is_camera:  # files play at their own frame rate; cameras pace themselves
+                if getattr(self.source, "paced", not self.source.is_camera):  # files play at their own rate
                     next_due += 1.0 / self.source.fps
                     self.stopped.wait(max(0.0, next_due - time.monotonic()))
                     if self.source.frame_count == 1:  # a still image: shown once, then kept
@@ -170,12 +171,16 @@ class LiveRunner:
         self._present: set[int] = set()  # ids of the faces followed in the frame before
         self._blinks = LiveBlinks()
         self.ended = threading.Event()  # the source ended or failed
+        self.last: LiveResult | None = None  # the newest result, for a view on another thread
 
     @property
     def source(self) -> FrameSource | None:
         return self.capture.source if self.capture is not None else None
 
-    def open(self, source: FrameSource) -> None:
+    def open(self, source: FrameSource | Iterable) -> None:
+        """Start reading ``source``: a FrameSource, or any iterable of frames (``IteratorSource``)."""
+        if not hasattr(source, "read"):
+            source = IteratorSource(source)
         self.stop_capture()
         self._mailbox, self._serial = LatestFrame(), 0
         self._present, self._blinks = set(), LiveBlinks()
@@ -186,6 +191,8 @@ class LiveRunner:
         self.capture.start()
 
     def _report(self, state: str, message: str) -> None:
+        if threading.current_thread() is not self.capture:
+            return  # a capture thread replaced while it was still finishing: its source is not this one
         if state in ("ended", "error"):
             self.ended.set()
         self.on_state(state, message)
@@ -200,6 +207,7 @@ class LiveRunner:
         result = LiveResult(self._sequence, captured.frame, captured.captured_at, taken, time.monotonic(), faces,
                             self._events(faces, captured.frame.timestamp))
         self._sequence += 1
+        self.last = result
         self.meter.tick()
         for sink in list(self.sinks):
             sink.send(result)

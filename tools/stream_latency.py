@@ -81,12 +81,13 @@ def receive_lsl(name: str, arrivals: list, stop: threading.Event) -> None:
 
     found = pylsl.resolve_byprop("name", name, timeout=30)
     inlet = pylsl.StreamInlet(found[0], max_buflen=10)
-    frame = 0
     while not stop.is_set():
         sample, stamp = inlet.pull_sample(timeout=0.5)
-        if sample is not None:
-            arrivals.append((frame, pylsl.local_clock(), stamp, None))
-            frame += 1
+        if sample is not None:  # its first channel: the frame number
+            arrivals.append((int(sample[0]), pylsl.local_clock(), stamp, None))
+
+
+TARGET_P50_MS, TARGET_P99_MS = 10.0, 33.0
 
 
 def summary(name: str, arrivals: list, processing: dict[int, float], typical: float) -> str:
@@ -94,9 +95,11 @@ def summary(name: str, arrivals: list, processing: dict[int, float], typical: fl
     delays = np.array([1000 * (arrived - captured - (own if own is not None else processing.get(frame, typical)))
                        for frame, arrived, captured, own in arrivals])
     contiguous = frames == list(range(frames[0], frames[0] + len(frames))) if frames else False
-    return (f"{name:9s} {len(arrivals):6d} messages, beyond processing: p50 {np.percentile(delays, 50):6.2f} ms, "
-            f"p99 {np.percentile(delays, 99):6.2f} ms, max {delays.max():7.2f} ms; frame numbers "
-            f"{'contiguous' if contiguous else 'NOT contiguous'}")
+    p50, p99 = np.percentile(delays, 50), np.percentile(delays, 99)
+    met = p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS and contiguous
+    return (f"{name:9s} {len(arrivals):6d} messages, beyond processing: p50 {p50:6.2f} ms, p99 {p99:6.2f} ms, "
+            f"max {delays.max():7.2f} ms; frame numbers {'contiguous' if contiguous else 'NOT contiguous'}; "
+            f"targets (p50 <= {TARGET_P50_MS:.0f}, p99 <= {TARGET_P99_MS:.0f} ms, contiguous) {'met' if met else 'MISSED'}")
 
 
 def main() -> int:
@@ -122,9 +125,8 @@ def main() -> int:
     stop.set()
     for thread in receivers:
         thread.join(5)
-    # OSC carries no processing time: the WebSocket's for the same frame number stands in (both send
-    # every frame). An LSL sample has no frame number (its own count is used for contiguity): the
-    # median processing time stands in.
+    # OSC and LSL carry no processing time: the WebSocket's for the same frame number stands in (all
+    # three send every frame).
     processing = {frame: own for frame, _, _, own in received["WebSocket"]}
     typical = float(np.median(list(processing.values()))) if processing else 0.0
     print(f"pipnet live exited {live.returncode}; {args.seconds:.0f} s of a 30 FPS source; processing "

@@ -8,8 +8,10 @@ whose library is missing says so in one line when it is made.
 from __future__ import annotations
 
 import importlib
+import os
 
 from ..errors import PipnetError
+from ..resources import asset
 
 
 def optional_module(name: str, package: str):
@@ -18,6 +20,13 @@ def optional_module(name: str, package: str):
         return importlib.import_module(name)
     except ImportError:
         raise PipnetError(f"streaming over this protocol needs {package}: pip install 'pipnet-live[stream]'") from None
+
+
+def import_pylsl():
+    """pylsl, with liblsl's log at warnings (assets/lsl_api.cfg, unless the user set LSLAPICFG):
+    liblsl reads its settings when it loads."""
+    os.environ.setdefault("LSLAPICFG", str(asset("lsl_api.cfg")))
+    return optional_module("pylsl", "pylsl")
 
 
 def host_port(text: str, default_host: str = "127.0.0.1", default_port: int | None = None,

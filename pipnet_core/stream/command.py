@@ -46,8 +46,10 @@ def _report_state(state: str, text: str) -> None:
 def open_sinks(choice: StreamChoice, nominal_rate: float, face_slots: int, warn=_warn) -> list[Sink]:
     """The sinks ``choice`` names; each problem (a port in use, a host that does not resolve, a
     missing library) is a one-line PipnetError, and what was opened before it is closed."""
+    from .message import lsl_clock_offset
     from .osc import VMC_PORT, OscSink, VmcSink
 
+    lsl_clock_offset()  # every message has the LSL clock when pylsl is there: found now, not on a frame
     sinks: list[Sink] = []
     try:
         if choice.osc:
@@ -75,9 +77,16 @@ def open_sinks(choice: StreamChoice, nominal_rate: float, face_slots: int, warn=
 
 
 def run_live(args) -> None:
+    from pathlib import Path
+
     from ..frames import open_source
     from ..landmarker import Landmarker
 
+    for name in ("lsl", "vmc"):  # `--lsl clip.mp4`: argparse gave the source to the option's optional value
+        value = getattr(args, name)
+        if args.source == "0" and value and Path(value).is_file():
+            args.source = value
+            setattr(args, name, "pipnet-live" if name == "lsl" else "127.0.0.1:39540")
     choice = StreamChoice(args.osc, args.vmc, args.lsl, args.ws, args.host, tuple(args.allow_origin), args.token,
                           args.max_clients)
     if not choice and not args.window:
@@ -89,20 +98,23 @@ def run_live(args) -> None:
         landmarker = cleanup.enter_context(Landmarker(args.model, detector=args.detector, max_faces=args.max_faces,
                                                       threads=args.threads, calibration=args.calibration))
         source = open_source(args.source, loop=args.loop)
-        cleanup.callback(source.close)
-        sinks = open_sinks(choice, source.fps, args.max_faces or 1, _warn)
+        try:
+            sinks = open_sinks(choice, source.fps, args.max_faces or 1, _warn)
+        except BaseException:
+            source.close()
+            raise
         runner = LiveRunner(landmarker, sinks, on_state=_report_state)
         cleanup.callback(runner.close)
+        runner.open(source)  # the runner's capture thread reads it, and closes it when done
         for sink in sinks:
             if hasattr(sink, "url"):
-                print(f"browser view: {sink.url}" + (f"?token={args.token}" if args.token else ""), flush=True)
-        runner.open(source)
+                print(f"browser view: {sink.url(args.token)}", flush=True)
         if args.seconds:
-            threading.Timer(args.seconds, stop.set).start()
-        if args.window:
-            done = _run_with_window(runner, stop, args.frames)
-        else:
-            done = _run_headless(runner, stop, args.frames)
+            timer = threading.Timer(args.seconds, stop.set)
+            timer.daemon = True
+            timer.start()
+            cleanup.callback(timer.cancel)
+        done = _run_with_window(runner, stop, args.frames) if args.window else _run_headless(runner, stop, args.frames)
         print("; ".join([f"{done} frames processed", *(sink.status() for sink in runner.sinks)]), flush=True)
 
 
@@ -122,25 +134,22 @@ def _run_headless(runner: LiveRunner, stop: threading.Event, frames: int | None)
 
 
 def _run_with_window(runner: LiveRunner, stop: threading.Event, frames: int | None) -> int:
-    """The runner in a thread, its newest result drawn in a window until either ends."""
+    """The runner on a thread of its own, its newest result drawn in a window until either ends.
+    Ctrl-C ends both (Qt's loop would not hear it)."""
     from PySide6.QtCore import QTimer
     from PySide6.QtGui import QImage, QPixmap
     from PySide6.QtWidgets import QApplication, QLabel
 
     from ..draw import OverlayOptions, draw_faces
 
-    latest: list = []
-    done = [0]
+    done, interrupted = [0], threading.Event()
 
     def work() -> None:
-        while not stop.is_set() and (frames is None or done[0] < frames):
-            captured = runner.next()
-            if captured is None:
-                if runner.ended.is_set():
-                    break
-                continue
-            latest[:] = [runner.process(captured)]
-            done[0] += 1
+        done[0] = runner.run(stop, frames)
+        stop.set()
+
+    def on_interrupt(*_) -> None:
+        interrupted.set()
         stop.set()
 
     app = QApplication.instance() or QApplication([])
@@ -153,17 +162,24 @@ def _run_with_window(runner: LiveRunner, stop: threading.Event, frames: int | No
             stop.set()
             app.quit()
             return
-        if latest:
-            result = latest[0]
+        result = runner.last
+        if result is not None:
             image = draw_faces(result.frame.image.copy(), result.faces, OverlayOptions())
             height, width = image.shape[:2]
             label.setPixmap(QPixmap.fromImage(QImage(image.data, width, height, 3 * width, QImage.Format_BGR888)))
 
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     worker = threading.Thread(target=work, daemon=True, name="live")
     worker.start()
     timer = QTimer(interval=15, timeout=show)
     timer.start()
-    app.exec()
-    stop.set()
-    worker.join(5.0)
+    try:
+        app.exec()
+    finally:
+        timer.stop()
+        stop.set()
+        worker.join(5.0)
+        signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set():
+        raise KeyboardInterrupt
     return done[0]

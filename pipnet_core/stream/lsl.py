@@ -1,23 +1,24 @@
 """Lab Streaming Layer: the landmarks as a regular stream beside EEG, eye trackers and stimulus
 markers, on LSL's clock, for LabRecorder to keep in one XDF file.
 
-One outlet of type ``Landmarks`` with a fixed number of face slots (a sample's channel count
-cannot change), at the source's nominal rate, each sample stamped with its frame's capture time on
-LSL's clock; channel labels, units and types are in the stream's XML description. A slot without
-a face is NaN. A second, irregular-rate outlet of type ``Markers`` carries the events as strings:
+One outlet of type ``Landmarks``: the frame number and the send time (on LSL's clock), then a
+fixed number of face slots (a sample's channel count cannot change), at the source's nominal rate,
+each sample stamped with its frame's capture time on LSL's clock; channel labels, units and types
+are in the stream's XML description. A slot without a face is NaN. Doubles: a clock in seconds, or
+frame numbers past 2^24, would lose digits as float32. A second, irregular-rate outlet of type ``Markers`` carries the events as strings:
 ``found 0``, ``lost 0``, ``blink 0``. LSL buffers for its inlets itself: pushing never waits.
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 from ..live import LiveResult, RateMeter
-from ..resources import asset
 from ..scheme import NUM_POINTS
-from . import optional_module
+from . import import_pylsl
 from .message import lsl_clock_offset
+
+# The channels before the face slots, once per sample.
+FRAME_CHANNELS = [("frame", "count", "Frame"), ("send_time", "seconds", "Time")]
 
 
 def channels() -> list[tuple[str, str, str]]:
@@ -33,31 +34,27 @@ def channels() -> list[tuple[str, str, str]]:
     return slot
 
 
-def _pylsl():
-    os.environ.setdefault("LSLAPICFG", str(asset("lsl_api.cfg")))  # liblsl reads it when it loads
-    return optional_module("pylsl", "pylsl")
-
-
 class LslSink:
     """``NAME`` (type Landmarks) and ``NAME-events`` (type Markers) outlets."""
 
     name = "LSL"
 
     def __init__(self, stream_name: str = "pipnet-live", face_slots: int = 1, nominal_rate: float = 30.0):
-        lsl = self._lsl = _pylsl()
+        lsl = self._lsl = import_pylsl()
         self.stream_name, self.slots = stream_name, max(face_slots, 1)
         self.layout = channels()
-        info = lsl.StreamInfo(stream_name, "Landmarks", self.slots * len(self.layout), nominal_rate, lsl.cf_float32,
+        labelled = FRAME_CHANNELS + [(f"face{slot}_{label}", unit, kind) for slot in range(self.slots)
+                                     for label, unit, kind in self.layout]
+        info = lsl.StreamInfo(stream_name, "Landmarks", len(labelled), nominal_rate, lsl.cf_double64,
                               f"pipnet-live:{stream_name}")
         described = info.desc()
         described.append_child_value("manufacturer", "pipnet-live")
         listed = described.append_child("channels")
-        for slot in range(self.slots):
-            for label, unit, kind in self.layout:
-                channel = listed.append_child("channel")
-                channel.append_child_value("label", f"face{slot}_{label}")
-                channel.append_child_value("unit", unit)
-                channel.append_child_value("type", kind)
+        for label, unit, kind in labelled:
+            channel = listed.append_child("channel")
+            channel.append_child_value("label", label)
+            channel.append_child_value("unit", unit)
+            channel.append_child_value("type", kind)
         self.outlet = lsl.StreamOutlet(info)
         markers = lsl.StreamInfo(f"{stream_name}-events", "Markers", 1, lsl.IRREGULAR_RATE, lsl.cf_string,
                                  f"pipnet-live:{stream_name}-events")
@@ -65,21 +62,22 @@ class LslSink:
         self.offset = lsl_clock_offset() or 0.0
         self.meter = RateMeter()
 
-    def sample(self, message: dict) -> list[float]:
-        per_slot = len(self.layout)
-        sample = np.full(self.slots * per_slot, np.nan, np.float32)
+    def sample(self, message: dict, send_time: float) -> list[float]:
+        per_slot, first = len(self.layout), len(FRAME_CHANNELS)
+        sample = np.full(first + self.slots * per_slot, np.nan)
+        sample[:first] = message["frame"], send_time
         for slot, face in enumerate(message["faces"][: self.slots]):
             pose = face["pose"] or {"yaw": np.nan, "pitch": np.nan, "roll": np.nan, "translation": [np.nan] * 3}
             values = [1.0, face["id"], float(face["success"]), face["confidence"], *face["box"],
                       *np.ravel(face["points"]), *face["point_confidence"], pose["yaw"], pose["pitch"], pose["roll"],
                       *pose["translation"], face["eye_aspect_ratio"]["right"], face["eye_aspect_ratio"]["left"],
                       face["mouth_aspect_ratio"]]
-            sample[slot * per_slot:(slot + 1) * per_slot] = values
+            sample[first + slot * per_slot:first + (slot + 1) * per_slot] = values
         return sample.tolist()
 
     def send(self, result: LiveResult) -> None:
         stamp = result.captured_at + self.offset
-        self.outlet.push_sample(self.sample(result.message), stamp)
+        self.outlet.push_sample(self.sample(result.message, self._lsl.local_clock()), stamp)
         for kind, face_id in result.events:
             self.markers.push_sample([f"{kind} {face_id}"], stamp)
         self.meter.tick()

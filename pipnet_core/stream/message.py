@@ -13,7 +13,9 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import PipnetError
 from ..measures import eye_aspect_ratios, mouth_aspect_ratio
+from . import import_pylsl
 
 SCHEMA = "pipnet-live/1"
 
@@ -21,10 +23,10 @@ SCHEMA = "pipnet-live/1"
 @lru_cache(maxsize=1)
 def lsl_clock_offset() -> float | None:
     """LSL's local_clock() minus time.monotonic() (0 on Linux, where both are CLOCK_MONOTONIC);
-    None without pylsl."""
+    None without pylsl. Streams call it once when they open, so no frame waits for the import."""
     try:
-        import pylsl
-    except ImportError:
+        pylsl = import_pylsl()
+    except PipnetError:
         return None
     before = time.monotonic()
     lsl = pylsl.local_clock()

@@ -31,11 +31,14 @@ MAR_WIDE = 0.5  # a mouth aspect ratio this large is VMC's "A" at 1
 
 
 def udp_address(host: str, port: int) -> tuple[str, int]:
-    """The address datagrams go to, resolved now: a host that does not resolve is a one-line error."""
+    """The address datagrams go to, resolved now: a host that does not resolve is a one-line error.
+    IPv4 first: "localhost" often resolves to ::1 first, where a receiver bound to 127.0.0.1 (as
+    most patches are) would never hear a thing."""
     try:
-        return socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0][4][:2]
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as exc:
         raise PipnetError(f"{host}:{port}: unreachable ({exc.strerror})") from None
+    return sorted(found, key=lambda entry: entry[0] != socket.AF_INET)[0][4][:2]
 
 
 class _UdpBundles:
@@ -132,22 +135,29 @@ def head_quaternion(yaw: float, pitch: float, roll: float) -> tuple[float, float
 
 
 class VmcSink:
-    """The first face as VMC: the head bone from our pose, blinks and mouth as blend shapes."""
+    """The first face as VMC: the head bone's rotation from our pose, blinks and mouth as blend
+    shapes. The bone's position is left at 0 (a bone's position is its offset from its parent, the
+    avatar's own; receivers take the rotation). ``/VMC/Ext/T`` is VMC's float: seconds since this
+    stream began. The bundle also carries ``/pipnet/frame`` with the capture and send times, which
+    VMC receivers route past."""
 
     name = "VMC"
 
     def __init__(self, host: str, port: int = VMC_PORT):
         self._udp = _UdpBundles(host, port)
+        self._started = time.monotonic()
 
     def send(self, result: LiveResult) -> None:
         m, udp = result.message, self._udp
-        messages = [udp.message("/VMC/Ext/OK", 1 if m["faces"] else 0), udp.message("/VMC/Ext/T", ("d", m["capture_time"]))]
+        messages = [udp.message("/VMC/Ext/OK", 1 if m["faces"] else 0),
+                    udp.message("/VMC/Ext/T", m["capture_time"] - self._started),
+                    udp.message("/pipnet/frame", m["frame"], m["source_frame"], len(m["faces"]), m["width"],
+                                m["height"], ("d", m["capture_time"]), ("d", time.monotonic()))]
         face = next((f for f in m["faces"] if f["success"]), None)
         if face is not None:
             if face["pose"] is not None:
                 pose = face["pose"]
-                x, y, z = (v / 1000 for v in pose["translation"])  # millimetres -> metres, camera frame
-                messages.append(udp.message("/VMC/Ext/Bone/Pos", "Head", -x, -y, z,
+                messages.append(udp.message("/VMC/Ext/Bone/Pos", "Head", 0.0, 0.0, 0.0,
                                             *head_quaternion(pose["yaw"], pose["pitch"], pose["roll"])))
             closed = [min(max((EAR_OPEN - face["eye_aspect_ratio"][eye]) / (EAR_OPEN - EAR_CLOSED), 0.0), 1.0)
                       for eye in ("right", "left")]

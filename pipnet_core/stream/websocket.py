@@ -7,16 +7,19 @@ JPEG in base64: it sends {"request": "jpeg", "enable": true}.
 Safe by default: 127.0.0.1 unless told otherwise; the handshake accepts the page's own origin and
 those given (a tool without a browser sends no Origin and is accepted), the token when one is set
 (``?token=...``), at most ``max_clients`` clients, incoming messages of at most a few kilobytes
-(larger ones close that connection). What a client sends that is not a known request is ignored
-and logged once.
+(larger ones close that connection), a handshake within ``OPEN_SECONDS``. The origins are fixed
+names, never the request's own Host header, which a DNS-rebinding page controls. What a client
+sends that is not a known request is ignored (counted) and logged once.
 
-Never lets a receiver slow the pipeline: each client has a queue of ``QUEUE_FRAMES`` messages
-that drops the oldest when full (counted), written by its own thread; a stalled client (its socket
-full, nothing taken from its queue for ``STALL_SECONDS``) is dropped, the others are not touched.
+Never lets a receiver slow the pipeline: the pipeline only appends the frame's JSON (made once)
+to each client's queue of ``QUEUE_FRAMES``, which drops the oldest when full (counted); each
+client's own thread sends, and encodes the JPEG it asked for; a stalled client (nothing taken from
+its full queue for ``STALL_SECONDS``) is dropped on a thread of its own, the others untouched.
 """
 from __future__ import annotations
 
 import base64
+import hmac
 import json
 import logging
 import os
@@ -25,7 +28,7 @@ import threading
 import time
 from collections import deque
 from http import HTTPStatus
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 
@@ -34,21 +37,22 @@ from ..live import LiveResult, RateMeter
 from ..resources import asset
 from . import optional_module
 
-QUEUE_FRAMES = 4  # per client: what a client may fall behind before its oldest frames go
+QUEUE_FRAMES = 8  # per client: what a client may fall behind (267 ms at 30 FPS) before its oldest frames go
 MAX_INCOMING = 4096  # bytes: a request is a few dozen
 KEEPALIVE_SECONDS = 5.0  # a client that answers no ping within this is closed
 STALL_SECONDS = 5.0  # a client that has taken nothing from its full queue for this long is dropped
+OPEN_SECONDS = 2.0  # a connection that has not finished its handshake by then is closed
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 _log = logging.getLogger(__name__)
 
 
 class _Client:
-    """One connection's queue and counters."""
+    """One connection's queue (of the frame's JSON and its image) and counters."""
 
     def __init__(self, connection):
         self.connection = connection
-        self.queue: deque[str] = deque(maxlen=QUEUE_FRAMES)
+        self.queue: deque[tuple[str, object]] = deque(maxlen=QUEUE_FRAMES)
         self.ready = threading.Condition()
         self.dropped = 0
         self.jpeg = False
@@ -64,15 +68,26 @@ class _Client:
             pass
         self.connection.close_socket()
 
-    def offer(self, text: str) -> None:
+    def offer(self, text: str, image) -> bool:
+        """Queue a frame; True when that pushed the oldest out."""
         with self.ready:
-            if len(self.queue) == self.queue.maxlen:
+            full = len(self.queue) == self.queue.maxlen
+            if full:
                 self.dropped += 1
                 if not self.stalled and time.monotonic() - self.taken_at > STALL_SECONDS:
                     self.stalled = True  # dropped on a thread of its own: never in the pipeline's
                     threading.Thread(target=self.drop, daemon=True, name="websocket-drop").start()
-            self.queue.append(text)
+            self.queue.append((text, image))
             self.ready.notify()
+        return full
+
+    def message(self, text: str, image) -> str:
+        """The text to send: the frame's JSON, with the frame as a JPEG if this client asked."""
+        if not self.jpeg:
+            return text
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 80])
+        jpeg = base64.b64encode(encoded.tobytes()).decode() if ok else ""
+        return f'{text[:-1]},"jpeg":"{jpeg}"}}'  # the JSON object, one field longer
 
 
 class WebSocketSink:
@@ -87,28 +102,27 @@ class WebSocketSink:
         self.token, self.max_clients = token, max_clients
         self._clients: set[_Client] = set()
         self._lock = threading.Lock()
-        self._ignored: set[str] = set()  # kinds of unknown request already logged
-        self.refused = 0
+        self.refused = self.ignored = self.dropped = 0  # handshakes refused, requests ignored, frames dropped
         self.meter = RateMeter()
         try:
             self._server = server_module.serve(self._serve, host, port, origins=None, process_request=self._handshake,
-                                               max_size=MAX_INCOMING, ping_interval=KEEPALIVE_SECONDS,
+                                               max_size=MAX_INCOMING, open_timeout=OPEN_SECONDS,
+                                               ping_interval=KEEPALIVE_SECONDS,
                                                ping_timeout=KEEPALIVE_SECONDS, close_timeout=1.0, compression=None,
                                                logger=logging.getLogger("pipnet_core.stream.websockets"))
         except OSError as exc:  # asyncio's strerror adds the address again: the errno's own words
             raise PipnetError(f"{host}:{port}: cannot listen there ({os.strerror(exc.errno) if exc.errno else exc})") \
                 from None
         self.host, self.port = host, self._server.socket.getsockname()[1]
-        own = [f"http://{name}:{self.port}" for name in (host, *LOOPBACK)]
+        own = [f"http://{'[' + name + ']' if ':' in name else name}:{self.port}" for name in {host, *LOOPBACK}]
         self.origins = {*own, *allowed_origins}
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="websocket")
         self._thread.start()
 
-    @property
-    def url(self) -> str:
+    def url(self, token: str | None = None) -> str:
         """The page's address (on this machine when the server listens on every interface)."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
-        return f"http://{host}:{self.port}/"
+        return f"http://{host}:{self.port}/" + (f"?token={quote(token, safe='')}" if token else "")
 
     # -- the server's threads -------------------------------------------------------------------
     def _handshake(self, connection, request):
@@ -126,7 +140,8 @@ class WebSocketSink:
             refusal = (HTTPStatus.NOT_FOUND, "the stream is at /stream\n")
         elif origin is not None and origin not in self.origins:
             refusal = (HTTPStatus.FORBIDDEN, "origin not allowed (pipnet live --allow-origin)\n")
-        elif self.token is not None and parse_qs(path.query).get("token", [None])[0] != self.token:
+        elif self.token is not None and not hmac.compare_digest(parse_qs(path.query).get("token", [""])[0].encode(),
+                                                                self.token.encode()):
             refusal = (HTTPStatus.UNAUTHORIZED, "a token is needed: ws://HOST:PORT/stream?token=...\n")
         elif len(self._clients) >= self.max_clients:
             refusal = (HTTPStatus.SERVICE_UNAVAILABLE, "too many clients\n")
@@ -152,8 +167,8 @@ class WebSocketSink:
                     client.taken_at = time.monotonic()
                 if client.connection.close_code is not None:
                     return
-                for text in pending:
-                    client.connection.send(text)
+                for text, image in pending:
+                    client.connection.send(client.message(text, image))
         except Exception:  # the connection closed or broke under a send: this client alone is gone
             return
         finally:
@@ -171,10 +186,12 @@ class WebSocketSink:
                 if isinstance(request, dict) and request.get("request") == "jpeg":
                     client.jpeg = bool(request.get("enable", True))
                     continue
-                kind = type(request).__name__ if not isinstance(request, dict) else str(request.get("request"))[:40]
-                if kind not in self._ignored:
-                    self._ignored.add(kind)
-                    _log.warning("websocket: ignored a client's message that is not a known request (%s)", kind)
+                with self._lock:
+                    self.ignored += 1
+                    first = self.ignored == 1
+                if first:
+                    _log.warning("websocket: ignored a client's message that is not a known request (%s); "
+                                 "later ones are counted, not logged", str(text)[:40])
         except Exception:  # closed, too large, not UTF-8: the connection is over
             pass
         finally:
@@ -187,31 +204,16 @@ class WebSocketSink:
             clients = list(self._clients)
         if not clients:
             return
-        message = {**result.message, "send_time": time.monotonic()}
-        text = json.dumps(message, separators=(",", ":"))
-        with_jpeg = None
-        for client in clients:
-            if client.jpeg:
-                if with_jpeg is None:
-                    ok, encoded = cv2.imencode(".jpg", result.frame.image, [cv2.IMWRITE_JPEG_QUALITY, 80])
-                    jpeg = base64.b64encode(encoded.tobytes()).decode() if ok else None
-                    with_jpeg = json.dumps({**message, "jpeg": jpeg}, separators=(",", ":"))
-                client.offer(with_jpeg)
-            else:
-                client.offer(text)
+        text = json.dumps({**result.message, "send_time": time.monotonic()}, separators=(",", ":"))
+        self.dropped += sum(client.offer(text, result.frame.image) for client in clients)
         self.meter.tick()
 
     @property
     def clients(self) -> int:
         return len(self._clients)
 
-    @property
-    def dropped(self) -> int:
-        with self._lock:
-            return sum(client.dropped for client in self._clients)
-
     def status(self) -> str:
-        return (f"WebSocket {self.url} {self.clients} client(s), {self.meter.rate:.0f} msg/s, "
+        return (f"WebSocket {self.url()} {self.clients} client(s), {self.meter.rate:.0f} msg/s, "
                 f"{self.dropped} dropped")
 
     def close(self) -> None:
