@@ -41,7 +41,7 @@ class Settings:
     smoothing_strength: float = 0.5
     detector: str = "blazeface"  # see pipnet_core.detect.DETECTORS
     detector_threshold: float = 0.5
-    max_faces: int = 1  # video: one face unless asked (see README, "How many faces")
+    max_faces: int = 1  # video: one face unless asked (docs/api.md, "How many faces")
     model_path: str = ""  # empty: the shipped model
 
 

@@ -8,9 +8,6 @@
 
 The package imports no torch: training and export load it on demand.
 """
-# First: modules imported below record it in the files they write.
-__version__ = "0.1.0"
-
 from .align import FaceAligner
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
@@ -18,6 +15,7 @@ from .images import StillImage, read_image
 from .landmarker import Face, Landmarker
 from .smooth import SmoothingParams
 from .track import Tracker, TrackerConfig
+from .version import __version__
 
 __all__ = ["Face", "FaceAligner", "Landmarker", "OverlayOptions", "PipnetError", "SmoothingParams", "StillImage",
-           "Tracker", "TrackerConfig", "draw_faces", "read_image"]
+           "Tracker", "TrackerConfig", "__version__", "draw_faces", "read_image"]

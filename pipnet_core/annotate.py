@@ -27,6 +27,7 @@ import cv2
 
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
+from .files import write_file
 from .frames import ImageSource, VideoSource
 from .images import DEFAULT_MAX_PIXELS
 from .landmarker import VIDEO_MAX_FACES, Landmarker
@@ -36,7 +37,7 @@ from .smooth import SmoothingParams
 from .state_codec import decode_state, encode_state
 from .tracks import Frame, blinks, smooth_offline
 from .writers import (CsvWriter, JsonLinesWriter, OpenFaceWriter, PtsWriter, RawTrackWriter, export_header, read_records,
-                      video_writer, write_blinks, write_file)
+                      video_writer, write_blinks)
 
 WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "pts": PtsWriter, "openface": OpenFaceWriter}
 FORMATS = tuple(WRITERS)
@@ -177,7 +178,7 @@ def resume_point(tables: dict[str, Path], header: dict) -> int:
     return start
 
 
-class _Progress:
+class Progress:
     """Where a video's run is, in NAME.progress beside its outputs: while unfinished, the
     landmarker's video state after every ``CHECKPOINT_FRAMES``-th processed frame (the last two:
     the newest may be past what every output completed); once complete, the last frame. A
@@ -255,7 +256,7 @@ def written_whole(paths: dict[str, Path], header: dict) -> bool:
     complete? (A .pts folder may be empty: a video without a face.) Outputs made with other
     settings are refused."""
     outputs = output_tables(paths)
-    if _Progress.completed_at(paths["progress"], resume_settings(header)) is None \
+    if Progress.completed_at(paths["progress"], resume_settings(header)) is None \
             or not all(path.exists() for path in outputs.values()):
         return False
     check_settings(outputs, header)
@@ -346,7 +347,7 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
             start = result.resumed_from = resume_point(tables, header)
         elif "raw" in paths and not offline:
             paths["raw"].unlink(missing_ok=True)  # an offline run's, killed: these settings replace it
-        progress = None if is_image else _Progress(paths["progress"], resume_settings(header), start)
+        progress = None if is_image else Progress(paths["progress"], resume_settings(header), start)
         if progress is not None and progress.complete_at is not None and start >= progress.complete_at:
             result.already_complete = True
             return result
@@ -472,7 +473,7 @@ def prepare_for_video(landmarker: Landmarker, options: AnnotateOptions) -> None:
     landmarker.set_smoothing(SmoothingParams() if options.smooth == "live" else None)
 
 
-def _start_video(landmarker: Landmarker, options: AnnotateOptions, progress: _Progress) -> int:
+def _start_video(landmarker: Landmarker, options: AnnotateOptions, progress: Progress) -> int:
     """Set the landmarker up for a video; returns the first frame to process. A resumed video
     continues from its newest saved state, and the frames after it are processed again."""
     prepare_for_video(landmarker, options)
@@ -483,7 +484,7 @@ def _start_video(landmarker: Landmarker, options: AnnotateOptions, progress: _Pr
 
 
 def _run(source, frame, landmarker: Landmarker, outputs: _Outputs, options: AnnotateOptions,
-         progress: _Progress | None, result: FileResult, bar) -> tuple[int, int]:
+         progress: Progress | None, result: FileResult, bar) -> tuple[int, int]:
     """Every frame of the source from ``frame`` on (``progress`` None: a still); returns how
     many frames were decoded and the index of the last one processed."""
     landmarker.reset(restart_ids=True)
@@ -532,9 +533,9 @@ def _annotate_in_worker(args) -> FileResult:
     return annotate_file(path, options, _worker, name, several, position)
 
 
-def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1, cluster=None) -> list[FileResult]:
-    """Every input (files, folders), in ``jobs`` processes of this machine, or on the Dask cluster
-    that ``cluster`` (a ``cluster.ClusterOptions``) names."""
+def input_files(inputs: list[str], options: AnnotateOptions) -> tuple[list[Path], dict[Path, str]]:
+    """The files of a run (folders expanded) and each one's output name, once the options are
+    checked and the output folder is there: what a run on this machine or on a cluster starts from."""
     files = expand(inputs)
     if not files:
         raise PipnetError("no input files")
@@ -547,12 +548,14 @@ def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1, cluster
         options.out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise PipnetError(f"{options.out_dir}: cannot create the output folder ({exc.strerror})") from None
-    several = len(files) > 1
-    names = output_names(files)
-    if cluster is not None:
-        from .cluster import annotate_on_cluster
+    return files, output_names(files)
 
-        return annotate_on_cluster(files, names, options, cluster)
+
+def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1) -> list[FileResult]:
+    """Every input (files, folders), in ``jobs`` processes of this machine (a Dask cluster's:
+    ``cluster.annotate_on_cluster``)."""
+    files, names = input_files(inputs, options)
+    several = len(files) > 1
     if jobs <= 1 or len(files) == 1:
         with open_landmarker(options) as landmarker:
             return [annotate_file(f, options, landmarker, names[f], several) for f in files]

@@ -10,7 +10,7 @@ from time import perf_counter
 
 import numpy as np
 
-from .detect import Closing
+from .lifetime import Closing
 from .landmarker import STAGES, Landmarker
 
 
@@ -161,13 +161,13 @@ class FaceMeshRival(Closing):
     def __init__(self, frames: list[np.ndarray], max_faces: int):
         import cv2
 
-        from .mediapipe_reference import face_mesh, quiet_native_stderr
+        from .mediapipe_reference import FaceMesh, quiet_native_stderr
 
         self.rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]  # its input; converted up front, like ours
-        self.mesh = face_mesh(max_faces)
+        self.mesh = FaceMesh(max_faces)
         try:
             with quiet_native_stderr():  # warm-up on a real frame, as for our own models; its warnings hidden
-                self.mesh.process(self.rgb[0])
+                self.mesh.process_rgb(self.rgb[0])
         except BaseException:
             self.mesh.close()
             raise
@@ -176,7 +176,7 @@ class FaceMeshRival(Closing):
     def run(self, span: range) -> None:
         start = perf_counter()
         for i in span:
-            self.mesh.process(self.rgb[i % len(self.rgb)])
+            self.mesh.process_rgb(self.rgb[i % len(self.rgb)])
         self.seconds += perf_counter() - start
         self.frames += len(span)
 

@@ -230,7 +230,8 @@ def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list, str | None
     from .draw import OverlayOptions, draw_faces
     from .images import read_image
     from .media import sniff
-    from .writers import face_to_dict, write_image, write_json
+    from .files import write_image, write_json
+    from .writers import face_to_dict
 
     if sniff(path) == "video":
         raise PipnetError(f"{path}: is a video; `pipnet annotate` takes videos")
@@ -269,16 +270,17 @@ def _annotate(args) -> None:
                               args.max_faces, args.smooth, (args.fx, args.fy, args.cx, args.cy), args.resume, args.model,
                               args.detector, args.calibration, args.threads, show_progress=sys.stderr.isatty(),
                               max_pixels=args.max_pixels)
-    cluster = None
     if args.scheduler:
-        from .cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, ClusterOptions
+        from .cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, ClusterOptions, annotate_on_cluster
 
         chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
         overlap = DEFAULT_OVERLAP_SECONDS if args.chunk_overlap is None else args.chunk_overlap
-        cluster = ClusterOptions(args.scheduler, max(chunk, 0.0), max(overlap, 0.0))
+        results = annotate_on_cluster(args.inputs, options, ClusterOptions(args.scheduler, max(chunk, 0.0),
+                                                                           max(overlap, 0.0)))
     elif args.chunk_seconds is not None or args.chunk_overlap is not None:
         raise PipnetError("--chunk-seconds and --chunk-overlap split videos between the workers of --scheduler; give one")
-    results = annotate(args.inputs, options, args.jobs, cluster)
+    else:
+        results = annotate(args.inputs, options, args.jobs)
     problems: Counter[str] = Counter()  # failed, truncated, damaged: files not complete
     for r in results:
         if r.error:
@@ -357,7 +359,7 @@ def _bench(args) -> None:
 
 def _bench_quality(args) -> None:
     from .media import expand
-    from .quality import TABLE_HEADER, measure_clip, write_json
+    from .quality import TABLE_HEADER, measure_clip, write_report
 
     clips = expand(args.videos, kinds=("video",))
     if not clips:
@@ -372,7 +374,7 @@ def _bench_quality(args) -> None:
             results.append(quality)
             print(quality.row(), flush=True)
         if args.out:
-            write_json(Path(args.out) / "quality.json", results)
+            write_report(Path(args.out) / "quality.json", results)
             print(f"worst frames (ours green, Face Mesh red) and quality.json in {args.out}")
 
 
@@ -404,7 +406,7 @@ def _progress(label: str):
 
 def version_text() -> str:
     """The package version and the shipped model's description (name, version, sha256, licence)."""
-    from . import __version__
+    from .version import __version__
 
     lines = [f"pipnet-live {__version__}"]
     try:
@@ -557,7 +559,7 @@ def _runtime_commands(sub) -> None:
     p.add_argument("--video-out", help="write the annotated video here (.mp4 or .avi); with several inputs, one per input")
     p.add_argument("--every", type=int, default=1, help="process every Nth frame (default: 1)")
     p.add_argument("--max-faces", type=int,
-                   help="faces per frame (default: every face in an image, one in a video: see README)")
+                   help="faces per frame (default: every face in an image, one in a video: docs/api.md)")
     p.add_argument("--smooth", choices=("offline", "live", "none"), default="offline",
                    help="videos: offline = each whole track smoothed without lag, and blinks found (default); "
                         "live = the app's real-time filter; none = raw per-frame landmarks")
@@ -568,7 +570,7 @@ def _runtime_commands(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue files an interrupted run left unfinished")
     p.add_argument("--scheduler", metavar="ADDRESS",
                    help="run on a Dask cluster: its scheduler (tcp://HOST:8786), or local:N for N workers here; "
-                        "--out must be a folder every worker sees (see README)")
+                        "--out must be a folder every worker sees (docs/annotate.md)")
     p.add_argument("--chunk-seconds", type=float, metavar="S",
                    help="with --scheduler: split videos into chunks of S seconds run in parallel "
                         "(default: 60; 0: one task per video)")

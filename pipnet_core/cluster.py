@@ -31,19 +31,22 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .annotate import (AnnotateOptions, FileResult, _Progress, annotate_file, move_outputs, open_landmarker, output_files,
-                       output_paths, prepare_for_video, resume_settings, run_settings, write_whole_video, written_whole)
+from .annotate import (AnnotateOptions, FileResult, Progress, annotate_file, input_files, move_outputs, open_landmarker,
+                       output_files, output_paths, prepare_for_video, resume_settings, run_settings, write_whole_video,
+                       written_whole)
 from .errors import PipnetError
+from .files import write_file
 from .frames import VideoLayout, VideoRange
 from .images import check_pixels
-from .landmarker import Face, Landmarker
+from .landmarker import Landmarker
 from .media import media_kind
 from .pose import HeadPose
+from .records import Face
 from .state_codec import (NUMBER, decode_state, encode_state, float_array, from_plain, holds, optional, to_plain,
                           tuple_of)
 from .tracks import Frame
-from .writers import export_header, write_file
+from .version import __version__
+from .writers import export_header
 
 PLUGIN = "pipnet-landmarker"
 DEFAULT_CHUNK_SECONDS = 60.0
@@ -235,7 +238,7 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
         return FileResult(path, error=f"{exc.filename or path}: {exc.strerror or exc}")
 
 
-def _read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
+def read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
     """A finished chunk of this video and these settings; None when there is none, or when it is
     another plan's chunk (other --chunk-seconds): it runs again. A file that is not a piece of
     this program, or was made with other settings, is refused in one line."""
@@ -262,7 +265,7 @@ def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: st
     started, chunk = time.monotonic(), plan.chunks[number]
     piece_path = plan.piece(options.out_dir, number)
     worker = get_worker()
-    if options.resume and (piece := _read_piece(piece_path, plan, chunk)) is not None:
+    if options.resume and (piece := read_piece(piece_path, plan, chunk)) is not None:
         worker.log_event(topic, (plan.name, number, len(piece["frames"])))
         return ChunkDone(len(piece["frames"]), sum(len(faces) for _, _, faces in piece["frames"]))
     frames, warmup = [], {}
@@ -301,14 +304,14 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
                         seconds=sum(d.seconds for d in done), outputs=output_files(paths))
     failed = next((d.error for d in done if d.error), None)
     if not (options.out_dir / f"{plan.name}.chunks").is_dir() and \
-            _Progress.completed_at(paths["progress"], plan.settings) is not None:
+            Progress.completed_at(paths["progress"], plan.settings) is not None:
         return result  # this merge ran before, its worker lost before the client heard
     if failed:
         result.error = f"{failed} (the finished chunks are kept: --resume continues)"
         return result
     try:
         last = write_whole_video(plan.name, options, plan.header, _merged_frames(plan, options), plan.mean_face)
-        _Progress(paths["progress"], plan.settings, 0).finish(last)
+        Progress(paths["progress"], plan.settings, 0).finish(last)
         shutil.rmtree(options.out_dir / f"{plan.name}.chunks", ignore_errors=True)
         paths["raw"].unlink(missing_ok=True)  # a single-process run's, killed: these outputs replace it
     except PipnetError as exc:
@@ -323,7 +326,7 @@ def _merged_frames(plan: VideoPlan, options: AnnotateOptions) -> Iterator[Frame]
     before: dict[int, list[Face]] = {}  # the previous chunk's faces, with the video's ids
     next_id = 0
     for number, chunk in enumerate(plan.chunks):
-        piece = _read_piece(plan.piece(options.out_dir, number), plan, chunk)
+        piece = read_piece(plan.piece(options.out_dir, number), plan, chunk)
         if piece is None:
             raise PipnetError(f"{plan.piece(options.out_dir, number)}: missing or from another run")
         ids = match_ids(before, piece["warmup"])
@@ -402,11 +405,11 @@ def _client(scheduler: str):
         logging.disable(logging.NOTSET)
 
 
-def annotate_on_cluster(files: list[Path], names: dict[Path, str], options: AnnotateOptions,
-                        cluster: ClusterOptions) -> list[FileResult]:
-    """Every file on the cluster; results in the order of ``files``."""
+def annotate_on_cluster(inputs: list[str], options: AnnotateOptions, cluster: ClusterOptions) -> list[FileResult]:
+    """Every input (files, folders) on the cluster; results in the order of the files."""
     from distributed import as_completed
 
+    files, names = input_files(inputs, options)
     if options.video_out is not None:
         raise PipnetError("--video-out draws one video in one process: run it without --scheduler")
     if workers := local_workers(cluster.scheduler):

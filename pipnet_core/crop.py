@@ -23,7 +23,7 @@ def face_roll(points: np.ndarray) -> float:
     Other point schemes have no known eyes: 0."""
     if len(points) != NUM_POINTS:
         return 0.0
-    dx, dy = points[LEFT_EYE].mean(axis=0) - points[RIGHT_EYE].mean(axis=0)
+    dx, dy = points[list(LEFT_EYE)].mean(axis=0) - points[list(RIGHT_EYE)].mean(axis=0)
     return float(np.degrees(np.arctan2(dy, dx)))
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from .crop import CropBox, box_iou, rotation
 from .errors import PipnetError
+from .lifetime import Closing
 from .resources import calibration_file, packaged_model
 
 @dataclass(frozen=True)
@@ -56,19 +57,6 @@ class FaceDetector(Protocol):
     def detect(self, frame_bgr: np.ndarray) -> list[Detection]: ...
 
     def close(self) -> None: ...
-
-
-class Closing:
-    """``with detector:`` closes it at the end (ONNX Runtime sessions and their threads)."""
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
@@ -144,7 +132,7 @@ def save_calibration(fitted: dict[str, BoxCalibration], path: Path) -> None:
     """Write a calibration file for ``Landmarker(calibration=path)``: the mappings ``path`` already
     holds (else the shipped ones), with the fitted detectors' replaced. Never the shipped file:
     a package that changed under its users would change every later run without a trace."""
-    from .writers import write_json
+    from .files import write_json
 
     path = Path(path)
     if path.resolve() == calibration_file().resolve():
@@ -416,7 +404,7 @@ def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
 
 # OpenCV's Haar cascade was the fallback while MediaPipe might not load; BlazeFace now loads like
 # the landmark model, and the cascade missed 21 of HELEN's 330 test faces where BlazeFace misses
-# none (`pipnet eval --detector`, README), with no eyes to set a crop's roll: it is gone.
+# none (`pipnet eval --detector`, docs/results.md), with no eyes to set a crop's roll: it is gone.
 DETECTORS = ("blazeface", "blazeface-full", "blazeface-both")
 
 

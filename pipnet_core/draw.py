@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .landmarker import Face
+from .records import Face
 from .pose import camera_matrix
 from .scheme import CONTOURS
 

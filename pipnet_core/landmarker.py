@@ -10,19 +10,21 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from time import perf_counter
 
 import numpy as np
 
 from .align import FaceAligner
-from .detect import Closing, DetectorCalibration, FaceDetector, GivenFaces, QuarterTurnDetector, TiledDetector, create_detector
+from .detect import DetectorCalibration, FaceDetector, GivenFaces, QuarterTurnDetector, TiledDetector, create_detector
 from .errors import PipnetError
 from .frames import as_bgr
+from .lifetime import Closing
 from .model_interface import LandmarkModel
 from .plausibility import plausibility
-from .pose import HeadPose, camera_matrix, estimate_pose
+from .pose import camera_matrix, estimate_pose
+from .records import Face, points_box
 from .smooth import LandmarkSmoother, SmoothingParams, fit_similarity
 from .state_codec import from_plain, to_plain
 from .track import TRACKER_STATE, Observation, Tracker, TrackerConfig
@@ -32,27 +34,6 @@ STAGES = ("detect", "track", "crop", "infer", "decode", "smooth", "pose")
 # video, `pipnet bench`) follows one face, the cheapest; stills (process_image, `pipnet detect`,
 # `pipnet annotate` on an image) report every face found.
 VIDEO_MAX_FACES = 1
-
-
-@dataclass(frozen=True)
-class Face:
-    id: int  # stable while the face is tracked
-    box: tuple[float, float, float, float]  # landmark bounding box x, y, w, h in frame pixels
-    score: float  # detector score at the face's last detection
-    points: np.ndarray  # (68, 2) frame pixels
-    confidence: np.ndarray  # (68,) score-map peaks, 0..1, lowered on near-profile or implausible shapes
-    pose: HeadPose | None
-    success: bool  # False: confidence collapsed this frame (occluded, left the view); re-detecting
-
-    @property
-    def mean_confidence(self) -> float:
-        return float(self.confidence.mean())
-
-
-def points_box(points: np.ndarray) -> tuple[float, float, float, float]:
-    """The bounding box (x, y, w, h) of points."""
-    lo, hi = points.min(axis=0), points.max(axis=0)
-    return float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])
 
 
 def _load_model(model: str | Path | LandmarkModel | None, threads: int) -> LandmarkModel:

@@ -19,7 +19,8 @@ from functools import cached_property
 from typing import Callable, Iterable, NamedTuple, Protocol
 
 from .frames import Frame, FrameSource, IteratorSource
-from .landmarker import Face, Landmarker
+from .landmarker import Landmarker
+from .records import Face
 from .measures import LiveBlinks
 from .stream.message import frame_message
 

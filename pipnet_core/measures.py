@@ -13,14 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# (corner, upper lid, upper lid, corner, lower lid, lower lid): the ratio pairs 1-5 and 2-4.
-RIGHT_EYE_POINTS = (36, 37, 38, 39, 40, 41)
-LEFT_EYE_POINTS = (42, 43, 44, 45, 46, 47)
-INNER_MOUTH_POINTS = (60, 61, 62, 63, 64, 65, 66, 67)
+from .scheme import LEFT_EYE, RIGHT_EYE
 
 # A blink: the mean eye aspect ratio of both eyes this fraction below the track's open-eye level
 # (its running median over BASELINE_SECONDS on each side). How well it finds the blinks of Face
-# Mesh's eyelids, measured the same way: `pipnet bench-quality` (README, Real video).
+# Mesh's eyelids, measured the same way: `pipnet bench-quality` (docs/results.md, Real video).
 BLINK_DROP = 0.25
 BASELINE_SECONDS = 1.0
 
@@ -34,7 +31,7 @@ def aspect_ratio(points: np.ndarray, six: tuple[int, ...]) -> float:
 
 def eye_aspect_ratios(points: np.ndarray) -> tuple[float, float]:
     """(right, left) eye aspect ratios of one face's 68 points."""
-    return aspect_ratio(points, RIGHT_EYE_POINTS), aspect_ratio(points, LEFT_EYE_POINTS)
+    return aspect_ratio(points, RIGHT_EYE), aspect_ratio(points, LEFT_EYE)
 
 
 def mouth_aspect_ratio(points: np.ndarray) -> float:

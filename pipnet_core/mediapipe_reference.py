@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from .errors import PipnetError
+from .lifetime import Closing
 
 
 @contextmanager
@@ -46,13 +47,31 @@ def solutions():
     return mp.solutions
 
 
-def face_mesh(max_faces: int):
-    """Face Mesh in video mode, warmed up (its graph's first-run chatter hidden too)."""
-    mp_solutions = solutions()
-    with quiet_native_stderr():
-        mesh = mp_solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
-        mesh.process(np.zeros((64, 64, 3), np.uint8))
-    return mesh
+class FaceMesh(Closing):
+    """Face Mesh (468 points) in video mode, warmed up, its graph's first-run chatter hidden: the
+    one wrapper the benchmarks, the quality measures and the tests use."""
+
+    def __init__(self, max_faces: int = 1):
+        mp_solutions = solutions()
+        with quiet_native_stderr():
+            self._mesh = mp_solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
+            self._mesh.process(np.zeros((64, 64, 3), np.uint8))
+
+    def process_rgb(self, rgb: np.ndarray):
+        """MediaPipe's own result for an RGB frame (what `pipnet bench` times)."""
+        return self._mesh.process(rgb)
+
+    def points(self, frame_bgr: np.ndarray, indices: list[int]) -> np.ndarray | None:
+        """The first face's mesh points ``indices`` in frame pixels, (len(indices), 2); None: no face."""
+        result = self._mesh.process(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+        if not result.multi_face_landmarks:
+            return None
+        height, width = frame_bgr.shape[:2]
+        marks = result.multi_face_landmarks[0].landmark
+        return np.array([[marks[m].x * width, marks[m].y * height] for m in indices], np.float32)
+
+    def close(self) -> None:
+        self._mesh.close()
 
 
 class MediaPipeFaceDetection:

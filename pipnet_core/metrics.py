@@ -13,7 +13,7 @@ def nme(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
 
 def point_errors(predicted: np.ndarray, truth: np.ndarray) -> np.ndarray:
     """Per-point error / outer-eye-corner distance, (B, N)."""
-    interocular = np.linalg.norm(truth[:, LEFT_EYE_OUTER] - truth[:, RIGHT_EYE_OUTER], axis=-1)
+    interocular = np.linalg.norm(truth[:, RIGHT_EYE_OUTER] - truth[:, LEFT_EYE_OUTER], axis=-1)
     return np.linalg.norm(predicted - truth, axis=-1) / interocular[:, None]
 
 

@@ -12,22 +12,23 @@ Smoothing as `pipnet annotate --smooth`: offline, live (the app's filter) or non
 """
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .files import write_json
 from .frames import iterate, open_source
 from .landmarker import Landmarker
 from .measures import aspect_ratio, detect_blinks
+from .mediapipe_reference import FaceMesh
 from .smooth import SmoothingParams
 from .tracks import Frames, blinks, smooth_offline
 
 # (ours, Face Mesh) index pairs for the same anatomical point.
 SHARED_POINTS = ((36, 33), (39, 133), (42, 362), (45, 263), (30, 4), (48, 61), (54, 291), (8, 152))
-# Face Mesh's six points of each eye in the order of measures.RIGHT_EYE_POINTS / LEFT_EYE_POINTS.
+# Face Mesh's six points of each eye in the order of scheme.RIGHT_EYE / LEFT_EYE.
 MESH_EYES = ((33, 160, 158, 133, 153, 144), (362, 385, 387, 263, 373, 380))
 BLINK_TOLERANCE = 2  # frames
 STABLE = (0, 1, 2, 3, 4)  # eye corners and nose tip: they move with the head, not with expressions
@@ -75,26 +76,8 @@ TABLE_HEADER = ("| clip | frames | frames with a face: ours / Face Mesh | face i
                 "|---|---|---|---|---|---|---|---|")
 
 
-class FaceMeshReference:
-    """Face Mesh in video mode, one face: the shared points then the MESH_EYES points, in frame
-    pixels, or None."""
-
-    def __init__(self):
-        from .mediapipe_reference import face_mesh
-
-        self.mesh = face_mesh(max_faces=1)
-
-    def points(self, frame: np.ndarray) -> np.ndarray | None:
-        result = self.mesh.process(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-        if not result.multi_face_landmarks:
-            return None
-        height, width = frame.shape[:2]
-        marks = result.multi_face_landmarks[0].landmark
-        wanted = [m for _, m in SHARED_POINTS] + [m for eye in MESH_EYES for m in eye]
-        return np.array([[marks[m].x * width, marks[m].y * height] for m in wanted], np.float32)
-
-    def close(self) -> None:
-        self.mesh.close()
+# What the measures read of Face Mesh, in this order: the shared points, then MESH_EYES.
+MESH_POINTS = [m for _, m in SHARED_POINTS] + [m for eye in MESH_EYES for m in eye]
 
 
 def second_difference_jitter(tracks: list[np.ndarray | None], eye_distances: list[float]) -> float:
@@ -120,10 +103,10 @@ def measure_clip(path: Path, landmarker: Landmarker, smoothing: str = "live", wo
     frames: Frames = []
     mesh_marks: list[np.ndarray | None] = []
     try:
-        reference = FaceMeshReference()
+        reference = FaceMesh(max_faces=1)
         for frame in iterate(source):
             frames.append((frame.index, frame.timestamp, landmarker.process(frame.image, frame.timestamp)))
-            mesh_marks.append(reference.points(frame.image))
+            mesh_marks.append(reference.points(frame.image, MESH_POINTS))
             size = frame.image.shape[1::-1]
     finally:
         source.close()
@@ -219,6 +202,6 @@ def save_worst_frames(out_dir: Path, path: Path, frames: Frames, mesh_marks: lis
         source.close()
 
 
-def write_json(path: Path, results: list[ClipQuality]) -> None:
-    path.write_text(json.dumps([{**asdict(r), "jitter_ratio": r.jitter_ratio, "blink_f1": r.blink_f1} for r in results],
-                               indent=1))
+def write_report(path: Path, results: list[ClipQuality]) -> None:
+    """quality.json: every clip's measures (written whole, as every JSON output)."""
+    write_json(path, [{**asdict(r), "jitter_ratio": r.jitter_ratio, "blink_f1": r.blink_f1} for r in results])

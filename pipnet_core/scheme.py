@@ -5,14 +5,18 @@ import numpy as np
 
 NUM_POINTS = 68
 
-# Outer eye corners: NME is divided by their distance (0-based indices).
-LEFT_EYE_OUTER = 36
-RIGHT_EYE_OUTER = 45
+# One convention for every left and right here: the person's. "Right" is the person's right eye,
+# on the left of an upright, unmirrored picture.
 
-# The two eyes' six points each: their centres give the face's roll (crop.face_roll). "Right" is
-# the person's right eye, on the left of an upright, unmirrored picture.
-RIGHT_EYE = slice(36, 42)
-LEFT_EYE = slice(42, 48)
+# Each eye's six points in the order the eye aspect ratio pairs them (corner, upper lid, upper lid,
+# corner, lower lid, lower lid: measures.aspect_ratio); their centres give the face's roll
+# (crop.face_roll).
+RIGHT_EYE = (36, 37, 38, 39, 40, 41)
+LEFT_EYE = (42, 43, 44, 45, 46, 47)
+
+# Outer eye corners: NME is divided by their distance (0-based indices).
+RIGHT_EYE_OUTER = 36
+LEFT_EYE_OUTER = 45
 
 # Regions the offline smoother smooths apart, each free to change suddenly on its own (a blink, a
 # mouth opening at once); expressive ones also follow fast movement of their own (a blink closes

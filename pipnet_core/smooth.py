@@ -147,7 +147,7 @@ class LandmarkSmoother:
 class OfflineSmoothingParams:
     """The whole-track smoother's process noise, in face sizes and seconds (the measurement noise
     is estimated from each track itself). Lower = steadier. Set on the synthetic clips and
-    ../shared/videos (README: offline smoothing)."""
+    ../shared/videos (docs/how-it-works.md: offline smoothing)."""
 
     motion_jerk: float = 1.0  # head motion (constant acceleration): deviation of its jerk, /s^3
     shape_accel: float = 0.1  # each point in the face's own frame (constant velocity), /s^2

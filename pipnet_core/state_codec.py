@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .errors import PipnetError
 
 FORMAT = "pipnet-live state"

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from .landmarker import Face, points_box
+from .records import Face, points_box
 from .measures import Blink, detect_blinks, eye_aspect_ratios
 from .pose import estimate_pose
 from .scheme import SMOOTHING_REGIONS

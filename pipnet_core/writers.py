@@ -14,7 +14,6 @@ import io
 import json
 import os
 import re
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,8 @@ import numpy as np
 
 from .data import write_pts
 from .errors import PipnetError
-from .landmarker import Face, points_box
+from .files import write_file, write_json
+from .records import Face, points_box
 from .measures import Blink, eye_aspect_ratios, mouth_aspect_ratio
 from .pose import camera_matrix, estimate_pose, openface_angles, openface_geometry
 from .scheme import NUM_POINTS
@@ -111,33 +111,6 @@ def _csv_line(values: list) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerow(values)
     return buffer.getvalue()
-
-
-def write_file(path: Path, data: bytes, shared: bool = False) -> None:
-    """A file replaced whole: written under a temporary name, then renamed (never half-written).
-    ``shared``: other processes may write the same file at once (a cluster task that Dask runs
-    again while its first run goes on): each writes its own temporary file."""
-    partial = path.with_name(path.name + (f".{uuid.uuid4().hex}" if shared else "") + ".partial")
-    try:
-        partial.write_bytes(data)
-        partial.replace(path)
-    except OSError as exc:
-        partial.unlink(missing_ok=True)
-        raise PipnetError(f"{path}: cannot write ({exc.strerror})") from None
-
-
-def write_json(path: Path, value: dict) -> None:
-    write_file(path, (json.dumps(value, indent=1) + "\n").encode())
-
-
-def write_image(path: Path, image: np.ndarray) -> None:
-    """An image file in the format its suffix names."""
-    import cv2
-
-    ok, encoded = cv2.imencode(path.suffix, image)
-    if not ok:
-        raise PipnetError(f"{path}: cannot encode an image with this suffix")
-    write_file(path, encoded.tobytes())
 
 
 def _read_json(path: Path) -> dict | None:

@@ -148,14 +148,12 @@ def _shared():
 def astronaut_reference() -> np.ndarray:
     """Face Mesh's 8 shared points on the astronaut photo, (8, 2) pixels."""
     pytest.importorskip("mediapipe")
-    from pipnet_core.quality import SHARED_POINTS, FaceMeshReference
+    from pipnet_core.mediapipe_reference import FaceMesh
+    from pipnet_core.quality import SHARED_POINTS
     from pipnet_core.sample_clip import face_photo
 
-    mesh = FaceMeshReference()
-    try:
-        return mesh.points(face_photo())[:len(SHARED_POINTS)]
-    finally:
-        mesh.close()
+    with FaceMesh() as mesh:
+        return mesh.points(face_photo(), [m for _, m in SHARED_POINTS])
 
 
 def shared_points(points: np.ndarray) -> np.ndarray:

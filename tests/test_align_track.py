@@ -5,7 +5,8 @@ import pytest
 
 from pipnet_core import FaceAligner, Landmarker, TrackerConfig
 from pipnet_core.crop import CropBox
-from pipnet_core.detect import BlazeFaceDetector, Closing
+from pipnet_core.detect import BlazeFaceDetector
+from pipnet_core.lifetime import Closing
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate
 from synthetic import MeanFaceModel, astronaut_reference, reference_error
 

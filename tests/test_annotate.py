@@ -254,7 +254,7 @@ def test_a_person_then_drawings_gives_one_id_and_no_rows_for_rejected_detections
 def test_memory_and_threads_stay_flat_over_many_inputs():
     """One landmarker for the whole run: 40 images cost no more memory or threads than 10 (each
     input used to load its own model and detectors and close none: +30 MB and threads per file).
-    Measured by the same tool as the README's 2,000-input figure."""
+    Measured by the same tool as docs/results.md's 2,000-input figure."""
     result = subprocess.run([sys.executable, REPO / "tools" / "annotate_memory.py", "--counts", "10", "40"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

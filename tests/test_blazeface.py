@@ -55,7 +55,7 @@ def test_boxes_eyes_and_scores_match_mediapipes_own_detector(model_range):
     finally:
         reference.close()
         ours.close()
-    # `pytest tests/test_blazeface.py -s` prints what the README and the model card quote.
+    # `pytest tests/test_blazeface.py -s` prints what docs/results.md and the model card quote.
     print(f"{model_range} range, {faces} faces: largest differences box {worst[0]:.3f} px, eyes {worst[1]:.3f} px, "
           f"score {worst[2]:.4f}")
     assert worst[0] <= 1.0 and worst[1] <= 1.0 and worst[2] <= 0.02

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fuzz_corpus import encode_video
-from pipnet_core.cluster import Chunk, _read_piece
+from pipnet_core.cluster import Chunk, read_piece
 from pipnet_core.crop import CropBox
 from pipnet_core.errors import PipnetError
 from pipnet_core.frames import ImageSource
@@ -119,7 +119,7 @@ def test_a_planted_chunk_piece_is_refused_without_running(tmp_path):
     piece.parent.mkdir()
     piece.write_bytes(pickle.dumps({"version": "x", "frames": [Payload(marker)]}))
     with pytest.raises(PipnetError, match=r"00000.chunk: written by an older pipnet-live in a format that can run code"):
-        _read_piece(piece, None, Chunk(0, 0, 10))
+        read_piece(piece, None, Chunk(0, 0, 10))
     assert not marker.exists()
 
 

@@ -11,7 +11,7 @@ from time import perf_counter
 
 from pipnet_core import Landmarker
 from pipnet_core.bench import bench_pipeline, load_frames
-from pipnet_core.detect import Closing
+from pipnet_core.lifetime import Closing
 
 
 class PipelineRival(Closing):
