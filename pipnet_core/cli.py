@@ -228,9 +228,9 @@ def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list, str | None
     import cv2
 
     from .draw import OverlayOptions, draw_faces
+    from .files import write_image, write_json
     from .images import read_image
     from .media import sniff
-    from .files import write_image, write_json
     from .writers import face_to_dict
 
     if sniff(path) == "video":

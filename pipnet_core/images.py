@@ -238,10 +238,8 @@ def _bmp_size(handle: BinaryIO) -> tuple[int, int] | None:
 
 
 def _webp_size(handle: BinaryIO) -> tuple[int, int] | None:
-    handle.seek(8)
-    form, chunk, _length = struct.unpack("<4s4sI", handle.read(12))
-    if form != b"WEBP":
-        return None
+    handle.seek(12)  # past "RIFF", the size and "WEBP" (image_size checked them)
+    chunk, _length = struct.unpack("<4sI", handle.read(8))
     data = handle.read(10)
     if chunk == b"VP8 ":  # lossy: a key frame's start code, then 14-bit sizes
         if data[3:6] != b"\x9d\x01\x2a":
@@ -291,11 +289,10 @@ def _gif_size(handle: BinaryIO) -> tuple[int, int] | None:
 
 
 def _pnm_size(handle: BinaryIO) -> tuple[int, int] | None:
-    """PBM, PGM, PPM: "P1".."P6", then width and height as text (comments start with #)."""
+    """PBM, PGM, PPM: "P1".."P6" (image_size checked it), then width and height as text
+    (comments start with #)."""
     handle.seek(0)
     text = handle.read(512)
-    if text[1:2] not in b"123456" or len(text) < 3 or not text[2:3].isspace():
-        return None
     fields = [line.split(b"#")[0] for line in text[2:].splitlines()]
     numbers = b" ".join(fields).split()
     return int(numbers[0]), int(numbers[1])

@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .version import __version__
 from .errors import PipnetError
+from .version import __version__
 
 FORMAT = "pipnet-live state"
 FORMAT_VERSION = 1
