@@ -262,6 +262,10 @@ def test_hostile_websocket_clients_are_refused_or_ignored_and_the_pipeline_goes_
         huge.send("x" * 10_000_000)
         for _ in range(100):
             huge.recv(timeout=5)
+    deadline = time.monotonic() + 5
+    while sink.clients > 1 and time.monotonic() < deadline:  # the closed one's thread lets it go
+        time.sleep(0.05)
+    assert sink.clients == 1  # `allowed` alone, before the crowd comes
     alone = run_for(runner, 3.0)
     rates = []
     feeder = threading.Thread(target=lambda: rates.append(run_for(runner, 4.0)), daemon=True)
