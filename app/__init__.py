@@ -1,5 +1,6 @@
 """The pipnet-live desktop app (PySide6), a thin layer over pipnet_core. Installed as pipnet_core.app
 with the ``[gui]`` extra."""
+
 from __future__ import annotations
 
 import sys

@@ -1,4 +1,5 @@
 """The main window: live view, sources, overlay options, status bar, recording and export."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,32 +12,68 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QColor, QFont, QIcon, QImage, QKeySequence, QPainter
-from PySide6.QtWidgets import (QApplication, QCheckBox, QComboBox, QDockWidget, QDoubleSpinBox, QFileDialog,
-                               QFormLayout, QLabel, QMainWindow, QMessageBox, QSlider, QSpinBox, QToolBar,
-                               QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QCheckBox,
+    QComboBox,
+    QDockWidget,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QSlider,
+    QSpinBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from pipnet_core import OverlayOptions, PipnetError, __version__
 from pipnet_core.frames import CameraFormat, CameraInfo, list_cameras
 from pipnet_core.media import dialog_filter
 from pipnet_core.resources import asset, models_dir
-
 from pipnet_core.stream.command import StreamChoice
 
 from .platform_check import qt_platform_problem
 from .stream_dialog import STREAMS, StreamDialog
-from .worker import (SAMPLE_CLIP, ApplySettings, Export, OpenSource, ProcessingWorker, Record, SetPaused, SetStreams,
-                     Settings)
+from .worker import (
+    SAMPLE_CLIP,
+    ApplySettings,
+    Export,
+    OpenSource,
+    ProcessingWorker,
+    Record,
+    SetPaused,
+    SetStreams,
+    Settings,
+)
 
 VIDEO_FILTER = dialog_filter("video")
 THRESHOLD_DEBOUNCE_MS = 300  # the detector threshold is applied once its spin box rests this long
 IMAGE_FILTER = dialog_filter("image")
-OVERLAY_LABELS = {"points": "Points", "contours": "Contours", "indices": "Point indices", "box": "Face box",
-                  "face_id": "Face id", "pose_axes": "Head pose axes"}
+OVERLAY_LABELS = {
+    "points": "Points",
+    "contours": "Contours",
+    "indices": "Point indices",
+    "box": "Face box",
+    "face_id": "Face id",
+    "pose_axes": "Head pose axes",
+}
 # BlazeFace short range is the fastest and made for a webcam; full range finds small, far faces.
-DETECTOR_LABELS = {"blazeface": "Near (webcam, fastest)", "blazeface-full": "Far (small faces)",
-                   "blazeface-both": "Near and far"}
+DETECTOR_LABELS = {
+    "blazeface": "Near (webcam, fastest)",
+    "blazeface-full": "Far (small faces)",
+    "blazeface-both": "Near and far",
+}
 OVERLAY_KEYS = {"points": "P", "contours": "C", "indices": "N", "box": "B", "face_id": "I", "pose_axes": "H"}
-RESOLUTIONS = {"Default resolution": (0, 0), "640 x 480": (640, 480), "1280 x 720": (1280, 720), "1920 x 1080": (1920, 1080)}
+RESOLUTIONS = {
+    "Default resolution": (0, 0),
+    "640 x 480": (640, 480),
+    "1280 x 720": (1280, 720),
+    "1920 x 1080": (1920, 1080),
+}
 FRAME_RATES = {"Default frame rate": 0.0, "15 FPS": 15.0, "30 FPS": 30.0, "60 FPS": 60.0}
 STALE_SECONDS = 1.5  # no frame for this long: the view says so instead of showing a frozen FPS
 
@@ -135,12 +172,19 @@ class MainWindow(QMainWindow):
     # -- settings -------------------------------------------------------------------------------------
     def _load_settings(self) -> Settings:
         s = self.store
-        overlay = OverlayOptions(**{k: s.value(f"overlay/{k}", getattr(OverlayOptions(), k), type=bool) for k in OVERLAY_LABELS})
+        overlay = OverlayOptions(
+            **{k: s.value(f"overlay/{k}", getattr(OverlayOptions(), k), type=bool) for k in OVERLAY_LABELS}
+        )
         detector = s.value("detector", "blazeface", type=str)
-        return Settings(overlay, s.value("smoothing", True, type=bool), s.value("smoothing_strength", 0.5, type=float),
-                        detector if detector in DETECTOR_LABELS else "blazeface",
-                        s.value("detector_threshold", 0.5, type=float), s.value("max_faces", 1, type=int),
-                        s.value("model_path", "", type=str))
+        return Settings(
+            overlay,
+            s.value("smoothing", True, type=bool),
+            s.value("smoothing_strength", 0.5, type=float),
+            detector if detector in DETECTOR_LABELS else "blazeface",
+            s.value("detector_threshold", 0.5, type=float),
+            s.value("max_faces", 1, type=int),
+            s.value("model_path", "", type=str),
+        )
 
     def _save_settings(self) -> None:
         s, st = self.store, self.settings
@@ -197,7 +241,12 @@ class MainWindow(QMainWindow):
             "image": self._action("Open image...", "Ctrl+I", self.choose_image),
             "sample": self._action("Sample clip", "Ctrl+D", lambda: self.open_source(SAMPLE_CLIP)),
             "pause": self._action("Pause", "Space", self.toggle_pause, checkable=True),
-            "loop": self._action("Loop", "Ctrl+L", lambda on: self.open_source(self.current_source) if self.current_source is not None else None, checkable=True),
+            "loop": self._action(
+                "Loop",
+                "Ctrl+L",
+                lambda on: self.open_source(self.current_source) if self.current_source is not None else None,
+                checkable=True,
+            ),
             "screenshot": self._action("Screenshot", "Ctrl+S", self.choose_screenshot),
             "record": self._action("Record video", "Ctrl+R", self.toggle_recording, checkable=True),
             "export": self._action("Export landmarks", "Ctrl+E", self.toggle_export, checkable=True),
@@ -208,8 +257,11 @@ class MainWindow(QMainWindow):
         self.actions_by_name["loop"].setChecked(True)
         for name in ("video", "image", "sample", "pause", "screenshot", "record", "export"):
             bar.addAction(self.actions_by_name[name])
-        menus = {"&Source": ("refresh", "video", "image", "sample", None, "pause", "loop", None, "quit"),
-                 "&Output": ("screenshot", "record", "export", None, "stream"), "&Help": ("about",)}
+        menus = {
+            "&Source": ("refresh", "video", "image", "sample", None, "pause", "loop", None, "quit"),
+            "&Output": ("screenshot", "record", "export", None, "stream"),
+            "&Help": ("about",),
+        }
         for title, names in menus.items():
             menu = self.menuBar().addMenu(title)
             for name in names:
@@ -230,7 +282,9 @@ class MainWindow(QMainWindow):
         self.smoothing_box.setShortcut(QKeySequence("M"))
         self.smoothing_box.toggled.connect(lambda on: self.change_settings(smoothing=on))
         form.addRow(self.smoothing_box)
-        self.strength = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=100, value=int(100 * self.settings.smoothing_strength))
+        self.strength = QSlider(
+            Qt.Orientation.Horizontal, minimum=0, maximum=100, value=int(100 * self.settings.smoothing_strength)
+        )
         self.strength.valueChanged.connect(lambda v: self.change_settings(smoothing_strength=v / 100))
         form.addRow("Strength", self.strength)
         self.detector_box = QComboBox()
@@ -240,10 +294,16 @@ class MainWindow(QMainWindow):
         self.detector_box.activated.connect(lambda i: self.change_settings(detector=self.detector_box.itemData(i)))
         form.addRow("Face detector", self.detector_box)
         # BlazeFace's graphs decode no score below 0.5 (short range) or 0.6 (full): lower finds nothing more.
-        self.threshold = QDoubleSpinBox(minimum=0.5, maximum=0.95, singleStep=0.05, value=self.settings.detector_threshold)
+        self.threshold = QDoubleSpinBox(
+            minimum=0.5, maximum=0.95, singleStep=0.05, value=self.settings.detector_threshold
+        )
         # Applied once the spin box rests: a run of steps is one change, not one detector per step.
-        self._threshold_timer = QTimer(self, singleShot=True, interval=THRESHOLD_DEBOUNCE_MS,
-                                       timeout=lambda: self.change_settings(detector_threshold=round(self.threshold.value(), 2)))
+        self._threshold_timer = QTimer(
+            self,
+            singleShot=True,
+            interval=THRESHOLD_DEBOUNCE_MS,
+            timeout=lambda: self.change_settings(detector_threshold=round(self.threshold.value(), 2)),
+        )
         self.threshold.valueChanged.connect(lambda _: self._threshold_timer.start())
         form.addRow("Detector threshold", self.threshold)
         self.max_faces = QSpinBox(minimum=1, maximum=8, value=self.settings.max_faces)
@@ -299,6 +359,7 @@ class MainWindow(QMainWindow):
     # -- sources ---------------------------------------------------------------------------------------
     def refresh_cameras(self) -> None:
         """List the cameras on a helper thread (probing can take seconds on some platforms)."""
+
         def list_them() -> None:
             try:
                 cameras = self.camera_lister()
@@ -322,7 +383,9 @@ class MainWindow(QMainWindow):
         elif self.current_source is None:
             self.view.placeholder = "Preparing the sample clip..."
             self.view.update()
-            self.show_error("No camera found: playing a sample clip instead (open a camera, video or image from the toolbar).")
+            self.show_error(
+                "No camera found: playing a sample clip instead (open a camera, video or image from the toolbar)."
+            )
             self.open_source(SAMPLE_CLIP)
         self._initial_source = None
 
@@ -341,8 +404,9 @@ class MainWindow(QMainWindow):
             return
         self.current_source = target
         name = self.camera_box.itemText(self.camera_box.findData(target)) if isinstance(target, int) else ""
-        self.worker.post(OpenSource(target, name, self.actions_by_name["loop"].isChecked(), self.camera_format(),
-                                    fallback_to_sample))
+        self.worker.post(
+            OpenSource(target, name, self.actions_by_name["loop"].isChecked(), self.camera_format(), fallback_to_sample)
+        )
         self.actions_by_name["pause"].setChecked(False)
 
     def _on_source_opened(self, name: str) -> None:
@@ -376,7 +440,9 @@ class MainWindow(QMainWindow):
     def _on_model_chosen(self, index: int) -> None:
         path = self.model_box.itemData(index)
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self, "Choose a PIPNet ONNX model", str(models_dir()), "ONNX models (*.onnx)")
+            path, _ = QFileDialog.getOpenFileName(
+                self, "Choose a PIPNet ONNX model", str(models_dir()), "ONNX models (*.onnx)"
+            )
             if not path:
                 self.model_box.setCurrentIndex(max(self.model_box.findData(self.settings.model_path), 0))
                 return
@@ -404,7 +470,9 @@ class MainWindow(QMainWindow):
         if not on:
             self.worker.post(Record(None))
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Record the annotated view", "pipnet-live.mp4", "Videos (*.mp4 *.avi)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Record the annotated view", "pipnet-live.mp4", "Videos (*.mp4 *.avi)"
+        )
         if path:
             self.worker.post(Record(Path(path)))
         else:
@@ -414,7 +482,9 @@ class MainWindow(QMainWindow):
         if not on:
             self.worker.post(Export(None))
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Export landmarks", "landmarks.csv", "CSV (*.csv);;JSON Lines (*.jsonl)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export landmarks", "landmarks.csv", "CSV (*.csv);;JSON Lines (*.jsonl)"
+        )
         if path:
             self.worker.post(Export(Path(path)))
         else:
@@ -437,14 +507,19 @@ class MainWindow(QMainWindow):
 
     def show_about(self) -> None:
         d = self.model_description
-        QMessageBox.about(self, "About pipnet-live", (
-            f"<b>pipnet-live {__version__}</b><br>68 facial landmarks in real time: PIPNet (Jin, Liao and Shao, "
-            "IJCV 2021) through ONNX Runtime, BlazeFace detection, PySide6.<br><br>"
-            f"<b>Model</b> {d.get('model', '?')} {d.get('model_version', '')} {d.get('model_precision', '')} "
-            f"({d.get('backbone', '?')}, input "
-            f"{d.get('input_size', '?')}, {d.get('landmarks', '')})<br>exported {d.get('created') or '?'}; trained on "
-            f"{d.get('training_data') or '?'}<br>licence: {d.get('licence') or '?'}<br>"
-            f"<small>{d.get('model_file', '')}<br>sha256 {d.get('model_sha256', '')}</small>"))
+        QMessageBox.about(
+            self,
+            "About pipnet-live",
+            (
+                f"<b>pipnet-live {__version__}</b><br>68 facial landmarks in real time: PIPNet (Jin, Liao and Shao, "
+                "IJCV 2021) through ONNX Runtime, BlazeFace detection, PySide6.<br><br>"
+                f"<b>Model</b> {d.get('model', '?')} {d.get('model_version', '')} {d.get('model_precision', '')} "
+                f"({d.get('backbone', '?')}, input "
+                f"{d.get('input_size', '?')}, {d.get('landmarks', '')})<br>exported {d.get('created') or '?'}; trained on "
+                f"{d.get('training_data') or '?'}<br>licence: {d.get('licence') or '?'}<br>"
+                f"<small>{d.get('model_file', '')}<br>sha256 {d.get('model_sha256', '')}</small>"
+            ),
+        )
 
     def _on_model_loaded(self, description: dict) -> None:
         self.model_description = description
@@ -465,8 +540,10 @@ class MainWindow(QMainWindow):
         self.last_frame_time = time.monotonic()
         self.view.show_frame(annotated, f"{stats['process_fps']:.0f} FPS")
         stages = " ".join(f"{k} {v:.1f}" for k, v in stats["stages"].items())
-        self.status.setText(f"capture {stats['capture_fps']:.1f} FPS | processing {stats['process_fps']:.1f} FPS | "
-                            f"{stats['faces']} face(s) | {stats['detector']} | ms: {stages}")
+        self.status.setText(
+            f"capture {stats['capture_fps']:.1f} FPS | processing {stats['process_fps']:.1f} FPS | "
+            f"{stats['faces']} face(s) | {stats['detector']} | ms: {stages}"
+        )
 
     def closeEvent(self, event) -> None:
         self._save_settings()
@@ -475,10 +552,15 @@ class MainWindow(QMainWindow):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="pipnet-live", description="The pipnet-live desktop app: 68 facial "
-                                     "landmarks on a camera, a video or an image, in real time.")
-    parser.add_argument("source", nargs="?", help="a camera index, a video or an image (default: the first camera, "
-                        "or a sample clip when there is none)")
+    parser = argparse.ArgumentParser(
+        prog="pipnet-live",
+        description="The pipnet-live desktop app: 68 facial landmarks on a camera, a video or an image, in real time.",
+    )
+    parser.add_argument(
+        "source",
+        nargs="?",
+        help="a camera index, a video or an image (default: the first camera, or a sample clip when there is none)",
+    )
     parser.add_argument("--version", action="version", version=f"pipnet-live {__version__}")
     args = parser.parse_args(argv)
     if args.source is not None and args.source.isdigit():

@@ -4,6 +4,7 @@ Without its system libraries (libxcb-cursor0 and friends, not in a minimal insta
 plugin error, a hint about QT_DEBUG_PLUGINS, and aborts. Here the same situation is one line that
 names the Debian/Ubuntu packages to install.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,11 +50,15 @@ def qt_platform_problem() -> str | None:
     if not os.environ.get("DISPLAY"):
         if os.environ.get("WAYLAND_DISPLAY") and not platform:
             return None
-        return ("no display to open a window on (DISPLAY is not set): start it from a desktop session, or set "
-                "QT_QPA_PLATFORM=offscreen for a headless run")
+        return (
+            "no display to open a window on (DISPLAY is not set): start it from a desktop session, or set "
+            "QT_QPA_PLATFORM=offscreen for a headless run"
+        )
     plugin = xcb_plugin()
     missing = missing_libraries(plugin) if plugin else []
     if missing:
-        return (f"Qt's desktop plugin (xcb) cannot load: missing {', '.join(missing)}; install them with "
-                f"`sudo apt-get install {' '.join(debian_package(name) for name in missing)}`")
+        return (
+            f"Qt's desktop plugin (xcb) cannot load: missing {', '.join(missing)}; install them with "
+            f"`sudo apt-get install {' '.join(debian_package(name) for name in missing)}`"
+        )
     return None

@@ -1,4 +1,5 @@
 """Output > Stream: the streams of `pipnet live` (OSC, VMC, Lab Streaming Layer, WebSocket) from the app."""
+
 from __future__ import annotations
 
 from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QLineEdit
@@ -6,8 +7,12 @@ from PySide6.QtWidgets import QCheckBox, QDialog, QDialogButtonBox, QFormLayout,
 from pipnet_core.stream.command import StreamChoice
 
 # What each stream is, what its text field holds, and the value it starts with.
-STREAMS = {"osc": ("OSC to", "HOST:PORT", "127.0.0.1:9000"), "vmc": ("VMC to", "HOST:PORT", "127.0.0.1:39540"),
-           "lsl": ("LSL outlet", "stream name", "pipnet-live"), "ws": ("WebSocket on", "[HOST:]PORT", "8765")}
+STREAMS = {
+    "osc": ("OSC to", "HOST:PORT", "127.0.0.1:9000"),
+    "vmc": ("VMC to", "HOST:PORT", "127.0.0.1:39540"),
+    "lsl": ("LSL outlet", "stream name", "pipnet-live"),
+    "ws": ("WebSocket on", "[HOST:]PORT", "8765"),
+}
 
 
 class StreamDialog(QDialog):
@@ -17,8 +22,12 @@ class StreamDialog(QDialog):
         super().__init__(parent)
         self.setWindowTitle("Stream landmarks")
         form = QFormLayout(self)
-        form.addRow(QLabel("Send every processed frame to other programs (docs/streaming.md).\n"
-                           "WebSocket: open http://127.0.0.1:PORT/ in a browser for a live view."))
+        form.addRow(
+            QLabel(
+                "Send every processed frame to other programs (docs/streaming.md).\n"
+                "WebSocket: open http://127.0.0.1:PORT/ in a browser for a live view."
+            )
+        )
         self.boxes: dict[str, QCheckBox] = {}
         self.fields: dict[str, QLineEdit] = {}
         for name, (label, hint, default) in STREAMS.items():

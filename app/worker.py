@@ -8,6 +8,7 @@ slower than the source, old frames are dropped and latency stays one frame deep;
 sinks stream each result (Output > Stream). Opening a camera, loading a model and making the
 sample clip all happen on the worker's thread: the window never waits for them.
 """
+
 from __future__ import annotations
 
 import queue
@@ -178,17 +179,27 @@ class ProcessingWorker(QThread):
             self._failures += 1
             traceback.print_exc()
             where = traceback.extract_tb(exc.__traceback__)[-1]
-            self.error.emit(f"Processing failed ({type(exc).__name__}: {exc} at {Path(where.filename).name}:{where.lineno})")
+            self.error.emit(
+                f"Processing failed ({type(exc).__name__}: {exc} at {Path(where.filename).name}:{where.lineno})"
+            )
             if self._runner.landmarker is not None:
                 self._runner.landmarker.reset()
             if self._failures >= MAX_FAILURES:
                 self._runner.stop_capture()
-                self.error.emit(f"Processing stopped after {MAX_FAILURES} failures in a row: open a source to try again")
+                self.error.emit(
+                    f"Processing stopped after {MAX_FAILURES} failures in a row: open a source to try again"
+                )
                 self._failures = 0
 
     def _handle_messages(self) -> None:
-        handlers = {OpenSource: self._open, ApplySettings: lambda m: self._apply_settings(m.settings),
-                    SetPaused: self._set_paused, Record: self._record, Export: self._export, SetStreams: self._set_streams}
+        handlers = {
+            OpenSource: self._open,
+            ApplySettings: lambda m: self._apply_settings(m.settings),
+            SetPaused: self._set_paused,
+            Record: self._record,
+            Export: self._export,
+            SetStreams: self._set_streams,
+        }
         while True:
             try:
                 message = self._inbox.get_nowait()
@@ -205,8 +216,9 @@ class ProcessingWorker(QThread):
             if target == SAMPLE_CLIP:
                 source = open_source(cached_clip(), loop=message.loop)
             elif isinstance(target, (str, int)):
-                source = open_source(target, loop=message.loop, camera_format=message.camera_format,
-                                     name=message.name or None)
+                source = open_source(
+                    target, loop=message.loop, camera_format=message.camera_format, name=message.name or None
+                )
             else:
                 source = target
         except PipnetError as exc:
@@ -247,7 +259,9 @@ class ProcessingWorker(QThread):
                 self.error.emit(str(exc))
                 new = replace(new, detector=old.detector, detector_threshold=old.detector_threshold)
         self._runner.landmarker.set_max_faces(new.max_faces)
-        self._runner.landmarker.set_smoothing(SmoothingParams.from_strength(new.smoothing_strength) if new.smoothing else None)
+        self._runner.landmarker.set_smoothing(
+            SmoothingParams.from_strength(new.smoothing_strength) if new.smoothing else None
+        )
         self._settings = new
         self.settings_applied.emit(new)
         if old is not None and new.overlay != old.overlay:
@@ -257,8 +271,12 @@ class ProcessingWorker(QThread):
         """A landmarker for the new model and detector; if that fails, the old one stays and the
         settings in force keep the old model (so a broken model is never saved)."""
         try:
-            landmarker = Landmarker(new.model_path or None, detector=new.detector,
-                                    detector_threshold=new.detector_threshold, max_faces=new.max_faces)
+            landmarker = Landmarker(
+                new.model_path or None,
+                detector=new.detector,
+                detector_threshold=new.detector_threshold,
+                max_faces=new.max_faces,
+            )
         except PipnetError as exc:
             self.error.emit(str(exc))
             if old is None:  # nothing to fall back on but the shipped model
@@ -291,9 +309,15 @@ class ProcessingWorker(QThread):
         self.meter.tick()
         self.frames_processed += 1
         self.last = Processed(frame.image, annotated, faces, frame.timestamp)
-        self._stats = {"capture_fps": self.capture_rate, "process_fps": self.meter.rate, "faces": len(faces),
-                       "detector": self._runner.landmarker.detector.name, "stages": dict(self._runner.landmarker.timings),
-                       "total_ms": total_ms, "frame": frame.index}
+        self._stats = {
+            "capture_fps": self.capture_rate,
+            "process_fps": self.meter.rate,
+            "faces": len(faces),
+            "detector": self._runner.landmarker.detector.name,
+            "stages": dict(self._runner.landmarker.timings),
+            "total_ms": total_ms,
+            "frame": frame.index,
+        }
         self.frame_ready.emit(annotated, self._stats)
 
     # -- outputs --------------------------------------------------------------------------------------------
@@ -308,9 +332,14 @@ class ProcessingWorker(QThread):
             self._exporter = None
         if message.path is not None:
             settings = self._settings
-            header = export_header(self._runner.landmarker.model, source="pipnet-live session", detector=settings.detector,
-                                   **self._runner.landmarker.calibration.fields(), smoothing=settings.smoothing,
-                                   max_faces=settings.max_faces)
+            header = export_header(
+                self._runner.landmarker.model,
+                source="pipnet-live session",
+                detector=settings.detector,
+                **self._runner.landmarker.calibration.fields(),
+                smoothing=settings.smoothing,
+                max_faces=settings.max_faces,
+            )
             path = message.path
             try:
                 self._exporter = JsonLinesWriter(path, header) if path.suffix == ".jsonl" else CsvWriter(path, header)
@@ -379,8 +408,9 @@ class ProcessingWorker(QThread):
                 if not value or name in kept:
                     continue
                 try:
-                    (self._sinks[name],) = open_sinks(replace(StreamChoice(), **{name: value}), fps, faces,
-                                                      warn=self.error.emit)
+                    (self._sinks[name],) = open_sinks(
+                        replace(StreamChoice(), **{name: value}), fps, faces, warn=self.error.emit
+                    )
                 except PipnetError as exc:
                     self.error.emit(f"Stream: {exc}")
             self._runner.sinks = list(self._sinks.values())

@@ -8,6 +8,7 @@
 
 The package imports no torch: training and export load it on demand.
 """
+
 from .align import FaceAligner
 from .draw import OverlayOptions, draw_faces
 from .errors import PipnetError
@@ -17,5 +18,17 @@ from .smooth import SmoothingParams
 from .track import Tracker, TrackerConfig
 from .version import __version__
 
-__all__ = ["Face", "FaceAligner", "Landmarker", "OverlayOptions", "PipnetError", "SmoothingParams", "StillImage",
-           "Tracker", "TrackerConfig", "__version__", "draw_faces", "read_image"]
+__all__ = [
+    "Face",
+    "FaceAligner",
+    "Landmarker",
+    "OverlayOptions",
+    "PipnetError",
+    "SmoothingParams",
+    "StillImage",
+    "Tracker",
+    "TrackerConfig",
+    "__version__",
+    "draw_faces",
+    "read_image",
+]

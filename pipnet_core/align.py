@@ -6,6 +6,7 @@ job (track.py), and ``Landmarker`` joins the two.
     aligner = FaceAligner(model)
     points, confidence = aligner.align(frame, [aligner.crop_for(d) for d in detector.detect(frame)])
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,31 +46,47 @@ class FaceAligner:
         """The model crop around a face's points: the training crop."""
         return CropBox.around_points(points, self.scale)
 
-    def predict(self, frame: np.ndarray, crops: list[CropBox],
-                timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict(
+        self, frame: np.ndarray, crops: list[CropBox], timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One model pass over crops of one frame, as one batch: points (B, 68, 2) in frame pixels,
         confidence (B, 68). ``timings`` (if given) has the pass's milliseconds added."""
         size = self.model.info.input_size
         return self.model.predict_in_frames([frame] * len(crops), [crop_matrix(c, size) for c in crops], timings)
 
-    def align(self, frame: np.ndarray, crops: list[CropBox],
-              timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def align(
+        self, frame: np.ndarray, crops: list[CropBox], timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Landmarks of faces whose crops came from a detector (``crop_for``): a first pass, then
         ``recover``."""
         points, confidence = self.predict(frame, crops, timings)
         self.recover(frame, points, confidence, list(range(len(crops))), [c.roll for c in crops], timings)
         return points, confidence
 
-    def recover(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
-                rolls: list[float], timings: dict[str, float] | None = None) -> None:
+    def recover(
+        self,
+        frame: np.ndarray,
+        points: np.ndarray,
+        confidence: np.ndarray,
+        indices: list[int],
+        rolls: list[float],
+        timings: dict[str, float] | None = None,
+    ) -> None:
         """After a first pass from detector crops (faces ``indices``, crop rolls ``rolls``): run
         them again from their own points, and try the other turns of those the model is unsure of.
         Updates ``points`` and ``confidence`` in place."""
         self._refine(frame, points, confidence, indices, rolls, timings)
         self._try_other_turns(frame, points, confidence, indices, timings)
 
-    def _refine(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
-                rolls: list[float], timings: dict[str, float] | None) -> None:
+    def _refine(
+        self,
+        frame: np.ndarray,
+        points: np.ndarray,
+        confidence: np.ndarray,
+        indices: list[int],
+        rolls: list[float],
+        timings: dict[str, float] | None,
+    ) -> None:
         """The crop the model was trained on, upright by the points' own eye line; when that roll
         differs much from the detector's (rough eye keypoints on a tilted face), once more."""
         for _ in range(2):
@@ -80,8 +97,14 @@ class FaceAligner:
             if not indices:
                 return
 
-    def _try_other_turns(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, indices: list[int],
-                         timings: dict[str, float] | None) -> None:
+    def _try_other_turns(
+        self,
+        frame: np.ndarray,
+        points: np.ndarray,
+        confidence: np.ndarray,
+        indices: list[int],
+        timings: dict[str, float] | None,
+    ) -> None:
         """A fresh face the model is unsure of may be cropped upside down or on its side (a hit
         in a turned frame, rough eye keypoints): crop it turned by 180, 90 and -90 degrees (every
         unsure face's turns in one batch), run the most confident turn once more from its own
@@ -91,9 +114,13 @@ class FaceAligner:
             return
         turns = (180.0, 90.0, -90.0)
         boxes = [self.crop_around(points[i]) for i in unsure]
-        p, c = self.predict(frame, [CropBox(b.cx, b.cy, b.side, b.roll + turn) for b in boxes for turn in turns], timings)
-        best = [k * len(turns) + int(np.argmax(c[k * len(turns):(k + 1) * len(turns)].mean(axis=1)))
-                for k in range(len(unsure))]
+        p, c = self.predict(
+            frame, [CropBox(b.cx, b.cy, b.side, b.roll + turn) for b in boxes for turn in turns], timings
+        )
+        best = [
+            k * len(turns) + int(np.argmax(c[k * len(turns) : (k + 1) * len(turns)].mean(axis=1)))
+            for k in range(len(unsure))
+        ]
         p, c = self.predict(frame, [self.crop_around(p[m]) for m in best], timings)
         for k, i in enumerate(unsure):
             if c[k].mean() > confidence[i].mean():

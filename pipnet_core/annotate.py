@@ -11,6 +11,7 @@ on exactly as an uninterrupted run would; once the video is done it says so, and
 skips it. A write that fails (a full disk) fails that file alone, leaving every output complete up
 to a frame.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -36,16 +37,35 @@ from .pose import camera_matrix
 from .smooth import SmoothingParams
 from .state_codec import decode_state, encode_state
 from .tracks import Frame, blinks, smooth_offline
-from .writers import (CsvWriter, JsonLinesWriter, OpenFaceWriter, PtsWriter, RawTrackWriter, export_header, read_records,
-                      video_writer, write_blinks)
+from .writers import (
+    CsvWriter,
+    JsonLinesWriter,
+    OpenFaceWriter,
+    PtsWriter,
+    RawTrackWriter,
+    export_header,
+    read_records,
+    video_writer,
+    write_blinks,
+)
 
 WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "pts": PtsWriter, "openface": OpenFaceWriter}
 FORMATS = tuple(WRITERS)
 SMOOTHING = ("offline", "live", "none")
 # The header fields that shape what is written: `--resume` continues only the same input made
 # with the same settings.
-RESUME_SETTINGS = ("source_name", "source_bytes", "model_sha256", "detector", "detector_calibration_sha256", "every",
-                   "smoothing", "max_faces", "formats", "camera")
+RESUME_SETTINGS = (
+    "source_name",
+    "source_bytes",
+    "model_sha256",
+    "detector",
+    "detector_calibration_sha256",
+    "every",
+    "smoothing",
+    "max_faces",
+    "formats",
+    "camera",
+)
 # Processed frames between two saved video states: at most this many are run twice on --resume.
 CHECKPOINT_FRAMES = 30
 
@@ -100,8 +120,12 @@ def output_paths(name: str, options: AnnotateOptions, several: bool, video: bool
     """Where a file's outputs go, by kind: the formats, the annotated video, and (kinds that are
     not outputs) the progress file and, for an offline-smoothed video, its working file."""
     out = options.out_dir
-    paths = {"csv": out / f"{name}.csv", "json": out / f"{name}.jsonl", "pts": out / f"{name}_pts",
-             "openface": out / f"{name}_openface.csv"}
+    paths = {
+        "csv": out / f"{name}.csv",
+        "json": out / f"{name}.jsonl",
+        "pts": out / f"{name}_pts",
+        "openface": out / f"{name}_openface.csv",
+    }
     paths = {k: v for k, v in paths.items() if k in options.formats}
     paths["progress"] = out / f"{name}.progress"
     if video:
@@ -116,8 +140,13 @@ def output_paths(name: str, options: AnnotateOptions, several: bool, video: bool
 
 def open_landmarker(options: AnnotateOptions) -> Landmarker:
     """The one landmarker of a run (per process): its detector serves videos and stills alike."""
-    landmarker = Landmarker(options.model, detector=options.detector, still_detector=options.detector,
-                            calibration=options.calibration, threads=options.threads)
+    landmarker = Landmarker(
+        options.model,
+        detector=options.detector,
+        still_detector=options.detector,
+        calibration=options.calibration,
+        threads=options.threads,
+    )
     landmarker.set_camera(*options.camera)
     return landmarker
 
@@ -125,10 +154,18 @@ def open_landmarker(options: AnnotateOptions) -> Landmarker:
 def run_settings(path: Path, options: AnnotateOptions, landmarker: Landmarker, frame_size: tuple[int, int]) -> dict:
     """The input and settings an output records, beside the model's sha256 (see ``RESUME_SETTINGS``)."""
     camera = landmarker.camera(frame_size)
-    return {"source": str(path), "source_name": path.name, "source_bytes": path.stat().st_size,
-            "detector": options.detector, **landmarker.calibration.fields(), "every": options.every,
-            "smoothing": options.smooth, "max_faces": options.max_faces, "formats": sorted(options.formats),
-            "camera": [camera[0, 0], camera[1, 1], camera[0, 2], camera[1, 2]]}
+    return {
+        "source": str(path),
+        "source_name": path.name,
+        "source_bytes": path.stat().st_size,
+        "detector": options.detector,
+        **landmarker.calibration.fields(),
+        "every": options.every,
+        "smoothing": options.smooth,
+        "max_faces": options.max_faces,
+        "formats": sorted(options.formats),
+        "camera": [camera[0, 0], camera[1, 1], camera[0, 2], camera[1, 2]],
+    }
 
 
 def output_files(paths: dict[str, Path]) -> list[Path]:
@@ -157,11 +194,14 @@ def check_settings(tables: dict[str, Path], header: dict) -> dict[str, Path]:
     for fmt, path in present.items():
         written = _writer(fmt).read_header(path)
         if written is None:
-            raise PipnetError(f"{path}: records no settings to resume with (an older pipnet-live?); run without --resume")
+            raise PipnetError(
+                f"{path}: records no settings to resume with (an older pipnet-live?); run without --resume"
+            )
         for key in RESUME_SETTINGS:
             if written.get(key) != header[key]:
-                raise PipnetError(f"{path}: cannot resume: made with {key} {written.get(key)!r}, "
-                                  f"this run has {header[key]!r}")
+                raise PipnetError(
+                    f"{path}: cannot resume: made with {key} {written.get(key)!r}, this run has {header[key]!r}"
+                )
     return present
 
 
@@ -173,8 +213,10 @@ def resume_point(tables: dict[str, Path], header: dict) -> int:
     start = min((_writer(fmt).last_complete(path) for fmt, path in present.items()), default=-1) + 1
     missing = [path for fmt, path in tables.items() if fmt not in present]
     if start and missing:
-        raise PipnetError(f"{missing[0]}: missing while the other outputs go to frame {start}; "
-                          "run without --resume to write every format from the first frame")
+        raise PipnetError(
+            f"{missing[0]}: missing while the other outputs go to frame {start}; "
+            "run without --resume to write every format from the first frame"
+        )
     return start
 
 
@@ -210,15 +252,21 @@ class Progress:
         except OSError as exc:
             raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
         saved = decode_state(data, cls.KIND, str(path))
-        if not isinstance(saved, dict) or set(saved) != {"settings", "states", "complete_at"} \
-                or not isinstance(saved["settings"], dict) or not isinstance(saved["states"], dict) \
-                or not all(isinstance(frame, int) and isinstance(state, dict) for frame, state in saved["states"].items()) \
-                or not isinstance(saved["complete_at"], (int, type(None))):
+        if (
+            not isinstance(saved, dict)
+            or set(saved) != {"settings", "states", "complete_at"}
+            or not isinstance(saved["settings"], dict)
+            or not isinstance(saved["states"], dict)
+            or not all(isinstance(frame, int) and isinstance(state, dict) for frame, state in saved["states"].items())
+            or not isinstance(saved["complete_at"], (int, type(None)))
+        ):
             raise PipnetError(f"{path}: a damaged progress file; delete it, or run without --resume")
         for key in RESUME_SETTINGS:
             if saved["settings"].get(key) != settings[key]:
-                raise PipnetError(f"{path}: cannot resume: made with {key} {saved['settings'].get(key)!r}, "
-                                  f"this run has {settings[key]!r}")
+                raise PipnetError(
+                    f"{path}: cannot resume: made with {key} {saved['settings'].get(key)!r}, "
+                    f"this run has {settings[key]!r}"
+                )
         return saved
 
     @classmethod
@@ -256,8 +304,9 @@ def written_whole(paths: dict[str, Path], header: dict) -> bool:
     complete? (A .pts folder may be empty: a video without a face.) Outputs made with other
     settings are refused."""
     outputs = output_tables(paths)
-    if Progress.completed_at(paths["progress"], resume_settings(header)) is None \
-            or not all(path.exists() for path in outputs.values()):
+    if Progress.completed_at(paths["progress"], resume_settings(header)) is None or not all(
+        path.exists() for path in outputs.values()
+    ):
         return False
     check_settings(outputs, header)
     return True
@@ -268,8 +317,15 @@ class _Outputs:
     written under a temporary name and renamed when the file is complete (a resumed run writes it
     whole again)."""
 
-    def __init__(self, tables: dict[str, Path], header: dict, start: int, video_path: Path | None,
-                 video_size: tuple[int, int], fps: float):
+    def __init__(
+        self,
+        tables: dict[str, Path],
+        header: dict,
+        start: int,
+        video_path: Path | None,
+        video_size: tuple[int, int],
+        fps: float,
+    ):
         self.writers, self.video, self.video_path = [], None, video_path
         try:
             for fmt, path in tables.items():
@@ -311,8 +367,14 @@ class _Outputs:
             partial.replace(self.video_path)
 
 
-def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, name: str | None = None,
-                  several: bool = False, position: int = 0) -> FileResult:
+def annotate_file(
+    path: Path,
+    options: AnnotateOptions,
+    landmarker: Landmarker,
+    name: str | None = None,
+    several: bool = False,
+    position: int = 0,
+) -> FileResult:
     """One input file, start to end (or from where an interrupted run stopped)."""
     result = FileResult(path)
     started = time.monotonic()
@@ -326,9 +388,15 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
         if first is None:
             raise PipnetError(f"{path}: no frame could be decoded")
         height, width = first.image.shape[:2]
-        header = export_header(landmarker.model, fps=source.fps, width=width, height=height,
-                               frame_count=source.frame_count, time_offset=source.start_offset,
-                               **run_settings(path, options, landmarker, (width, height)))
+        header = export_header(
+            landmarker.model,
+            fps=source.fps,
+            width=width,
+            height=height,
+            frame_count=source.frame_count,
+            time_offset=source.start_offset,
+            **run_settings(path, options, landmarker, (width, height)),
+        )
         name = name or path.stem
         paths = output_paths(name, options, several, video=not is_image)
         result.outputs = output_files(paths)
@@ -356,13 +424,22 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
         if options.show_progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=source.frame_count or None, desc=path.name, unit="frame", position=position,
-                       leave=True, dynamic_ncols=True, mininterval=0.5, file=sys.stderr)
+            bar = tqdm(
+                total=source.frame_count or None,
+                desc=path.name,
+                unit="frame",
+                position=position,
+                leave=True,
+                dynamic_ncols=True,
+                mininterval=0.5,
+                file=sys.stderr,
+            )
         decoded, last = _run(source, first, landmarker, outputs, options, progress, result, bar)
         outputs.close(complete=True)
         if offline:
-            write_whole_video(name, options, header, RawTrackWriter.read_frames(paths["raw"]),
-                              landmarker.model.info.codec.mean_face)
+            write_whole_video(
+                name, options, header, RawTrackWriter.read_frames(paths["raw"]), landmarker.model.info.codec.mean_face
+            )
             if "video" in paths:
                 _draw_video(path, read_records(next(iter(output_tables(paths).values()))), paths["video"], fps)
         if progress is not None:
@@ -372,8 +449,10 @@ def annotate_file(path: Path, options: AnnotateOptions, landmarker: Landmarker, 
         if not is_image and source.frame_count > decoded + 1:
             # The header's count is often wrong (variable frame rate, edited files): not an error, but
             # the user should know in case the file is cut short.
-            result.warning = (f"{path}: decoded {decoded} frames where the container announces {source.frame_count}; "
-                              "all decodable frames were exported (a truncated file also looks like this)")
+            result.warning = (
+                f"{path}: decoded {decoded} frames where the container announces {source.frame_count}; "
+                "all decodable frames were exported (a truncated file also looks like this)"
+            )
     except PipnetError as exc:
         result.error = str(exc)
     except OSError as exc:  # a sidecar, a folder: anything the writers' own messages do not cover
@@ -424,7 +503,9 @@ def write_whole_video(name: str, options: AnnotateOptions, header: dict, frames:
     cluster's merge): when offline, every track smoothed first and the blinks found; every format
     into a staging folder, then moved into place. Returns the last frame's index (-1: none)."""
     if options.smooth == "offline":
-        frames = smooth_offline(list(frames), mean_face, camera_matrix(header["width"], header["height"], *header["camera"]))
+        frames = smooth_offline(
+            list(frames), mean_face, camera_matrix(header["width"], header["height"], *header["camera"])
+        )
     staging = options.out_dir / f".{name}.finishing"
     shutil.rmtree(staging, ignore_errors=True)
     staged = staged_paths(name, options, staging)
@@ -483,8 +564,16 @@ def _start_video(landmarker: Landmarker, options: AnnotateOptions, progress: Pro
     return frame + 1
 
 
-def _run(source, frame, landmarker: Landmarker, outputs: _Outputs, options: AnnotateOptions,
-         progress: Progress | None, result: FileResult, bar) -> tuple[int, int]:
+def _run(
+    source,
+    frame,
+    landmarker: Landmarker,
+    outputs: _Outputs,
+    options: AnnotateOptions,
+    progress: Progress | None,
+    result: FileResult,
+    bar,
+) -> tuple[int, int]:
     """Every frame of the source from ``frame`` on (``progress`` None: a still); returns how
     many frames were decoded and the index of the last one processed."""
     landmarker.reset(restart_ids=True)
@@ -500,8 +589,11 @@ def _run(source, frame, landmarker: Landmarker, outputs: _Outputs, options: Anno
                     landmarker.process(frame.image, frame.timestamp)
                 outputs.draw(frame, done.get(frame.index, []))
             else:
-                faces = (landmarker.process_image(frame.image, options.max_faces) if progress is None
-                         else landmarker.process(frame.image, frame.timestamp))
+                faces = (
+                    landmarker.process_image(frame.image, options.max_faces)
+                    if progress is None
+                    else landmarker.process(frame.image, frame.timestamp)
+                )
                 outputs.write(frame, faces)
                 result.frames += 1
                 result.faces += len(faces)
@@ -562,6 +654,7 @@ def annotate(inputs: list[str], options: AnnotateOptions, jobs: int = 1) -> list
     # Separate processes, each with one landmarker for all its files, sharing the cores.
     per_job = replace(options, threads=max(1, options.threads // jobs))
     work = [(f, per_job, names[f], several, i % jobs) for i, f in enumerate(files)]
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker,
-                             initargs=(per_job,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=_start_worker, initargs=(per_job,)
+    ) as pool:
         return list(pool.map(_annotate_in_worker, work))

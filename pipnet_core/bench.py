@@ -2,6 +2,7 @@
 
 Frames are decoded up front, so the numbers are the pipeline's own, not the video decoder's.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,8 @@ from time import perf_counter
 
 import numpy as np
 
-from .lifetime import Closing
 from .landmarker import STAGES, Landmarker
+from .lifetime import Closing
 
 
 def resident_mb() -> float:
@@ -54,9 +55,16 @@ def load_frames(video: str | None, faces: int, count: int) -> list[np.ndarray]:
     return [frame for frame, _, _ in generate(ClipSpec(frames=min(count, 300), faces=faces))]
 
 
-def bench_pipeline(landmarker: Landmarker, frames: list[np.ndarray], total: int, label: str,
-                   fps: float = 30.0, warmup: int = 10, rival: "FaceMeshRival | None" = None,
-                   chunk: int = 100) -> BenchResult:
+def bench_pipeline(
+    landmarker: Landmarker,
+    frames: list[np.ndarray],
+    total: int,
+    label: str,
+    fps: float = 30.0,
+    warmup: int = 10,
+    rival: FaceMeshRival | None = None,
+    chunk: int = 100,
+) -> BenchResult:
     """Run ``total`` frames (cycling through ``frames``), timing each stage. With a ``rival``, the
     two take turns on the same frames in chunks, in ABBA order (ours, theirs, theirs, ours, ...):
     a shared machine's speed can drift by tens of percent within a minute, and on this one the
@@ -100,7 +108,9 @@ def bench_new_face(landmarker: Landmarker, frame: np.ndarray, repeats: int = 15)
     return float(np.median(times[1:])), max((f.mean_confidence for f in faces), default=0.0)
 
 
-def bench_detectors(frame: np.ndarray, names=("blazeface", "blazeface-full", "blazeface-both"), repeats: int = 50) -> dict[str, float]:
+def bench_detectors(
+    frame: np.ndarray, names=("blazeface", "blazeface-full", "blazeface-both"), repeats: int = 50
+) -> dict[str, float]:
     """Milliseconds per frame of each face detector alone, and of the still-image search (the
     frame and its three quarter turns) with each."""
     from .detect import QuarterTurnDetector, create_detector

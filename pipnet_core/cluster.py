@@ -18,6 +18,7 @@ worker sees, is where they meet:
 Images are one task each. ``--resume`` keeps finished files and finished chunks; a client
 stopped with Ctrl-C leaves both.
 """
+
 from __future__ import annotations
 
 import queue
@@ -31,9 +32,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .annotate import (AnnotateOptions, FileResult, Progress, annotate_file, input_files, move_outputs, open_landmarker,
-                       output_files, output_paths, prepare_for_video, resume_settings, run_settings, write_whole_video,
-                       written_whole)
+from .annotate import (
+    AnnotateOptions,
+    FileResult,
+    Progress,
+    annotate_file,
+    input_files,
+    move_outputs,
+    open_landmarker,
+    output_files,
+    output_paths,
+    prepare_for_video,
+    resume_settings,
+    run_settings,
+    write_whole_video,
+    written_whole,
+)
 from .errors import PipnetError
 from .files import write_file
 from .frames import VideoLayout, VideoRange
@@ -42,8 +56,17 @@ from .landmarker import Landmarker
 from .media import media_kind
 from .pose import HeadPose
 from .records import Face
-from .state_codec import (NUMBER, decode_state, encode_state, float_array, from_plain, holds, optional, to_plain,
-                          tuple_of)
+from .state_codec import (
+    NUMBER,
+    decode_state,
+    encode_state,
+    float_array,
+    from_plain,
+    holds,
+    optional,
+    to_plain,
+    tuple_of,
+)
 from .tracks import Frame
 from .version import __version__
 from .writers import export_header
@@ -112,15 +135,30 @@ def _faces(value) -> bool:
 # What a chunk piece may hold besides plain values, and what their fields may hold.
 PIECE_STATE = {
     Chunk: {"warmup": int, "first": int, "end": int},
-    Face: {"id": int, "box": tuple_of(*[NUMBER] * 4), "score": NUMBER, "points": float_array(None, 2),
-           "confidence": float_array(None), "pose": optional(HeadPose), "success": bool},
-    HeadPose: {"yaw": NUMBER, "pitch": NUMBER, "roll": NUMBER, "rotation": float_array(3, 3),
-               "translation": float_array(3)},
+    Face: {
+        "id": int,
+        "box": tuple_of(*[NUMBER] * 4),
+        "score": NUMBER,
+        "points": float_array(None, 2),
+        "confidence": float_array(None),
+        "pose": optional(HeadPose),
+        "success": bool,
+    },
+    HeadPose: {
+        "yaw": NUMBER,
+        "pitch": NUMBER,
+        "roll": NUMBER,
+        "rotation": float_array(3, 3),
+        "translation": float_array(3),
+    },
 }
 # A piece: {"settings": dict, "chunk": Chunk, "frames": [(index, timestamp, faces)], "warmup": {index: faces}}.
-_PIECE = {"settings": dict, "chunk": Chunk, "frames": lambda v: isinstance(v, list) and all(
-              tuple_of(int, NUMBER, _faces)(frame) for frame in v),
-          "warmup": lambda v: isinstance(v, dict) and all(isinstance(k, int) and _faces(f) for k, f in v.items())}
+_PIECE = {
+    "settings": dict,
+    "chunk": Chunk,
+    "frames": lambda v: isinstance(v, list) and all(tuple_of(int, NUMBER, _faces)(frame) for frame in v),
+    "warmup": lambda v: isinstance(v, dict) and all(isinstance(k, int) and _faces(f) for k, f in v.items()),
+}
 
 
 def plan_chunks(layout: VideoLayout, chunk_seconds: float, overlap_seconds: float) -> list[Chunk]:
@@ -132,8 +170,10 @@ def plan_chunks(layout: VideoLayout, chunk_seconds: float, overlap_seconds: floa
     while chunk_seconds > 0 and (nxt := layout.first_at(layout.seconds(starts[-1]) + chunk_seconds)) < count:
         starts.append(max(nxt, starts[-1] + 1))
     overlap = min(overlap_seconds, chunk_seconds)
-    return [Chunk(min(layout.first_at(max(layout.seconds(first) - overlap, 0.0)), first - 1) if first else 0, first, end)
-            for first, end in zip(starts, starts[1:] + [count])]
+    return [
+        Chunk(min(layout.first_at(max(layout.seconds(first) - overlap, 0.0)), first - 1) if first else 0, first, end)
+        for first, end in zip(starts, starts[1:] + [count])
+    ]
 
 
 def match_ids(before: dict[int, list[Face]], warmup: dict[int, list[Face]]) -> dict[int, int]:
@@ -215,9 +255,15 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
         check_pixels(str(path), layout.width, layout.height, options.max_pixels)
         with _plugin().landmarker() as landmarker:
             mean_face = landmarker.model.info.codec.mean_face
-            header = export_header(landmarker.model, fps=layout.fps, width=layout.width, height=layout.height,
-                                   frame_count=len(layout.times), time_offset=layout.times[0] * layout.time_base,
-                                   **run_settings(path, options, landmarker, (layout.width, layout.height)))
+            header = export_header(
+                landmarker.model,
+                fps=layout.fps,
+                width=layout.width,
+                height=layout.height,
+                frame_count=len(layout.times),
+                time_offset=layout.times[0] * layout.time_base,
+                **run_settings(path, options, landmarker, (layout.width, layout.height)),
+            )
         paths = output_paths(name, options, several=False)
         outputs = output_files(paths)
         if options.resume:
@@ -230,8 +276,9 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
             # Chunks an earlier run left are not removed: a chunk task without --resume writes its
             # own over them, and this task may run twice (its worker lost) while chunks are written.
             paths["progress"].unlink(missing_ok=True)
-        return VideoPlan(path, name, header, layout, plan_chunks(layout, cluster.chunk_seconds, cluster.overlap_seconds),
-                         mean_face)
+        return VideoPlan(
+            path, name, header, layout, plan_chunks(layout, cluster.chunk_seconds, cluster.overlap_seconds), mean_face
+        )
     except PipnetError as exc:
         return FileResult(path, error=str(exc))
     except OSError as exc:
@@ -252,7 +299,11 @@ def read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
         piece = from_plain(decode_state(data, PIECE_KIND, str(path)), PIECE_STATE)
     except ValueError:
         piece = None
-    if not isinstance(piece, dict) or set(piece) != set(_PIECE) or not all(holds(piece[k], kind) for k, kind in _PIECE.items()):
+    if (
+        not isinstance(piece, dict)
+        or set(piece) != set(_PIECE)
+        or not all(holds(piece[k], kind) for k, kind in _PIECE.items())
+    ):
         raise PipnetError(f"{path}: a damaged chunk piece; delete it, or run without --resume")
     if piece["settings"] != plan.settings:
         raise PipnetError(f"{path}: a chunk made with other settings; delete {path.parent}, or run without --resume")
@@ -300,11 +351,18 @@ def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: st
 
 def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) -> FileResult:
     paths = output_paths(plan.name, options, several=False)
-    result = FileResult(plan.path, frames=sum(d.frames for d in done), faces=sum(d.faces for d in done),
-                        seconds=sum(d.seconds for d in done), outputs=output_files(paths))
+    result = FileResult(
+        plan.path,
+        frames=sum(d.frames for d in done),
+        faces=sum(d.faces for d in done),
+        seconds=sum(d.seconds for d in done),
+        outputs=output_files(paths),
+    )
     failed = next((d.error for d in done if d.error), None)
-    if not (options.out_dir / f"{plan.name}.chunks").is_dir() and \
-            Progress.completed_at(paths["progress"], plan.settings) is not None:
+    if (
+        not (options.out_dir / f"{plan.name}.chunks").is_dir()
+        and Progress.completed_at(paths["progress"], plan.settings) is not None
+    ):
         return result  # this merge ran before, its worker lost before the client heard
     if failed:
         result.error = f"{failed} (the finished chunks are kept: --resume continues)"
@@ -317,7 +375,9 @@ def _merge_video(plan: VideoPlan, options: AnnotateOptions, *done: ChunkDone) ->
     except PipnetError as exc:
         result.error = f"{exc} (the finished chunks are kept: --resume continues)"
     except OSError as exc:
-        result.error = f"{exc.filename or plan.path}: {exc.strerror or exc} (the finished chunks are kept: --resume continues)"
+        result.error = (
+            f"{exc.filename or plan.path}: {exc.strerror or exc} (the finished chunks are kept: --resume continues)"
+        )
     return result
 
 
@@ -365,7 +425,7 @@ def local_workers(scheduler: str) -> int | None:
     """N of "local:N"; None for a scheduler's address."""
     if not scheduler.startswith("local:"):
         return None
-    count = scheduler[len("local:"):]
+    count = scheduler[len("local:") :]
     if not count.isdigit() or int(count) < 1:
         raise PipnetError(f"--scheduler {scheduler}: say how many workers, e.g. local:4")
     return int(count)
@@ -387,8 +447,13 @@ def _client(scheduler: str):
     try:
         workers = local_workers(scheduler)
         if workers:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                                   silence_logs=logging.ERROR)
+            cluster = LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
             try:
                 with Client(cluster) as client:
                     yield client
@@ -426,19 +491,24 @@ def annotate_on_cluster(inputs: list[str], options: AnnotateOptions, cluster: Cl
         try:
             for path in files:
                 if media_kind(path) == "image":
-                    futures[path] = client.submit(_annotate_image, path, names[path], options, topic, retries=RETRIES,
-                                                  pure=False)
+                    futures[path] = client.submit(
+                        _annotate_image, path, names[path], options, topic, retries=RETRIES, pure=False
+                    )
                     bar.add(1)
                 else:
-                    plans[client.submit(_plan_video, path, names[path], options, cluster, retries=RETRIES, pure=False)] = path
+                    plans[
+                        client.submit(_plan_video, path, names[path], options, cluster, retries=RETRIES, pure=False)
+                    ] = path
             for planned in as_completed(plans):
                 plan = _result(plans[planned], planned)
                 if isinstance(plan, FileResult):
                     futures[plans[planned]] = plan
                     continue
                 bar.add(plan.frames(options.every))
-                chunks = [client.submit(_run_chunk, planned, number, options, topic, retries=RETRIES, pure=False)
-                          for number in range(len(plan.chunks))]
+                chunks = [
+                    client.submit(_run_chunk, planned, number, options, topic, retries=RETRIES, pure=False)
+                    for number in range(len(plan.chunks))
+                ]
                 futures[plan.path] = client.submit(_merge_video, planned, options, *chunks, retries=RETRIES, pure=False)
             results = [_result(path, futures[path]) for path in files]
         except BaseException:

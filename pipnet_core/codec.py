@@ -15,6 +15,7 @@ contract the tests pin down.
 Coordinates: OpenCV's convention, pixel centres at integers. A point at crop pixel ``x`` lies at
 grid position ``(x + 0.5) / stride`` and belongs to cell ``floor`` of that.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -54,7 +55,7 @@ class PIPCodec:
         width = max(len(v) for v in voters)
         self._voter_slots = np.full((n, max(width, 1)), n * c, dtype=np.int64)
         for j, v in enumerate(voters):
-            self._voter_slots[j, :len(v)] = v
+            self._voter_slots[j, : len(v)] = v
         self._votes_per_point = np.array([1.0 + len(v) for v in voters], dtype=np.float32)
 
     @property
@@ -66,7 +67,9 @@ class PIPCodec:
         return self.neighbours.shape[1]
 
     @classmethod
-    def fit(cls, crop_points: np.ndarray, num_neighbours: int = 10, input_size: int = 256, stride: int = 32) -> "PIPCodec":
+    def fit(
+        cls, crop_points: np.ndarray, num_neighbours: int = 10, input_size: int = 256, stride: int = 32
+    ) -> PIPCodec:
         """Mean face and nearest-neighbour table from training points, shape (S, N, 2), in crop pixels."""
         mean_face = np.asarray(crop_points, dtype=np.float64).mean(axis=0)
         dist = np.linalg.norm(mean_face[:, None, :] - mean_face[None, :, :], axis=-1)
@@ -84,8 +87,10 @@ class PIPCodec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PIPCodec":
-        return cls(np.array(data["mean_face"]), np.array(data["neighbours"]), int(data["input_size"]), int(data["stride"]))
+    def from_dict(cls, data: dict) -> PIPCodec:
+        return cls(
+            np.array(data["mean_face"]), np.array(data["neighbours"]), int(data["input_size"]), int(data["stride"])
+        )
 
     # -- encode ------------------------------------------------------------------------------------
     def encode(self, points: np.ndarray) -> GridOutputs:
@@ -133,6 +138,7 @@ class PIPCodec:
 
         own_x = cell_x + at_best(out.offset_x, 1)[..., 0]
         own_y = cell_y + at_best(out.offset_y, 1)[..., 0]
+
         def vote_sums(cells: np.ndarray, maps: np.ndarray) -> np.ndarray:
             votes = (cells[..., None] + at_best(maps, c)).reshape(b, n * c)
             padded = np.concatenate([votes, np.zeros((b, 1), np.float32)], axis=1)

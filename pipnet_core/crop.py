@@ -7,6 +7,7 @@ by any angle (someone lying down, a phone on its side) is as easy as an upright 
 roll of the crop is roughly right: from the detector's eye keypoints for a new face, from the
 previous frame's landmarks for a tracked one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ class CropBox:
     roll: float = 0.0
 
     @classmethod
-    def around_points(cls, points: np.ndarray, scale: float) -> "CropBox":
+    def around_points(cls, points: np.ndarray, scale: float) -> CropBox:
         """The model's crop: upright by the eye line; centre and longer edge of the landmark box
         measured in the face's upright frame; side = scale * that edge."""
         roll = face_roll(points)
@@ -54,7 +55,7 @@ class CropBox:
         centre = turn @ ((lo + hi) / 2)
         return cls(float(centre[0]), float(centre[1]), float(scale * max(hi - lo)), roll)
 
-    def snapped(self) -> "CropBox":
+    def snapped(self) -> CropBox:
         """On a grid of whole pixels and degrees: a tracked face's crops. Two runs of a video whose
         tracks differ by a fraction of a pixel (a chunk warmed up on a few frames against the same
         frames run from the start) then fall onto the same crop within a few frames and go on
@@ -68,7 +69,7 @@ class CropBox:
     def as_xywh(self) -> tuple[float, float, float, float]:
         return (self.cx - self.side / 2, self.cy - self.side / 2, self.side, self.side)
 
-    def iou(self, other: "CropBox") -> float:
+    def iou(self, other: CropBox) -> float:
         """Intersection over union of the two squares, both taken unturned: close enough to match
         faces, whose boxes overlap far more than a difference in roll changes."""
         return box_iou(self.as_xywh(), other.as_xywh())

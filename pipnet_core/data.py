@@ -6,6 +6,7 @@ Two labeled layouts, both as they ship:
 * Landmark CSV: a header row, then ``image_name,x0,y0,...,x67,y67``; images live in the folder
   named like the CSV without its extension (``train.csv`` -> ``train/``), or in ``image_dir``.
 """
+
 from __future__ import annotations
 
 import csv

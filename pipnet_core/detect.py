@@ -17,6 +17,7 @@ frame) and a scale measured on training data by ``pipnet calibrate``; the shippe
 models/detector_calibration.json, one entry per detector model, and a user's own calibration is a
 file of the same form passed explicitly (``--calibration``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,6 +33,7 @@ from .crop import CropBox, box_iou, rotation
 from .errors import PipnetError
 from .lifetime import Closing
 from .resources import calibration_file, packaged_model
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -76,7 +78,7 @@ class BoxCalibration:
         return CropBox(x + w / 2 + offset[0], y + h / 2 + offset[1], self.scale * size, detection.roll)
 
     @classmethod
-    def fit(cls, detections: list[Detection], landmark_boxes: list[CropBox]) -> "BoxCalibration":
+    def fit(cls, detections: list[Detection], landmark_boxes: list[CropBox]) -> BoxCalibration:
         """Medians over matched pairs: robust to the odd wrong detection."""
         rel = []
         for det, box in zip(detections, landmark_boxes):
@@ -99,7 +101,7 @@ class DetectorCalibration:
     shipped: bool
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "DetectorCalibration":
+    def load(cls, path: str | Path | None = None) -> DetectorCalibration:
         """A missing or foreign file is an error, and so is a user's file without a mapping the
         shipped file has: without it every crop of that detector would be off by up to 15% of the face."""
         shipped_path = calibration_file()
@@ -115,7 +117,9 @@ class DetectorCalibration:
         if not shipped:
             missing = sorted(set(cls.load().mappings) - set(mappings))
             if missing:
-                raise PipnetError(f"{path}: no mapping for detector {missing[0]} (`pipnet calibrate --out` writes every one)")
+                raise PipnetError(
+                    f"{path}: no mapping for detector {missing[0]} (`pipnet calibrate --out` writes every one)"
+                )
         return cls(path, mappings, hashlib.sha256(data).hexdigest(), shipped)
 
     def landmark_box(self, detection: Detection) -> CropBox:
@@ -124,8 +128,10 @@ class DetectorCalibration:
 
     def fields(self) -> dict:
         """What an export says of it."""
-        return {"detector_calibration": "shipped" if self.shipped else str(self.path),
-                "detector_calibration_sha256": self.sha256}
+        return {
+            "detector_calibration": "shipped" if self.shipped else str(self.path),
+            "detector_calibration_sha256": self.sha256,
+        }
 
 
 def save_calibration(fitted: dict[str, BoxCalibration], path: Path) -> None:
@@ -136,7 +142,9 @@ def save_calibration(fitted: dict[str, BoxCalibration], path: Path) -> None:
 
     path = Path(path)
     if path.resolve() == calibration_file().resolve():
-        raise PipnetError(f"{path}: is the shipped calibration; write a file of your own and pass it with --calibration")
+        raise PipnetError(
+            f"{path}: is the shipped calibration; write a file of your own and pass it with --calibration"
+        )
     current = DetectorCalibration.load(path if path.is_file() else None)
     write_json(path, {name: asdict(mapping) for name, mapping in (current.mappings | fitted).items()})
 
@@ -154,8 +162,10 @@ class BlazeFaceModel:
     decode_threshold: float
 
 
-BLAZEFACE = {"short": BlazeFaceModel("blazeface_short_range.onnx", 128, (8, 16, 16, 16), True, 0.5),
-             "full": BlazeFaceModel("blazeface_full_range.onnx", 192, (4,), False, 0.6)}
+BLAZEFACE = {
+    "short": BlazeFaceModel("blazeface_short_range.onnx", 128, (8, 16, 16, 16), True, 0.5),
+    "full": BlazeFaceModel("blazeface_full_range.onnx", 192, (4,), False, 0.6),
+}
 
 
 def ssd_anchor_centres(spec: BlazeFaceModel) -> np.ndarray:
@@ -189,8 +199,13 @@ def weighted_nms(boxes: np.ndarray, keypoints: np.ndarray, scores: np.ndarray, o
         close[0] = True  # the best box leads its group even if it has no area (MediaPipe keeps it too)
         group, order = order[close], order[~close]
         weights = scores[group][:, None]
-        kept.append(((weights * boxes[group]).sum(0) / weights.sum(), (weights[:, :, None] * keypoints[group]).sum(0)
-                     / weights.sum(), float(scores[group[0]])))
+        kept.append(
+            (
+                (weights * boxes[group]).sum(0) / weights.sum(),
+                (weights[:, :, None] * keypoints[group]).sum(0) / weights.sum(),
+                float(scores[group[0]]),
+            )
+        )
     return kept
 
 
@@ -248,8 +263,14 @@ class BlazeFaceDetector(Closing):
             (bx0, by0, bx1, by1), pts = box * side + (x0, y0, x0, y0), points * side + (x0, y0)
             if min(bx1 - bx0, by1 - by0) >= self.min_size and score >= self.min_score:
                 # Keypoints 0 and 1: the person's right eye (image left when upright), then the left.
-                found.append(Detection((float(bx0), float(by0), float(bx1 - bx0), float(by1 - by0)), score, self.name,
-                                       tuple(float(v) for v in pts[:2].ravel())))
+                found.append(
+                    Detection(
+                        (float(bx0), float(by0), float(bx1 - bx0), float(by1 - by0)),
+                        score,
+                        self.name,
+                        tuple(float(v) for v in pts[:2].ravel()),
+                    )
+                )
         return found
 
     def close(self) -> None:
@@ -336,8 +357,11 @@ class TiledDetector(_WiderSearch):
         for x in _tile_starts(width, side):
             for y in _tile_starts(height, side):
                 tile = (x, y, side, width, height)
-                found += [_shift(d, x, y) for d in self.detector.detect(frame_bgr[y:y + side, x:x + side])
-                          if _inside_tile(d.box, tile)]
+                found += [
+                    _shift(d, x, y)
+                    for d in self.detector.detect(frame_bgr[y : y + side, x : x + side])
+                    if _inside_tile(d.box, tile)
+                ]
         return found
 
 
@@ -352,8 +376,12 @@ def _inside_tile(box: tuple[float, ...], tile: tuple[int, int, int, int, int]) -
     x, y, side, width, height = tile
     margin = 0.02 * side
     bx, by, bw, bh = box
-    return ((x == 0 or bx > margin) and (y == 0 or by > margin)
-            and (x + side >= width or bx + bw < side - margin) and (y + side >= height or by + bh < side - margin))
+    return (
+        (x == 0 or bx > margin)
+        and (y == 0 or by > margin)
+        and (x + side >= width or bx + bw < side - margin)
+        and (y + side >= height or by + bh < side - margin)
+    )
 
 
 def _shift(det: Detection, dx: int, dy: int) -> Detection:
@@ -384,9 +412,11 @@ class QuarterTurnDetector(_WiderSearch):
 def _from_turned(degrees: int, width: int, height: int) -> np.ndarray:
     """2x3 matrix from coordinates in the frame turned clockwise by ``degrees`` back to the
     frame's own, continuous (0..width), as detector boxes are."""
-    return {90: np.array([[0.0, 1, 0], [-1, 0, height]]),
-            180: np.array([[-1.0, 0, width], [0, -1, height]]),
-            270: np.array([[0.0, -1, width], [1, 0, 0]])}[degrees]
+    return {
+        90: np.array([[0.0, 1, 0], [-1, 0, height]]),
+        180: np.array([[-1.0, 0, width], [0, -1, height]]),
+        270: np.array([[0.0, -1, width], [1, 0, 0]]),
+    }[degrees]
 
 
 def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
@@ -398,8 +428,12 @@ def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
     if det.eyes is not None:
         eyes = tuple((np.reshape(det.eyes, (2, 2)) @ to_frame[:, :2].T + to_frame[:, 2]).ravel().tolist())
     # A face upright in the frame turned clockwise by d degrees has a roll of -d in the original.
-    return replace(det, box=(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
-                   eyes=eyes, roll_hint=float(-degrees))
+    return replace(
+        det,
+        box=(float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])),
+        eyes=eyes,
+        roll_hint=float(-degrees),
+    )
 
 
 # OpenCV's Haar cascade was the fallback while MediaPipe might not load; BlazeFace now loads like
@@ -408,18 +442,27 @@ def _turn_back(det: Detection, to_frame: np.ndarray, degrees: int) -> Detection:
 DETECTORS = ("blazeface", "blazeface-full", "blazeface-both")
 
 
-def create_detector(name: str = "blazeface", min_score: float = 0.5, min_size: int = 24, threads: int = 2) -> FaceDetector:
+def create_detector(
+    name: str = "blazeface", min_score: float = 0.5, min_size: int = 24, threads: int = 2
+) -> FaceDetector:
     """The named detector: "blazeface" (short range), "blazeface-full" (full range) or
     "blazeface-both" (the two merged)."""
     if name == "blazeface-both":
-        return CombinedDetector(name, [BlazeFaceDetector(min_score, min_size, "short", threads),
-                                       BlazeFaceDetector(min_score, min_size, "full", threads)])
+        return CombinedDetector(
+            name,
+            [
+                BlazeFaceDetector(min_score, min_size, "short", threads),
+                BlazeFaceDetector(min_score, min_size, "full", threads),
+            ],
+        )
     if name in ("blazeface", "blazeface-full"):
         return BlazeFaceDetector(min_score, min_size, "full" if name == "blazeface-full" else "short", threads)
     raise PipnetError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
 
 
-def match_detection(detections: list[Detection], landmark_box: CropBox, calibration: BoxCalibration) -> Detection | None:
+def match_detection(
+    detections: list[Detection], landmark_box: CropBox, calibration: BoxCalibration
+) -> Detection | None:
     """The detection whose implied landmark box overlaps the given one most (IoU >= 0.3)."""
     scored = [(calibration.landmark_box(d).iou(landmark_box), d) for d in detections]
     best = max(scored, key=lambda pair: pair[0], default=(0.0, None))
@@ -446,8 +489,11 @@ def calibrate(detector: FaceDetector, samples, progress=None) -> dict[str, tuple
                 boxes.append(box)
         if progress:
             progress(i, len(samples))
-    fitted = {source: (BoxCalibration.fit(dets, boxes), len(dets)) for source, (dets, boxes) in matched.items()
-              if len(dets) >= 10}
+    fitted = {
+        source: (BoxCalibration.fit(dets, boxes), len(dets))
+        for source, (dets, boxes) in matched.items()
+        if len(dets) >= 10
+    }
     if not fitted:
         raise PipnetError("the detector matched fewer than 10 faces; cannot calibrate")
     return fitted

@@ -1,4 +1,5 @@
 """The overlay: landmarks, contours, indices, boxes, ids and head-pose axes drawn on a BGR frame."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,8 +7,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .records import Face
 from .pose import camera_matrix
+from .records import Face
 from .scheme import CONTOURS
 
 # Per-id colours (BGR), so two faces are told apart at a glance.
@@ -47,7 +48,9 @@ def draw_faces(image: np.ndarray, faces: list[Face], options: OverlayOptions = O
                 cv2.circle(image, (int(x), int(y)), radius * 4, (255, 255, 255), -1, cv2.LINE_AA, shift=2)
         if options.indices:
             for i, (x, y) in enumerate(pts):
-                cv2.putText(image, str(i), (int(x) + 2, int(y) - 2), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 255, 255), 1, cv2.LINE_AA)
+                cv2.putText(
+                    image, str(i), (int(x) + 2, int(y) - 2), cv2.FONT_HERSHEY_PLAIN, 0.7, (0, 255, 255), 1, cv2.LINE_AA
+                )
         x, y, w, h = (int(round(v)) for v in face.box)
         if options.box:
             cv2.rectangle(image, (x, y), (x + w, y + h), colour, 1, cv2.LINE_AA)

@@ -1,21 +1,22 @@
 """`pipnet eval`: NME / FR / AUC of a checkpoint or an ONNX model on a labeled folder or CSV."""
+
 from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
 
 from .crop import CropBox, crop_matrix, transform_points
 from .data import Sample
-from .images import load_image
 from .errors import PipnetError
-from .model_interface import LandmarkModel
+from .images import load_image
 from .metrics import auc, ced, failure_rate, point_errors
+from .model_interface import LandmarkModel
 
 FAILURE_THRESHOLD = 0.10
 
@@ -29,6 +30,7 @@ BACKGROUND = (114, 114, 114)  # the grey that padding and pasted-into frames are
 def rotated_view(degrees: float) -> View:
     """The whole picture turned clockwise on screen by ``degrees`` about its centre, on a canvas
     just large enough that nothing is cut."""
+
     def view(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         height, width = image.shape[:2]
         matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), -degrees, 1.0)
@@ -37,12 +39,14 @@ def rotated_view(degrees: float) -> View:
         matrix[:, 2] += ((size[0] - width) / 2, (size[1] - height) / 2)
         turned = cv2.warpAffine(image, matrix, size, flags=cv2.INTER_LINEAR, borderValue=BACKGROUND)
         return turned, transform_points(points, matrix).astype(np.float32)
+
     return view
 
 
 def small_face_view(face_height: float, frame_size: tuple[int, int] = (1280, 720)) -> View:
     """The picture scaled so the face's landmark box is ``face_height`` pixels tall and pasted
     into a grey frame (default 1280x720), the face a little off centre as in a room shot."""
+
     def view(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         scale = face_height / float(np.ptp(points[:, 1]))
         centre = (points.min(axis=0) + points.max(axis=0)) / 2
@@ -51,6 +55,7 @@ def small_face_view(face_height: float, frame_size: tuple[int, int] = (1280, 720
         interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         frame = cv2.warpAffine(image, matrix, frame_size, flags=interpolation, borderValue=BACKGROUND)
         return frame, transform_points(points, matrix).astype(np.float32)
+
     return view
 
 
@@ -105,35 +110,48 @@ class Evaluation:
 
         least = confidence <= np.quantile(confidence, fraction)
         worst = errors >= np.quantile(errors, 1 - fraction)
-        return {"spearman": float(np.corrcoef(ranks(confidence), ranks(errors))[0, 1]),
-                "least_confident_nme": float(errors[least].mean()), "rest_nme": float(errors[~least].mean()),
-                "ratio": float(errors[least].mean() / errors[~least].mean()),
-                "perfect_ratio": float(errors[worst].mean() / errors[~worst].mean())}
+        return {
+            "spearman": float(np.corrcoef(ranks(confidence), ranks(errors))[0, 1]),
+            "least_confident_nme": float(errors[least].mean()),
+            "rest_nme": float(errors[~least].mean()),
+            "ratio": float(errors[least].mean() / errors[~least].mean()),
+            "perfect_ratio": float(errors[worst].mean() / errors[~worst].mean()),
+        }
 
-    def without(self, names: set[str]) -> "Evaluation":
+    def without(self, names: set[str]) -> Evaluation:
         """The same evaluation with the faces of these images left out."""
         keep = [name not in names for name in self.names]
-        return Evaluation([n for n, k in zip(self.names, keep) if k], self.point_errors[keep],
-                          [n for n in self.missed if n not in names],
-                          None if self.confidence is None else self.confidence[keep])
+        return Evaluation(
+            [n for n, k in zip(self.names, keep) if k],
+            self.point_errors[keep],
+            [n for n in self.missed if n not in names],
+            None if self.confidence is None else self.confidence[keep],
+        )
 
 
 def landmark_box_crops(crop_scale: float, size: int, roll_error: float = 0.0) -> CropFinder:
     """The paper's protocol: crops from the ground-truth landmark box. With ``roll_error``, the
     crop is turned that many degrees away from upright: how wrong a first crop's roll (rough
     detector keypoints) may be before one pass of the model loses the face."""
+
     def find(image: np.ndarray, sample: Sample) -> np.ndarray:
         return crop_matrix(CropBox.around_points(sample.points, crop_scale), size, roll_error)
+
     return find
 
 
-def evaluate(model: LandmarkModel, samples: list[Sample], find_crop: CropFinder | None = None,
-             batch_size: int = 32, progress: Callable[[int, int], None] | None = None) -> Evaluation:
+def evaluate(
+    model: LandmarkModel,
+    samples: list[Sample],
+    find_crop: CropFinder | None = None,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
     find_crop = find_crop or landmark_box_crops(model.info.crop_scale, model.info.input_size)
     names, errors, missed = [], [], []
     for start in range(0, len(samples), batch_size):
         images, matrices, truths = [], [], []
-        for sample in samples[start:start + batch_size]:
+        for sample in samples[start : start + batch_size]:
             image = load_image(sample.image_path)
             matrix = find_crop(image, sample)
             if matrix is None:
@@ -153,8 +171,9 @@ def evaluate(model: LandmarkModel, samples: list[Sample], find_crop: CropFinder 
     return Evaluation(names, np.concatenate(errors), missed)
 
 
-def evaluate_pipeline(landmarker, samples: list[Sample], view: View | None = None,
-                      progress: Callable[[int, int], None] | None = None) -> Evaluation:
+def evaluate_pipeline(
+    landmarker, samples: list[Sample], view: View | None = None, progress: Callable[[int, int], None] | None = None
+) -> Evaluation:
     """Accuracy of the whole still-image pipeline (detector, calibrated crop, landmarks): what a
     user gets, on the pictures as they are or as ``view`` makes them (turned, small). Each labeled
     face is matched to the found face whose points overlap it most."""
@@ -175,8 +194,12 @@ def evaluate_pipeline(landmarker, samples: list[Sample], view: View | None = Non
             missed.append(sample.image_path.name)
         if progress:
             progress(i, len(samples))
-    return Evaluation(names, np.concatenate(errors) if errors else np.zeros((0, landmarker.model.info.num_points)), missed,
-                      np.array(confidence))
+    return Evaluation(
+        names,
+        np.concatenate(errors) if errors else np.zeros((0, landmarker.model.info.num_points)),
+        missed,
+        np.array(confidence),
+    )
 
 
 @dataclass
@@ -187,8 +210,10 @@ class ClipEvaluation:
     nme: np.ndarray  # per tracked frame, against the reference points moved with the face
 
     def line(self) -> str:
-        return (f"{self.tracked}/{self.frames} frames tracked, {len(self.ids)} face id(s), "
-                f"mean NME {100 * self.nme.mean():.2f}%, worst {100 * self.nme.max():.2f}%")
+        return (
+            f"{self.tracked}/{self.frames} frames tracked, {len(self.ids)} face id(s), "
+            f"mean NME {100 * self.nme.mean():.2f}%, worst {100 * self.nme.max():.2f}%"
+        )
 
 
 def evaluate_clip(landmarker, spec) -> ClipEvaluation:
@@ -213,8 +238,14 @@ def evaluate_clip(landmarker, spec) -> ClipEvaluation:
     return ClipEvaluation(frames, len(errors), ids, np.array(errors) if errors else np.array([np.inf]))
 
 
-def write_reports(result: Evaluation, model_path: str, data_path: str, csv_path: str | None = None,
-                  json_path: str | None = None, plot_path: str | None = None) -> None:
+def write_reports(
+    result: Evaluation,
+    model_path: str,
+    data_path: str,
+    csv_path: str | None = None,
+    json_path: str | None = None,
+    plot_path: str | None = None,
+) -> None:
     if csv_path:
         with open(csv_path, "w", newline="") as handle:
             writer = csv.writer(handle)

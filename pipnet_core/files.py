@@ -1,6 +1,7 @@
 """Files written whole or not at all: under a temporary name, then renamed, so a kill, a full disk
 or a reader at the wrong moment never sees half a file. Every output that is one file (JSON, a
 drawn image, a progress state, a cluster's chunk) goes through here."""
+
 from __future__ import annotations
 
 import json

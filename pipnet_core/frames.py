@@ -1,13 +1,15 @@
 """Frames in: normalising pixel formats, and the sources frames come from (camera, video, image)."""
+
 from __future__ import annotations
 
 import os
 import time
 from bisect import bisect_left
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -15,7 +17,6 @@ import numpy as np
 from .errors import PipnetError
 from .images import DEFAULT_MAX_PIXELS, check_pixels, image_size, read_image
 from .media import media_kind
-
 
 # FFmpeg prints what it finds wrong in a damaged video on the process's stderr, dozens of lines a
 # frame and not which file they are about; OpenCV's backend reads this level when it first opens
@@ -176,13 +177,18 @@ class VideoLayout:
     height: int
 
     @staticmethod
-    def read(path: str | Path) -> "VideoLayout":
+    def read(path: str | Path) -> VideoLayout:
         container, stream = _open_av(path)
         try:
             times = sorted(packet.pts for packet in container.demux(stream) if packet.pts is not None and packet.size)
             rate = float(stream.average_rate or stream.guessed_rate or 0)
-            return VideoLayout(times, float(stream.time_base), rate if 1 <= rate <= 240 else 30.0,
-                               stream.codec_context.width, stream.codec_context.height)
+            return VideoLayout(
+                times,
+                float(stream.time_base),
+                rate if 1 <= rate <= 240 else 30.0,
+                stream.codec_context.width,
+                stream.codec_context.height,
+            )
         except _av_errors() as exc:
             raise PipnetError(f"{path}: cannot be read ({exc})") from None
         finally:
@@ -228,12 +234,17 @@ class VideoRange:
                 if wanted == self.first and decoded.pts < target:
                     continue  # between the keyframe and the first frame wanted
                 if decoded.pts != layout.times[wanted]:
-                    raise PipnetError(f"{self.path}: frame {wanted} should be presented at {layout.seconds(wanted):.4f} s, "
-                                      f"the decoder gave {(decoded.pts - layout.times[0]) * layout.time_base:.4f} s "
-                                      "(a seek that missed, or an irregular file: use --chunk-seconds 0)")
+                    raise PipnetError(
+                        f"{self.path}: frame {wanted} should be presented at {layout.seconds(wanted):.4f} s, "
+                        f"the decoder gave {(decoded.pts - layout.times[0]) * layout.time_base:.4f} s "
+                        "(a seek that missed, or an irregular file: use --chunk-seconds 0)"
+                    )
                 # A frame size that changes mid-stream is scaled to the first, as OpenCV's reader does.
-                size = {} if (decoded.width, decoded.height) == (layout.width, layout.height) else \
-                    {"width": layout.width, "height": layout.height}
+                size = (
+                    {}
+                    if (decoded.width, decoded.height) == (layout.width, layout.height)
+                    else {"width": layout.width, "height": layout.height}
+                )
                 image = decoded.reformat(format="bgr24", src_colorspace="ITU601", **size).to_ndarray()
                 yield Frame(wanted, layout.seconds(wanted), image)
                 wanted += 1
@@ -290,8 +301,11 @@ class CameraSource:
             # Uncompressed frames this large exceed what USB 2 carries at full rate: ask for Motion
             # JPEG, before the size (drivers choose the sizes a format offers).
             capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
-        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, f.width), (cv2.CAP_PROP_FRAME_HEIGHT, f.height),
-                            (cv2.CAP_PROP_FPS, f.fps)):
+        for prop, value in (
+            (cv2.CAP_PROP_FRAME_WIDTH, f.width),
+            (cv2.CAP_PROP_FRAME_HEIGHT, f.height),
+            (cv2.CAP_PROP_FPS, f.fps),
+        ):
             if value:
                 capture.set(prop, value)
         # The smallest driver buffer the backend allows: the frame read is the one just captured,
@@ -376,8 +390,13 @@ class IteratorSource:
             close()
 
 
-def open_source(target: str | int | Path, loop: bool = False, camera_format: CameraFormat = CameraFormat(),
-                name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> FrameSource:
+def open_source(
+    target: str | int | Path,
+    loop: bool = False,
+    camera_format: CameraFormat = CameraFormat(),
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> FrameSource:
     """A camera index (``name``: its device name, for messages), a video file or an image file
     (told apart by content: see ``media``); files with more than ``max_pixels`` a frame are refused."""
     if isinstance(target, int) or (isinstance(target, str) and target.isdigit()):

@@ -14,6 +14,7 @@ Two things the decoders do not do on their own:
   file, never as complete); their remarks on harmless metadata are dropped; anything else (another
   thread's output) is passed on to stderr.
 """
+
 from __future__ import annotations
 
 import logging
@@ -42,8 +43,20 @@ _JPEG_FILLER = 128
 _JPEG_EOF = "Premature end of JPEG file"
 # How the decoders' own lines start (libjpeg's messages, libpng's, OpenCV's log), and those of
 # them that remark on metadata, not on the pixels (a PNG's colour profile, a JFIF version).
-_DECODER_LINES = ("libpng ", "Corrupt JPEG", "Premature end", "Invalid ", "Unsupported ", "Inconsistent ", "Bogus ",
-                  "Warning: ", "Not a JPEG", "[ WARN", "[ERROR", "TIFF")
+_DECODER_LINES = (
+    "libpng ",
+    "Corrupt JPEG",
+    "Premature end",
+    "Invalid ",
+    "Unsupported ",
+    "Inconsistent ",
+    "Bogus ",
+    "Warning: ",
+    "Not a JPEG",
+    "[ WARN",
+    "[ERROR",
+    "TIFF",
+)
 _HARMLESS = ("iCCP", "sRGB", "cHRM", "gAMA", "tEXt", "zTXt", "iTXt", "eXIf", "pHYs", "Interlace", "unknown JFIF")
 
 _log = logging.getLogger(__name__)
@@ -76,8 +89,7 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> StillI
     except ValueError:
         raise PipnetError(f"{path}: damaged: its header gives no image size") from None
     if size is None:
-        raise PipnetError(f"{path}: is not an image this program reads (JPEG, PNG, WebP, TIFF, BMP, "
-                          "JPEG 2000, PNM)")
+        raise PipnetError(f"{path}: is not an image this program reads (JPEG, PNG, WebP, TIFF, BMP, JPEG 2000, PNM)")
     width, height = size
     if width <= 0 or height <= 0:
         raise PipnetError(f"{path}: its header gives an empty image ({width} x {height})")
@@ -99,8 +111,9 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> StillI
 def check_pixels(origin: str, width: int, height: int, max_pixels: int) -> None:
     """Refuses an image or video frame larger than ``max_pixels``, before it is decoded."""
     if width * height > max_pixels:
-        raise PipnetError(f"{origin}: {width} x {height} pixels is more than the limit of {max_pixels:,} "
-                          "(--max-pixels to raise it)")
+        raise PipnetError(
+            f"{origin}: {width} x {height} pixels is more than the limit of {max_pixels:,} (--max-pixels to raise it)"
+        )
 
 
 def load_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -142,8 +155,10 @@ def _part_from_file(image: np.ndarray) -> str:
     the EXIF orientation is applied (the bottom when upright); a progressive file has none."""
     filled_rows = (image == _JPEG_FILLER).all(axis=(1, 2))
     filled_columns = (image == _JPEG_FILLER).all(axis=(0, 2))
-    bands = [(_run_length(lines), len(lines)) for lines in (filled_rows[::-1], filled_rows, filled_columns[::-1],
-                                                              filled_columns)]
+    bands = [
+        (_run_length(lines), len(lines))
+        for lines in (filled_rows[::-1], filled_rows, filled_columns[::-1], filled_columns)
+    ]
     band, total = max(bands)
     if not band:
         return "the file ends before its image data does (the rest of the picture is a guess)"
@@ -157,18 +172,23 @@ def _run_length(flags: np.ndarray) -> int:
 
 # -- sizes from headers ------------------------------------------------------------------------------
 
+
 def image_size(handle: BinaryIO) -> tuple[int, int] | None:
     """(width, height) from an image file's header, reading a few bytes (JPEG: its markers up to
     the frame header); None when the format is not one of those read here, a ValueError when the
     header is damaged. Multi-image files (TIFF pages) give their first image, the one decoded."""
     head = handle.read(64)
-    readers = ((head.startswith(b"\xff\xd8"), _jpeg_size), (head.startswith(b"\x89PNG\r\n\x1a\n"), _png_size),
-               (head.startswith((b"II*\x00", b"MM\x00*")), _tiff_size), (head.startswith(b"BM"), _bmp_size),
-               (head[:4] == b"RIFF" and head[8:12] == b"WEBP", _webp_size),
-               (head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n"), _jp2_size),
-               (head.startswith(b"\xff\x4f\xff\x51"), _j2k_size),
-               (head[:1] == b"P" and head[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6") and head[2:3].isspace(), _pnm_size),
-               (head.startswith((b"GIF87a", b"GIF89a")), _gif_size))
+    readers = (
+        (head.startswith(b"\xff\xd8"), _jpeg_size),
+        (head.startswith(b"\x89PNG\r\n\x1a\n"), _png_size),
+        (head.startswith((b"II*\x00", b"MM\x00*")), _tiff_size),
+        (head.startswith(b"BM"), _bmp_size),
+        (head[:4] == b"RIFF" and head[8:12] == b"WEBP", _webp_size),
+        (head.startswith(b"\x00\x00\x00\x0cjP  \r\n\x87\n"), _jp2_size),
+        (head.startswith(b"\xff\x4f\xff\x51"), _j2k_size),
+        (head[:1] == b"P" and head[1:2] in (b"1", b"2", b"3", b"4", b"5", b"6") and head[2:3].isspace(), _pnm_size),
+        (head.startswith((b"GIF87a", b"GIF89a")), _gif_size),
+    )
     for matches, reader in readers:
         if matches:
             handle.seek(0)
@@ -223,7 +243,7 @@ def _tiff_size(handle: BinaryIO) -> tuple[int, int] | None:
     for _ in range(min(count, 1000)):
         tag, kind, _n, value = struct.unpack(order + "HHI4s", handle.read(12))
         if tag in (256, 257):  # ImageWidth, ImageLength: SHORT or LONG
-            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[:2 if kind == 3 else 4])[0]
+            found[tag] = struct.unpack(order + ("H" if kind == 3 else "I"), value[: 2 if kind == 3 else 4])[0]
     return (found[256], found[257]) if len(found) == 2 else None
 
 

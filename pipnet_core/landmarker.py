@@ -8,6 +8,7 @@
 ``Landmarker`` joins a ``FaceAligner`` (crops -> points, no state; align.py) and a ``Tracker``
 (which faces, where next, ids: a video's state; track.py), and adds smoothing and head pose.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -59,16 +60,30 @@ class Landmarker(Closing):
     context manager. It closes what it made from names and paths; a model or detector passed in
     as an object stays the caller's to close."""
 
-    def __init__(self, model: str | Path | LandmarkModel | None = None, detector: str | FaceDetector = "blazeface",
-                 smoothing: SmoothingParams | bool = True, max_faces: int | None = VIDEO_MAX_FACES,
-                 tracking: TrackerConfig = TrackerConfig(), detector_threshold: float = 0.5, min_face_size: int = 24,
-                 threads: int = 2, pose: bool = True, calibration: str | Path | None = None,
-                 still_detector: str | FaceDetector = "blazeface-both", still_threshold: float = 0.6, rgb: bool = False):
+    def __init__(
+        self,
+        model: str | Path | LandmarkModel | None = None,
+        detector: str | FaceDetector = "blazeface",
+        smoothing: SmoothingParams | bool = True,
+        max_faces: int | None = VIDEO_MAX_FACES,
+        tracking: TrackerConfig = TrackerConfig(),
+        detector_threshold: float = 0.5,
+        min_face_size: int = 24,
+        threads: int = 2,
+        pose: bool = True,
+        calibration: str | Path | None = None,
+        still_detector: str | FaceDetector = "blazeface-both",
+        still_threshold: float = 0.6,
+        rgb: bool = False,
+    ):
         self.aligner = FaceAligner(_load_model(model, threads), DetectorCalibration.load(calibration))
         self.threads = threads
         self.detector = _detector(detector, detector_threshold, min_face_size, threads)
-        self._owned = {"model": not isinstance(model, LandmarkModel), "detector": isinstance(detector, str),
-                       "still_detector": isinstance(still_detector, str)}
+        self._owned = {
+            "model": not isinstance(model, LandmarkModel),
+            "detector": isinstance(detector, str),
+            "still_detector": isinstance(still_detector, str),
+        }
         self._still_spec = still_detector
         self._still_detector: FaceDetector | None = None
         # Stills search up to 56 windows (two models, tiles, four turns): a higher score per window
@@ -114,8 +129,9 @@ class Landmarker(Closing):
         if count is not None:
             del self.tracker.tracks[count:]
 
-    def set_camera(self, fx: float | None = None, fy: float | None = None, cx: float | None = None,
-                   cy: float | None = None) -> None:
+    def set_camera(
+        self, fx: float | None = None, fy: float | None = None, cx: float | None = None, cy: float | None = None
+    ) -> None:
         """The camera's intrinsics in pixels, for head pose; None: guessed from the frame size."""
         self._given_intrinsics = (fx, fy, cx, cy)
         self._intrinsics = ((0, 0), np.eye(3))
@@ -183,8 +199,15 @@ class Landmarker(Closing):
         faces = self._process(image, 0.0, detector, tracker, None, dict.fromkeys(STAGES, 0.0))
         return [face for face in faces if face.success]
 
-    def _process(self, frame: np.ndarray, timestamp: float, detector: FaceDetector, tracker: Tracker,
-                 smoothing: SmoothingParams | None, timings: dict[str, float]) -> list[Face]:
+    def _process(
+        self,
+        frame: np.ndarray,
+        timestamp: float,
+        detector: FaceDetector,
+        tracker: Tracker,
+        smoothing: SmoothingParams | None,
+        timings: dict[str, float],
+    ) -> list[Face]:
         frame = as_bgr(frame, self.rgb)
         if min(frame.shape[:2]) < self.min_face_size:
             tracker.skip_frame()
@@ -192,8 +215,15 @@ class Landmarker(Closing):
         seen = tracker.follow(frame, timestamp, self.aligner, detector, timings)
         return self._faces(tracker, seen, timestamp, frame.shape[1::-1], smoothing, timings)
 
-    def _faces(self, tracker: Tracker, seen: list[Observation], timestamp: float, frame_size: tuple[int, int],
-               smoothing: SmoothingParams | None, timings: dict[str, float]) -> list[Face]:
+    def _faces(
+        self,
+        tracker: Tracker,
+        seen: list[Observation],
+        timestamp: float,
+        frame_size: tuple[int, int],
+        smoothing: SmoothingParams | None,
+        timings: dict[str, float],
+    ) -> list[Face]:
         """Record every track's result, smooth, estimate pose; a lost face is reported once,
         unsuccessful; a duplicate of another track is not reported. In video (the landmarker's own
         tracker, not a still's), a new detection becomes a face (and gets an id) only if its shape

@@ -1,5 +1,6 @@
 """What holds resources (ONNX Runtime sessions and their threads, MediaPipe graphs) closes them:
 ``close()``, or ``with`` for a block."""
+
 from __future__ import annotations
 
 

@@ -9,19 +9,21 @@ as one message (``stream.message``), to its sinks: OSC, VMC, Lab Streaming Layer
 (``pipnet_core.stream``). `pipnet live` runs it headless; the app's worker runs the same runner
 and draws what it returns.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Callable, Iterable, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from .frames import Frame, FrameSource, IteratorSource
 from .landmarker import Landmarker
-from .records import Face
 from .measures import LiveBlinks
+from .records import Face
 from .stream.message import frame_message
 
 RECONNECT_SECONDS = 1.0  # between attempts to reopen a camera that stopped delivering
@@ -95,8 +97,13 @@ class CaptureThread(threading.Thread):
                 frame = self.source.read()
                 if frame is None:
                     if not self.source.is_camera:  # a file that gave nothing is damaged, not over
-                        self.report(*(("ended", f"{self.source.name}: end of the source") if delivered else
-                                      ("error", f"{self.source.name}: no frame could be decoded")))
+                        self.report(
+                            *(
+                                ("ended", f"{self.source.name}: end of the source")
+                                if delivered
+                                else ("error", f"{self.source.name}: no frame could be decoded")
+                            )
+                        )
                         return
                     self._reconnect()
                     continue
@@ -159,8 +166,9 @@ class LiveRunner:
     does both until the source ends or ``stop`` is set. ``close()`` stops the capture and closes
     the sinks (not the landmarker, which is the caller's)."""
 
-    def __init__(self, landmarker: Landmarker | None, sinks: list[Sink] = (),
-                 on_state: Callable[[str, str], None] | None = None):
+    def __init__(
+        self, landmarker: Landmarker | None, sinks: list[Sink] = (), on_state: Callable[[str, str], None] | None = None
+    ):
         self.landmarker = landmarker
         self.sinks: list[Sink] = list(sinks)
         self.on_state = on_state or (lambda state, message: None)
@@ -205,8 +213,15 @@ class LiveRunner:
     def process(self, captured: Captured) -> LiveResult:
         taken = time.monotonic()
         faces = self.landmarker.process(captured.frame.image, captured.frame.timestamp)
-        result = LiveResult(self._sequence, captured.frame, captured.captured_at, taken, time.monotonic(), faces,
-                            self._events(faces, captured.frame.timestamp))
+        result = LiveResult(
+            self._sequence,
+            captured.frame,
+            captured.captured_at,
+            taken,
+            time.monotonic(),
+            faces,
+            self._events(faces, captured.frame.timestamp),
+        )
         self._sequence += 1
         self.last = result
         self.meter.tick()

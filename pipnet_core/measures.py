@@ -6,6 +6,7 @@ size. The mouth aspect ratio is the sum of the three inner-lip distances (61-67,
 twice the inner mouth's width (60-64), as drowsiness and speech tools define it. "Right" is the
 person's right eye (points 36-41), on the left of an upright, unmirrored picture.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -53,7 +54,9 @@ class Blink:
     min_ear: float  # the lowest eye aspect ratio during it (the mean of both eyes for "both")
 
 
-def detect_blinks(face_id: int, frames: np.ndarray, times: np.ndarray, right: np.ndarray, left: np.ndarray) -> list[Blink]:
+def detect_blinks(
+    face_id: int, frames: np.ndarray, times: np.ndarray, right: np.ndarray, left: np.ndarray
+) -> list[Blink]:
     """Blinks in one track: runs of frames whose mean eye aspect ratio lies BLINK_DROP below the
     running open-eye level (one frame above it does not end a run). An eye whose own ratio never
     drops half as far is open: the other eye's event is a wink."""
@@ -80,10 +83,20 @@ def detect_blinks(face_id: int, frames: np.ndarray, times: np.ndarray, right: np
         span = slice(start, i)
         right_closed = (right[span] < right_level[span] * (1 - BLINK_DROP / 2)).any()
         left_closed = (left[span] < left_level[span] * (1 - BLINK_DROP / 2)).any()
-        eye, ratios = (("both", mean) if right_closed == left_closed else ("right", right) if right_closed
-                       else ("left", left))
-        blinks.append(Blink(face_id, eye, int(frames[start]), int(frames[i - 1]), float(times[start]),
-                            float(times[i - 1]), float(ratios[span].min())))
+        eye, ratios = (
+            ("both", mean) if right_closed == left_closed else ("right", right) if right_closed else ("left", left)
+        )
+        blinks.append(
+            Blink(
+                face_id,
+                eye,
+                int(frames[start]),
+                int(frames[i - 1]),
+                float(times[start]),
+                float(times[i - 1]),
+                float(ratios[span].min()),
+            )
+        )
         start = None
     return blinks
 

@@ -5,6 +5,7 @@ forgot); the signature at the start of the file is what the decoders themselves 
 place that takes media files uses this module: `pipnet annotate` and `pipnet detect`, folder
 expansion, ``frames.open_source`` and the app's open dialogs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,8 +18,25 @@ MediaKind = Literal["image", "video"]
 # Suffixes are only for what has no content to look at yet: the app's open dialogs, and the
 # labeled-data readers that pair ``name.jpg`` with ``name.pts``.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pbm", ".pnm")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".m2ts", ".wmv",
-                  ".flv", ".ogv", ".3gp", ".gif", ".y4m")
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".avi",
+    ".mov",
+    ".mkv",
+    ".webm",
+    ".m4v",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".mts",
+    ".m2ts",
+    ".wmv",
+    ".flv",
+    ".ogv",
+    ".3gp",
+    ".gif",
+    ".y4m",
+)
 
 # ISO base media brands that hold a still image (HEIF, AVIF) rather than a movie.
 _STILL_BRANDS = {b"avif", b"heic", b"heix", b"mif1", b"msf1"}
@@ -26,28 +44,49 @@ _QUICKTIME_ATOMS = {b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot
 
 
 def _image_signature(head: bytes) -> bool:
-    return (head.startswith((b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"II*\x00", b"MM\x00*",
-                             b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51"))
-            # BMP: "BM", then a DIB header of one of the sizes the format defines.
-            or (head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124))
-            or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
-            or (head[4:8] == b"ftyp" and head[8:12] in _STILL_BRANDS)
-            or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace()))
+    return (
+        head.startswith(
+            (
+                b"\xff\xd8\xff",
+                b"\x89PNG\r\n\x1a\n",
+                b"II*\x00",
+                b"MM\x00*",
+                b"\x00\x00\x00\x0cjP  \r\n\x87\n",
+                b"\xff\x4f\xff\x51",
+            )
+        )
+        # BMP: "BM", then a DIB header of one of the sizes the format defines.
+        or (head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in (12, 40, 52, 56, 64, 108, 124))
+        or (head[:4] == b"RIFF" and head[8:12] == b"WEBP")
+        or (head[4:8] == b"ftyp" and head[8:12] in _STILL_BRANDS)
+        or (len(head) > 2 and head[0:1] == b"P" and head[1:2] in b"123456" and head[2:3].isspace())
+    )
 
 
 def _video_signature(head: bytes) -> bool:
-    return (head[4:8] in _QUICKTIME_ATOMS  # MP4, MOV, M4V, 3GP (an image brand was ruled out first)
-            or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
-            or head.startswith((b"\x1a\x45\xdf\xa3",  # Matroska, WebM
-                                b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3",  # MPEG program / elementary stream
-                                b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF (WMV)
-                                b"FLV", b"OggS", b"GIF87a", b"GIF89a", b"YUV4MPEG2"))
-            or (len(head) > 188 and head[0] == head[188] == 0x47)  # MPEG transport stream
-            or (len(head) > 196 and head[4] == head[196] == 0x47))  # M2TS (.mts, .m2ts): 4-byte timecode first
+    return (
+        head[4:8] in _QUICKTIME_ATOMS  # MP4, MOV, M4V, 3GP (an image brand was ruled out first)
+        or (head[:4] == b"RIFF" and head[8:12] == b"AVI ")
+        or head.startswith(
+            (
+                b"\x1a\x45\xdf\xa3",  # Matroska, WebM
+                b"\x00\x00\x01\xba",
+                b"\x00\x00\x01\xb3",  # MPEG program / elementary stream
+                b"\x30\x26\xb2\x75\x8e\x66\xcf\x11",  # ASF (WMV)
+                b"FLV",
+                b"OggS",
+                b"GIF87a",
+                b"GIF89a",
+                b"YUV4MPEG2",
+            )
+        )
+        or (len(head) > 188 and head[0] == head[188] == 0x47)  # MPEG transport stream
+        or (len(head) > 196 and head[4] == head[196] == 0x47)
+    )  # M2TS (.mts, .m2ts): 4-byte timecode first
 
 
 def sniff(path: Path) -> MediaKind | None:
-    """"image" or "video" from the file's first bytes; None when it is neither (or unreadable)."""
+    """ "image" or "video" from the file's first bytes; None when it is neither (or unreadable)."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(256)

@@ -5,6 +5,7 @@ MediaPipe is optional (`pip install pipnet-live[reference]`, Python <= 3.12). Re
 0.10.21 dropped ``mp.solutions``; their Tasks API needs model files downloaded at run time, which
 pipnet-live never does, so there the comparison is skipped with the reason.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,8 +43,10 @@ def solutions():
     except ImportError:
         raise PipnetError("MediaPipe is not installed (pip install 'pipnet-live[reference]', Python <= 3.12)") from None
     if not hasattr(mp, "solutions"):
-        raise PipnetError(f"mediapipe {getattr(mp, '__version__', '?')} has no mp.solutions, and its Tasks API would "
-                          "download model files: install mediapipe==0.10.21 for the reference")
+        raise PipnetError(
+            f"mediapipe {getattr(mp, '__version__', '?')} has no mp.solutions, and its Tasks API would "
+            "download model files: install mediapipe==0.10.21 for the reference"
+        )
     return mp.solutions
 
 
@@ -82,7 +85,8 @@ class MediaPipeFaceDetection:
         mp_solutions = solutions()
         with quiet_native_stderr():
             self._detector = mp_solutions.face_detection.FaceDetection(
-                model_selection={"short": 0, "full": 1}[model_range], min_detection_confidence=min_score)
+                model_selection={"short": 0, "full": 1}[model_range], min_detection_confidence=min_score
+            )
             self._detector.process(np.zeros((64, 64, 3), np.uint8))
 
     def detect(self, frame_bgr: np.ndarray) -> list[tuple[tuple[float, ...], tuple[float, ...], float]]:
@@ -93,8 +97,13 @@ class MediaPipeFaceDetection:
         for detection in result.detections or ():
             box = detection.location_data.relative_bounding_box
             right, left = detection.location_data.relative_keypoints[:2]
-            found.append(((box.xmin * width, box.ymin * height, box.width * width, box.height * height),
-                          (right.x * width, right.y * height, left.x * width, left.y * height), float(detection.score[0])))
+            found.append(
+                (
+                    (box.xmin * width, box.ymin * height, box.width * width, box.height * height),
+                    (right.x * width, right.y * height, left.x * width, left.y * height),
+                    float(detection.score[0]),
+                )
+            )
         return found
 
     def close(self) -> None:

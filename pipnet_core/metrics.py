@@ -1,4 +1,5 @@
 """Landmark accuracy: NME by the outer eye corners, failure rate and AUC of the error curve."""
+
 from __future__ import annotations
 
 import numpy as np

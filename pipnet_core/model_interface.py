@@ -3,13 +3,14 @@
 A model takes BGR crops made by ``crop.warp`` and returns points in crop pixels; the crop recipe
 and codec tables travel with the model as ``ModelInfo``, so a model file is self-describing.
 """
+
 from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Sequence
 
 import numpy as np
 
@@ -43,30 +44,34 @@ class ModelInfo:
         return self.codec.num_points
 
     def to_json(self) -> str:
-        return json.dumps({
-            "format": FORMAT_VERSION,
-            "name": self.name,
-            "version": self.version,
-            "scheme": self.scheme,
-            "licence": self.licence,
-            "training_data": self.training_data,
-            "created": self.created,
-            "precision": self.precision,
-            "backbone": self.backbone,
-            "crop_scale": self.crop_scale,
-            "input": "BGR uint8 crop as float32 NCHW 0..255; ImageNet normalisation is inside the graph",
-            "codec": self.codec.to_dict(),
-        })
+        return json.dumps(
+            {
+                "format": FORMAT_VERSION,
+                "name": self.name,
+                "version": self.version,
+                "scheme": self.scheme,
+                "licence": self.licence,
+                "training_data": self.training_data,
+                "created": self.created,
+                "precision": self.precision,
+                "backbone": self.backbone,
+                "crop_scale": self.crop_scale,
+                "input": "BGR uint8 crop as float32 NCHW 0..255; ImageNet normalisation is inside the graph",
+                "codec": self.codec.to_dict(),
+            }
+        )
 
     @classmethod
-    def from_json(cls, text: str, origin: str) -> "ModelInfo":
+    def from_json(cls, text: str, origin: str) -> ModelInfo:
         try:
             data = json.loads(text)
             if data.get("format") != FORMAT_VERSION:
                 raise ValueError(f"format {data.get('format')!r}, expected {FORMAT_VERSION}")
-            described = {key: str(data[key]) for key in ("name", "version", "scheme", "licence", "training_data", "created",
-                                                                "precision")
-                         if key in data}
+            described = {
+                key: str(data[key])
+                for key in ("name", "version", "scheme", "licence", "training_data", "created", "precision")
+                if key in data
+            }
             return cls(PIPCodec.from_dict(data["codec"]), float(data["crop_scale"]), data["backbone"], **described)
         except (ValueError, KeyError, TypeError) as exc:
             raise PipnetError(f"{origin}: PIPNet metadata is invalid ({exc})") from None
@@ -87,7 +92,7 @@ class LandmarkModel(ABC):
     def _decoded(self, outputs: GridOutputs | tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         return self.info.codec.decode(outputs) if isinstance(outputs, GridOutputs) else outputs
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook a backend may fill, not one it must)
         """Release what the model holds (an inference session); nothing by default."""
 
     def predict(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -97,8 +102,9 @@ class LandmarkModel(ABC):
             return np.zeros((0, n, 2), np.float32), np.zeros((0, n), np.float32)
         return self._decoded(self.network_outputs(to_network_input(crops)))
 
-    def predict_in_frames(self, frames: Sequence[np.ndarray], matrices: Sequence[np.ndarray],
-                          timings: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def predict_in_frames(
+        self, frames: Sequence[np.ndarray], matrices: Sequence[np.ndarray], timings: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """One crop per (frame, frame->crop matrix) pair, run as one batch; points come back in
         frame pixels. ``timings`` (if given) has this call's milliseconds added to crop, infer (the
         network, with its decode when the graph has it) and decode (numpy's decode when it has

@@ -3,6 +3,7 @@
 The model file carries its ModelInfo (codec tables, crop recipe) as ONNX metadata under the key
 ``pipnet``; a ``.json`` sidecar with the same text is accepted for models exported elsewhere.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,7 +49,9 @@ class OnnxLandmarkModel(LandmarkModel):
         self.output_names = outputs[:maps]
         self.decodes_in_graph = outputs[maps:] == ["points", "confidence"]
         if len(self.output_names) != maps or not (self.decodes_in_graph or len(outputs) == maps):
-            raise PipnetError(f"{self.path}: expected the 5 PIPNet maps (and points, confidence), found outputs {outputs}")
+            raise PipnetError(
+                f"{self.path}: expected the 5 PIPNet maps (and points, confidence), found outputs {outputs}"
+            )
         self.network_outputs(np.zeros((1, 3, self.info.input_size, self.info.input_size), np.float32))  # warm-up
 
     def _metadata_text(self) -> str:
@@ -75,7 +78,16 @@ class OnnxLandmarkModel(LandmarkModel):
 def describe_model(model: LandmarkModel) -> dict[str, str]:
     """What a user should know about a model: for `pipnet --version`, the About box, export headers."""
     info = model.info
-    return {"model": info.name, "model_version": info.version, "model_precision": info.precision,
-            "model_sha256": getattr(model, "sha256", ""),
-            "model_file": str(getattr(model, "path", "")), "backbone": info.backbone, "input_size": str(info.input_size),
-            "landmarks": info.scheme, "licence": info.licence, "training_data": info.training_data, "created": info.created}
+    return {
+        "model": info.name,
+        "model_version": info.version,
+        "model_precision": info.precision,
+        "model_sha256": getattr(model, "sha256", ""),
+        "model_file": str(getattr(model, "path", "")),
+        "backbone": info.backbone,
+        "input_size": str(info.input_size),
+        "landmarks": info.scheme,
+        "licence": info.licence,
+        "training_data": info.training_data,
+        "created": info.created,
+    }

@@ -7,6 +7,7 @@ Two checks lower the reported confidence then: the head pose's yaw beyond 40 deg
 distance of the points from the mean face after the best similarity fit beyond what 90% of real
 faces show. Tracking keeps using the raw peaks; only what users read (Face.confidence, CSV) drops.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """Head pose (yaw, pitch, roll in degrees) from 68 points by PnP against a generic 3D face; the
 same pose in OpenFace's terms (translation in mm, Euler angles in radians, 3D landmarks)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,11 +12,28 @@ import numpy as np
 # Approximate adult face geometry in millimetres, for the landmarks that are stable under
 # expression: x to the image's right, y down, z away from the camera, origin at the nose tip.
 _MODEL_POINTS = {
-    0: (-72, -25, 90), 4: (-62, 30, 65), 8: (0, 68, 25), 12: (62, 30, 65), 16: (72, -25, 90),
-    17: (-50, -55, 25), 21: (-12, -60, 12), 22: (12, -60, 12), 26: (50, -55, 25),
-    27: (0, -40, 14), 30: (0, 0, 0), 31: (-14, 10, 14), 33: (0, 12, 9), 35: (14, 10, 14),
-    36: (-45, -35, 30), 39: (-15, -33, 22), 42: (15, -33, 22), 45: (45, -35, 30),
-    48: (-25, 36, 22), 51: (0, 28, 11), 54: (25, 36, 22), 57: (0, 46, 15),
+    0: (-72, -25, 90),
+    4: (-62, 30, 65),
+    8: (0, 68, 25),
+    12: (62, 30, 65),
+    16: (72, -25, 90),
+    17: (-50, -55, 25),
+    21: (-12, -60, 12),
+    22: (12, -60, 12),
+    26: (50, -55, 25),
+    27: (0, -40, 14),
+    30: (0, 0, 0),
+    31: (-14, 10, 14),
+    33: (0, 12, 9),
+    35: (14, 10, 14),
+    36: (-45, -35, 30),
+    39: (-15, -33, 22),
+    42: (15, -33, 22),
+    45: (45, -35, 30),
+    48: (-25, 36, 22),
+    51: (0, 28, 11),
+    54: (25, 36, 22),
+    57: (0, 46, 15),
 }
 MODEL_INDEX = np.array(list(_MODEL_POINTS))
 MODEL_3D = np.array(list(_MODEL_POINTS.values()), dtype=np.float64)
@@ -30,8 +48,14 @@ class HeadPose:
     translation: np.ndarray  # (3,), millimetres
 
 
-def camera_matrix(width: int, height: int, fx: float | None = None, fy: float | None = None,
-                  cx: float | None = None, cy: float | None = None) -> np.ndarray:
+def camera_matrix(
+    width: int,
+    height: int,
+    fx: float | None = None,
+    fy: float | None = None,
+    cx: float | None = None,
+    cy: float | None = None,
+) -> np.ndarray:
     """Pinhole intrinsics; what is not given is OpenFace's guess for an ordinary webcam (500 px of
     focal length at 640x480, scaled with the image; the centre in the middle), so poses compare
     with OpenFace's on the same video."""
@@ -60,9 +84,19 @@ def estimate_pose(points: np.ndarray, camera: np.ndarray) -> HeadPose | None:
     eye_span_px = max(float(np.linalg.norm(points[45] - points[36])), 1.0)
     depth = camera[0, 0] * (MODEL_3D[MODEL_INDEX == 45][0, 0] - MODEL_3D[MODEL_INDEX == 36][0, 0]) / eye_span_px
     nose = points[30]
-    guess_t = np.array([(nose[0] - camera[0, 2]) * depth / camera[0, 0], (nose[1] - camera[1, 2]) * depth / camera[1, 1], depth])
-    ok, rvec, tvec = cv2.solvePnP(MODEL_3D, points[MODEL_INDEX].astype(np.float64), camera, None,
-                                  np.zeros(3), guess_t, useExtrinsicGuess=True, flags=cv2.SOLVEPNP_ITERATIVE)
+    guess_t = np.array(
+        [(nose[0] - camera[0, 2]) * depth / camera[0, 0], (nose[1] - camera[1, 2]) * depth / camera[1, 1], depth]
+    )
+    ok, rvec, tvec = cv2.solvePnP(
+        MODEL_3D,
+        points[MODEL_INDEX].astype(np.float64),
+        camera,
+        None,
+        np.zeros(3),
+        guess_t,
+        useExtrinsicGuess=True,
+        flags=cv2.SOLVEPNP_ITERATIVE,
+    )
     if not ok:
         return None
     rotation = cv2.Rodrigues(rvec)[0]

@@ -10,6 +10,7 @@ the same way on Face Mesh's eyelids (matched when they start within BLINK_TOLERA
 The worst frames are saved with both point sets drawn so a person can see who is wrong.
 Smoothing as `pipnet annotate --smooth`: offline, live (the app's filter) or none.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -64,16 +65,20 @@ class ClipQuality:
         return 2 * self.blinks_matched / total if total else float("nan")
 
     def row(self) -> str:
-        return (f"| {self.clip} | {self.frames} | {self.ours_found} / {self.mesh_found} | {self.ids} ({self.id_changes}) | "
-                f"{100 * self.jitter_ours:.2f} / {100 * self.jitter_mesh:.2f} ({self.jitter_ratio:.2f}x) | "
-                f"{100 * self.agreement_median:.1f} / {100 * self.agreement_p90:.1f} | {self.gross_frames} | "
-                f"{self.blinks_ours} / {self.blinks_mesh} ({self.blinks_matched}) {self.blink_f1:.2f} |")
+        return (
+            f"| {self.clip} | {self.frames} | {self.ours_found} / {self.mesh_found} | {self.ids} ({self.id_changes}) | "
+            f"{100 * self.jitter_ours:.2f} / {100 * self.jitter_mesh:.2f} ({self.jitter_ratio:.2f}x) | "
+            f"{100 * self.agreement_median:.1f} / {100 * self.agreement_p90:.1f} | {self.gross_frames} | "
+            f"{self.blinks_ours} / {self.blinks_mesh} ({self.blinks_matched}) {self.blink_f1:.2f} |"
+        )
 
 
-TABLE_HEADER = ("| clip | frames | frames with a face: ours / Face Mesh | face ids (id changes) | "
-                "jitter % ours / Face Mesh (ratio) | agreement % median / p90 | frames > 10% | "
-                "blinks ours / Face Mesh (matched) F1 |\n"
-                "|---|---|---|---|---|---|---|---|")
+TABLE_HEADER = (
+    "| clip | frames | frames with a face: ours / Face Mesh | face ids (id changes) | "
+    "jitter % ours / Face Mesh (ratio) | agreement % median / p90 | frames > 10% | "
+    "blinks ours / Face Mesh (matched) F1 |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
 
 
 # What the measures read of Face Mesh, in this order: the shared points, then MESH_EYES.
@@ -93,8 +98,9 @@ def second_difference_jitter(tracks: list[np.ndarray | None], eye_distances: lis
     return float(np.median(values)) if values else float("nan")
 
 
-def measure_clip(path: Path, landmarker: Landmarker, smoothing: str = "live", worst_count: int = 3,
-                 out_dir: Path | None = None) -> ClipQuality:
+def measure_clip(
+    path: Path, landmarker: Landmarker, smoothing: str = "live", worst_count: int = 3, out_dir: Path | None = None
+) -> ClipQuality:
     """Run our video pipeline and Face Mesh over every frame of one clip."""
     landmarker.reset(restart_ids=True)
     landmarker.set_smoothing(SmoothingParams() if smoothing == "live" else None)
@@ -158,25 +164,47 @@ def summarise(name: str, frames: Frames, mesh_marks: list[np.ndarray | None], wo
     best = [_best(faces) for _, _, faces in frames]
     ours_pts = [face.points[[o for o, _ in SHARED_POINTS]] if face is not None else None for face in best]
     mesh_pts = [marks[:shared] if marks is not None else None for marks in mesh_marks]
-    eye = [float(np.linalg.norm(m[3] - m[0])) if m is not None else float(np.linalg.norm(o[3] - o[0])) if o is not None
-           else 1.0 for o, m in zip(ours_pts, mesh_pts)]
-    agree = np.array([float(np.linalg.norm(o - m, axis=1).mean() / e) if o is not None and m is not None else np.nan
-                      for o, m, e in zip(ours_pts, mesh_pts, eye)])
+    eye = [
+        float(np.linalg.norm(m[3] - m[0]))
+        if m is not None
+        else float(np.linalg.norm(o[3] - o[0]))
+        if o is not None
+        else 1.0
+        for o, m in zip(ours_pts, mesh_pts)
+    ]
+    agree = np.array(
+        [
+            float(np.linalg.norm(o - m, axis=1).mean() / e) if o is not None and m is not None else np.nan
+            for o, m, e in zip(ours_pts, mesh_pts, eye)
+        ]
+    )
     valid = agree[np.isfinite(agree)]
     present = [face.id for face in best if face is not None]
     changes = sum(a != b for a, b in zip(present, present[1:]))
     order = np.argsort(np.where(np.isfinite(agree), -agree, np.inf))[:worst_count]
     ours_blinks, theirs = blinks(frames), mesh_blinks(frames, mesh_marks)
     return ClipQuality(
-        name, len(frames), len(present), sum(m is not None for m in mesh_pts), changes, len(set(present)),
-        second_difference_jitter(ours_pts, eye), second_difference_jitter(mesh_pts, eye),
+        name,
+        len(frames),
+        len(present),
+        sum(m is not None for m in mesh_pts),
+        changes,
+        len(set(present)),
+        second_difference_jitter(ours_pts, eye),
+        second_difference_jitter(mesh_pts, eye),
         float(np.median(valid)) if len(valid) else float("nan"),
-        float(np.percentile(valid, 90)) if len(valid) else float("nan"), int((valid > GROSS).sum()),
-        len(ours_blinks), len(theirs), matched_events(ours_blinks, theirs),
-        [(int(frames[i][0]), float(agree[i])) for i in order if np.isfinite(agree[i])])
+        float(np.percentile(valid, 90)) if len(valid) else float("nan"),
+        int((valid > GROSS).sum()),
+        len(ours_blinks),
+        len(theirs),
+        matched_events(ours_blinks, theirs),
+        [(int(frames[i][0]), float(agree[i])) for i in order if np.isfinite(agree[i])],
+    )
 
 
-def save_worst_frames(out_dir: Path, path: Path, frames: Frames, mesh_marks: list, worst: list[tuple[int, float]]) -> None:
+def save_worst_frames(
+    out_dir: Path, path: Path, frames: Frames, mesh_marks: list, worst: list[tuple[int, float]]
+) -> None:
     """Each worst frame with our 68 points (green, shared ones ringed) and Face Mesh's (red)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     wanted = {index: value for index, value in worst}
@@ -191,12 +219,22 @@ def save_worst_frames(out_dir: Path, path: Path, frames: Frames, mesh_marks: lis
             canvas = frame.image.copy()
             if face is not None:
                 for k, (x, y) in enumerate(face.points):
-                    cv2.circle(canvas, (int(round(x)), int(round(y))), 4 if k in dict(SHARED_POINTS) else 2, (0, 220, 0), -1)
+                    cv2.circle(
+                        canvas, (int(round(x)), int(round(y))), 4 if k in dict(SHARED_POINTS) else 2, (0, 220, 0), -1
+                    )
             if mesh is not None:
-                for x, y in mesh[:len(SHARED_POINTS)]:
+                for x, y in mesh[: len(SHARED_POINTS)]:
                     cv2.drawMarker(canvas, (int(round(x)), int(round(y))), (0, 0, 255), cv2.MARKER_CROSS, 10, 2)
-            cv2.putText(canvas, f"frame {frame.index}: {100 * wanted[frame.index]:.1f}% (green ours, red Face Mesh)", (8, 22),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.55, (255, 255, 255), 2, cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                f"frame {frame.index}: {100 * wanted[frame.index]:.1f}% (green ours, red Face Mesh)",
+                (8, 22),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.55,
+                (255, 255, 255),
+                2,
+                cv2.LINE_AA,
+            )
             cv2.imwrite(str(out_dir / f"{path.stem}_frame{frame.index:05d}.png"), canvas)
     finally:
         source.close()

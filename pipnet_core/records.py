@@ -1,6 +1,7 @@
 """The face record every stage after the model hands on: the pipeline makes it, smoothing, drawing,
 the writers, the streams and the cluster's chunks read it. Here, at the bottom, so that none of
 them imports the pipeline for a dataclass."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -4,6 +4,7 @@ In the checkout they live in the top-level ``models/`` and ``assets/`` folders; 
 the subpackages ``pipnet_core.models`` and ``pipnet_core.assets`` (see pyproject.toml). Either way
 ``importlib.resources`` finds them, so a wheel works without the checkout.
 """
+
 from __future__ import annotations
 
 import os

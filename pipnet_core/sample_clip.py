@@ -5,6 +5,7 @@ Used as the GUI's first-launch clip when no camera opens, by `pipnet bench`, and
 need ground truth: every frame's similarity transform is known, so reference landmarks on the
 still photo give each frame's true landmarks.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,7 +64,9 @@ def _paste_mask(photo: np.ndarray, faces: int) -> np.ndarray:
     return cv2.GaussianBlur(mask, (0, 0), 6)
 
 
-def render_frame(photo: np.ndarray, t: float, spec: ClipSpec, rng: np.random.Generator) -> tuple[np.ndarray, list[np.ndarray]]:
+def render_frame(
+    photo: np.ndarray, t: float, spec: ClipSpec, rng: np.random.Generator
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """One frame and the photo->frame matrix of each face in it."""
     width, height = FRAME_SIZE
     matrices = [photo_to_frame(t, i, spec.faces, spec.roll_speed) for i in range(spec.faces)]
@@ -118,5 +121,8 @@ def cache_dir() -> Path:
 
 def cached_clip(spec: ClipSpec = ClipSpec()) -> Path:
     """The sample clip, made on first use and kept in the user's cache folder."""
-    path = cache_dir() / f"sample_{spec.faces}face_{spec.frames}f{f'_roll{spec.roll_speed:g}' if spec.roll_speed else ''}.avi"
+    path = (
+        cache_dir()
+        / f"sample_{spec.faces}face_{spec.frames}f{f'_roll{spec.roll_speed:g}' if spec.roll_speed else ''}.avi"
+    )
     return path if path.is_file() else write_clip(path, spec)

@@ -1,4 +1,5 @@
 """The iBUG 300-W 68-point scheme: point groups, the mirror table and the normalising points."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,10 +49,22 @@ CONTOURS: tuple[tuple[str, tuple[int, ...], bool], ...] = (
 _MIRROR_PAIRS = (
     *((i, 16 - i) for i in range(8)),  # jaw
     *((17 + i, 26 - i) for i in range(5)),  # brows
-    (31, 35), (32, 34),  # nostrils
-    (36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46),  # eyes
-    (48, 54), (49, 53), (50, 52), (55, 59), (56, 58),  # outer lips
-    (60, 64), (61, 63), (65, 67),  # inner lips
+    (31, 35),
+    (32, 34),  # nostrils
+    (36, 45),
+    (37, 44),
+    (38, 43),
+    (39, 42),
+    (40, 47),
+    (41, 46),  # eyes
+    (48, 54),
+    (49, 53),
+    (50, 52),
+    (55, 59),
+    (56, 58),  # outer lips
+    (60, 64),
+    (61, 63),
+    (65, 67),  # inner lips
 )
 
 

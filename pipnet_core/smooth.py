@@ -8,6 +8,7 @@ goes through a constant-velocity (alpha-beta) tracker, which follows a smoothly 
 without the lag of a low-pass filter. On the synthetic moving-face clip a One Euro filter on raw
 points cut jitter 2x only at +30-75% NME; this split cuts it 3x at +0-1%.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ class SmoothingParams:
     motion_gain: float = 0.5
 
     @classmethod
-    def from_strength(cls, strength: float) -> "SmoothingParams":
+    def from_strength(cls, strength: float) -> SmoothingParams:
         """A single 0..1 knob for the GUI: 0 = light, 1 = heavy smoothing; 0.5 = the defaults."""
         strength = min(max(strength, 0.0), 1.0)
         return cls(min_cutoff=2.0 * (0.125 / 2.0) ** strength, motion_gain=0.75 - 0.5 * strength)
@@ -91,7 +92,7 @@ class MotionTracker:
         alpha = 1 - (1 - self.gain) ** (dt * 30)
         surprise = float(np.linalg.norm(residual)) / max(scale, 1e-6)
         alpha += (1 - alpha) * min(max((surprise - self.NOISE) / self.FOLLOW, 0.0), 1.0)
-        beta = alpha ** 2 / (2 - alpha)
+        beta = alpha**2 / (2 - alpha)
         self._value = predicted + alpha * residual
         self._velocity = self._velocity + beta * residual / dt
         return self._value
@@ -108,7 +109,7 @@ def fit_similarity(reference: np.ndarray, points: np.ndarray) -> tuple[np.ndarra
     points ~= [[a, -b], [b, a]] @ reference + centre. Returns (centre, a, b)."""
     centre = points.mean(axis=0)
     p = points - centre
-    norm = float((reference ** 2).sum())
+    norm = float((reference**2).sum())
     a = float((reference * p).sum()) / norm
     b = float((reference[:, 0] * p[:, 1] - reference[:, 1] * p[:, 0]).sum()) / norm
     return centre, a, b
@@ -127,18 +128,26 @@ class LandmarkSmoother:
         """New filter settings from the next frame on, keeping the filters' state (no jump)."""
         self.motion.gain = params.motion_gain
         self.shape.min_cutoff, self.shape.beta, self.shape.derivative_cutoff = (
-            params.min_cutoff, params.beta, params.derivative_cutoff)
+            params.min_cutoff,
+            params.beta,
+            params.derivative_cutoff,
+        )
 
-    def __call__(self, points: np.ndarray, timestamp: float, fit: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
+    def __call__(
+        self, points: np.ndarray, timestamp: float, fit: tuple[np.ndarray, float, float] | None = None
+    ) -> np.ndarray:
         """The smoothed points; ``fit``: the points' ``fit_similarity`` to this reference, if known."""
         centre, a, b = fit or fit_similarity(self.reference, points.astype(np.float64))
         scale = math.hypot(a, b)
         # Shape in the face's own frame: the inverse similarity of the points.
-        inverse = np.array([[a, b], [-b, a]]) / (scale ** 2)
+        inverse = np.array([[a, b], [-b, a]]) / (scale**2)
         shape = self.shape((points - centre) @ inverse.T, timestamp, self.reference_size)
         # Motion as (centre, a, b) in pixels: a and b times the reference size are face-size units.
-        motion = self.motion(np.array([centre[0], centre[1], a * self.reference_size, b * self.reference_size]), timestamp,
-                             scale * self.reference_size)
+        motion = self.motion(
+            np.array([centre[0], centre[1], a * self.reference_size, b * self.reference_size]),
+            timestamp,
+            scale * self.reference_size,
+        )
         a_s, b_s = motion[2] / self.reference_size, motion[3] / self.reference_size
         return (shape @ np.array([[a_s, -b_s], [b_s, a_s]]).T + motion[:2]).astype(np.float32)
 
@@ -171,16 +180,24 @@ def _noise_std(values: np.ndarray) -> float:
 
 def _transition(dt: float, order: int) -> np.ndarray:
     """State transition over dt for (value, its derivatives up to order - 1)."""
-    return np.array([[dt ** (j - i) / math.factorial(j - i) if j >= i else 0.0 for j in range(order)]
-                     for i in range(order)])
+    return np.array(
+        [[dt ** (j - i) / math.factorial(j - i) if j >= i else 0.0 for j in range(order)] for i in range(order)]
+    )
 
 
 def _process_noise(dt: float, order: int, deviation: float) -> np.ndarray:
     """Covariance added over dt by white noise of this deviation on the highest derivative."""
     n = order
-    return deviation ** 2 * np.array([[dt ** (2 * n - 1 - i - j) / (math.factorial(n - 1 - i) * math.factorial(n - 1 - j)
-                                                                    * (2 * n - 1 - i - j)) for j in range(n)]
-                                      for i in range(n)])
+    return deviation**2 * np.array(
+        [
+            [
+                dt ** (2 * n - 1 - i - j)
+                / (math.factorial(n - 1 - i) * math.factorial(n - 1 - j) * (2 * n - 1 - i - j))
+                for j in range(n)
+            ]
+            for i in range(n)
+        ]
+    )
 
 
 def _sudden(values: np.ndarray, dts: np.ndarray, limit: float) -> np.ndarray:
@@ -200,20 +217,21 @@ def _local_accel(values: np.ndarray, dts: np.ndarray, noise: float, span: int = 
     if steps <= 2 * span:
         return np.zeros(len(dts))
     second = np.zeros(steps)
-    second[span:-span] = np.linalg.norm(values[2 * span:] - 2 * values[span:-span] + values[:-2 * span], axis=1)
+    second[span:-span] = np.linalg.norm(values[2 * span :] - 2 * values[span:-span] + values[: -2 * span], axis=1)
     excess = np.maximum(second - 3 * math.sqrt(6 * values.shape[1]) * noise, 0.0)
     spread = np.max([np.roll(excess, shift) for shift in range(-span, span + 1)], axis=0)
     return spread[1:] / (span * np.maximum(dts, 1e-3)) ** 2
 
 
-def _rts(values: np.ndarray, dts: np.ndarray, order: int, deviation: float, adapt: float,
-         breaks: np.ndarray) -> np.ndarray:
+def _rts(
+    values: np.ndarray, dts: np.ndarray, order: int, deviation: float, adapt: float, breaks: np.ndarray
+) -> np.ndarray:
     """(T, D) values smoothed by a Kalman filter over (value, derivatives up to order - 1) and a
     backward Rauch-Tung-Striebel pass. The covariances are the same for every coordinate (same
     noise, same times), so they are computed once."""
     noise = _noise_std(values)
     drive = np.maximum(deviation, adapt * _local_accel(values, dts, noise)) if adapt else np.full(len(dts), deviation)
-    r = noise ** 2
+    r = noise**2
     # Unknown start: derivatives up to a face size per second (per second squared).
     covariance = np.diag([r] + [1.0] * (order - 1))
     gains, transitions, filtered, predicted = [np.eye(order)[0]], [], [covariance], [covariance]
@@ -245,9 +263,13 @@ def _rts(values: np.ndarray, dts: np.ndarray, order: int, deviation: float, adap
     return out
 
 
-def smooth_track(points: np.ndarray, timestamps: np.ndarray, reference: np.ndarray,
-                 regions: tuple[tuple[tuple[int, ...], bool], ...] | None = None,
-                 params: OfflineSmoothingParams = OfflineSmoothingParams()) -> np.ndarray:
+def smooth_track(
+    points: np.ndarray,
+    timestamps: np.ndarray,
+    reference: np.ndarray,
+    regions: tuple[tuple[tuple[int, ...], bool], ...] | None = None,
+    params: OfflineSmoothingParams = OfflineSmoothingParams(),
+) -> np.ndarray:
     """One face's whole track, (T, N, 2) points at increasing timestamps, smoothed without lag:
     the same split as ``LandmarkSmoother`` (head motion as a similarity, shape in the face's own
     frame), each through a forward Kalman filter and a backward Rauch-Tung-Striebel pass, which
@@ -271,8 +293,14 @@ def smooth_track(points: np.ndarray, timestamps: np.ndarray, reference: np.ndarr
     motion = _rts(motion, dts, 3, params.motion_jerk, params.adapt, _sudden(motion[:, None], dts, params.jump)) * unit
     for region, expressive in regions or ((tuple(range(len(reference))), False),):
         part = shape[:, region]
-        smoothed = _rts(part.reshape(len(points), -1), dts, 2, params.shape_accel, params.adapt if expressive else 0.0,
-                        _sudden(part, dts, params.shape_jump))
+        smoothed = _rts(
+            part.reshape(len(points), -1),
+            dts,
+            2,
+            params.shape_accel,
+            params.adapt if expressive else 0.0,
+            _sudden(part, dts, params.shape_jump),
+        )
         shape[:, region] = smoothed.reshape(part.shape)
     a_s, b_s = motion[:, 2] / reference_size, motion[:, 3] / reference_size
     forward = np.stack([np.stack([a_s, -b_s], -1), np.stack([b_s, a_s], -1)], -2)

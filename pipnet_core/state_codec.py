@@ -11,11 +11,13 @@ A file says which program, which version of its format and which kind of state i
 that is not one (damaged, foreign, or an older pickled one) is refused with one line saying what
 to do.
 """
+
 from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +31,13 @@ _PICKLED = b"\x80"  # how pickle protocols 2 and later start: what pipnet-live w
 
 def encode_state(kind: str, document: Any) -> bytes:
     """``document`` (JSON values, numpy arrays, tuples and int-keyed dicts, nested) as a state file."""
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "program_version": __version__, "kind": kind,
-            "document": _pack(document)}
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "program_version": __version__,
+        "kind": kind,
+        "document": _pack(document),
+    }
     return json.dumps(meta, separators=(",", ":")).encode() + b"\n"
 
 
@@ -39,8 +46,10 @@ def decode_state(data: bytes, kind: str, origin: str) -> Any:
     file) for anything else."""
     again = "delete it, or run without --resume"
     if data.startswith(_PICKLED):
-        raise PipnetError(f"{origin}: written by an older pipnet-live in a format that can run code (pickle), "
-                          f"which this version refuses to read: {again}")
+        raise PipnetError(
+            f"{origin}: written by an older pipnet-live in a format that can run code (pickle), "
+            f"which this version refuses to read: {again}"
+        )
     try:
         meta = json.loads(data)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -48,8 +57,10 @@ def decode_state(data: bytes, kind: str, origin: str) -> Any:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise PipnetError(f"{origin}: not a state file of pipnet-live (damaged, or another program's): {again}")
     if meta.get("format_version") != FORMAT_VERSION or meta.get("program_version") != __version__:
-        raise PipnetError(f"{origin}: written by pipnet-live {meta.get('program_version')} (state format "
-                          f"{meta.get('format_version')}), this is {__version__}: {again}")
+        raise PipnetError(
+            f"{origin}: written by pipnet-live {meta.get('program_version')} (state format "
+            f"{meta.get('format_version')}), this is {__version__}: {again}"
+        )
     if meta.get("kind") != kind:
         raise PipnetError(f"{origin}: holds a {meta.get('kind')!r} state, not a {kind!r} one: {again}")
     try:
@@ -61,8 +72,12 @@ def decode_state(data: bytes, kind: str, origin: str) -> Any:
 def _pack(value: Any) -> Any:
     if isinstance(value, (np.ndarray, np.generic)):  # np.float64 too: numpy 2 computes with it apart from float
         array = np.ascontiguousarray(value)
-        return {"$array": base64.b64encode(array.tobytes()).decode(), "dtype": array.dtype.str,
-                "shape": list(array.shape), "scalar": isinstance(value, np.generic)}
+        return {
+            "$array": base64.b64encode(array.tobytes()).decode(),
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+            "scalar": isinstance(value, np.generic),
+        }
     if isinstance(value, dict):
         if all(isinstance(key, str) and not key.startswith("$") for key in value):
             return {key: _pack(item) for key, item in value.items()}
@@ -105,15 +120,22 @@ def optional(kind: type | tuple) -> tuple:
 
 def float_array(*shape: int | None) -> Callable[[Any], bool]:
     """A test for a floating-point array of this shape (None: any length on that axis)."""
+
     def test(value: Any) -> bool:
-        return (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim == len(shape)
-                and all(want is None or got == want for got, want in zip(value.shape, shape)))
+        return (
+            isinstance(value, np.ndarray)
+            and value.dtype.kind == "f"
+            and value.ndim == len(shape)
+            and all(want is None or got == want for got, want in zip(value.shape, shape))
+        )
+
     return test
 
 
 def tuple_of(*kinds) -> Callable[[Any], bool]:
     def test(value: Any) -> bool:
         return isinstance(value, tuple) and len(value) == len(kinds) and all(holds(v, k) for v, k in zip(value, kinds))
+
     return test
 
 

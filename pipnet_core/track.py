@@ -5,6 +5,7 @@ training crops, so the detector runs only every few frames or when a face is los
 holds a video's whole state (tracks, their smoothers, ids, the detection schedule); the model
 work it asks for goes through a ``FaceAligner``, which holds none.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
@@ -86,6 +87,7 @@ class Track:
 
 class Observation(NamedTuple):
     """A track's landmarks in one frame, not yet recorded (``Tracker.update``)."""
+
     track: Track
     points: np.ndarray  # (68, 2) frame pixels
     confidence: np.ndarray  # (68,) the model's own, 0..1
@@ -122,8 +124,14 @@ class Tracker:
         self.frame_number += 1
         self.reset()
 
-    def follow(self, frame: np.ndarray, timestamp: float, aligner: FaceAligner, detector: FaceDetector,
-               timings: dict[str, float] | None = None) -> list[Observation]:
+    def follow(
+        self,
+        frame: np.ndarray,
+        timestamp: float,
+        aligner: FaceAligner,
+        detector: FaceDetector,
+        timings: dict[str, float] | None = None,
+    ) -> list[Observation]:
         """Every followed face's landmarks in this frame, new faces from the detector included
         when it is due; ``timings`` (if given) gets the detector's and the model's milliseconds.
         The caller then records each observation (``update``, or ``drop`` for a new one it
@@ -195,9 +203,17 @@ class Tracker:
         if track.unconfirmed >= self.config.max_unconfirmed:
             self.drop(track)
 
-    def _catch_up(self, frame: np.ndarray, points: np.ndarray, confidence: np.ndarray, tracks: list[Track],
-                  crops: list[CropBox], aligner: FaceAligner, detector: FaceDetector,
-                  timings: dict[str, float]) -> list[CropBox]:
+    def _catch_up(
+        self,
+        frame: np.ndarray,
+        points: np.ndarray,
+        confidence: np.ndarray,
+        tracks: list[Track],
+        crops: list[CropBox],
+        aligner: FaceAligner,
+        detector: FaceDetector,
+        timings: dict[str, float],
+    ) -> list[CropBox]:
         """Tracked faces that moved faster than their crop predicted: one whose points landed far
         from its crop's centre gets a second pass from those points; one the model is then unsure
         of is looked for by the detector in this same frame (not the next), keeping its id.
@@ -209,8 +225,11 @@ class Tracker:
             points[moved], confidence[moved] = aligner.predict(frame, [landed[i] for i in moved], timings)
             for i in moved:
                 landed[i] = aligner.crop_around(points[i])
-        unsure = [i for i, t in enumerate(tracks) if self.is_unsure(t, float(confidence[i].mean()))
-                  or (t.frames and shifts[i] > self.config.jump)]
+        unsure = [
+            i
+            for i, t in enumerate(tracks)
+            if self.is_unsure(t, float(confidence[i].mean())) or (t.frames and shifts[i] > self.config.jump)
+        ]
         if not unsure:
             return landed
         started = perf_counter()
@@ -251,8 +270,9 @@ class Tracker:
     def is_unsure(self, track: Track, confidence: float) -> bool:
         """A tracked face whose confidence fell well below its own usual level (or below the floor):
         its crop probably missed a fast move."""
-        return track.frames > 0 and (confidence < self.config.min_confidence
-                                     or confidence < self.config.unsure_fraction * track.usual_confidence)
+        return track.frames > 0 and (
+            confidence < self.config.min_confidence or confidence < self.config.unsure_fraction * track.usual_confidence
+        )
 
     def drop_duplicates(self) -> None:
         """Two tracks that converged on one face: keep the older id (in a still, the higher
@@ -276,16 +296,41 @@ class Tracker:
 # what each of their fields may hold (``state_codec.from_plain`` checks a state read back).
 _FILTER_STATE = {"_value": optional(np.ndarray), "_time": NUMBER}
 TRACKER_STATE = {
-    Tracker: {"max_faces": optional(int), "config": TrackerConfig, "tracks": lambda v: isinstance(v, list) and all(
-        isinstance(t, Track) for t in v), "frame_number": int, "_next_id": int, "_lost": bool, "_empty_frames": int},
+    Tracker: {
+        "max_faces": optional(int),
+        "config": TrackerConfig,
+        "tracks": lambda v: isinstance(v, list) and all(isinstance(t, Track) for t in v),
+        "frame_number": int,
+        "_next_id": int,
+        "_lost": bool,
+        "_empty_frames": int,
+    },
     TrackerConfig: {f.name: NUMBER for f in fields(TrackerConfig)},
-    Track: {"id": int, "crop": CropBox, "detector_score": NUMBER, "smoother": optional(LandmarkSmoother), "frames": int,
-            "unconfirmed": int, "points": lambda v: v is None or float_array(None, 2)(v), "time": optional(NUMBER),
-            "previous": lambda v: v is None or tuple_of(CropBox, NUMBER)(v), "usual_confidence": NUMBER},
+    Track: {
+        "id": int,
+        "crop": CropBox,
+        "detector_score": NUMBER,
+        "smoother": optional(LandmarkSmoother),
+        "frames": int,
+        "unconfirmed": int,
+        "points": lambda v: v is None or float_array(None, 2)(v),
+        "time": optional(NUMBER),
+        "previous": lambda v: v is None or tuple_of(CropBox, NUMBER)(v),
+        "usual_confidence": NUMBER,
+    },
     CropBox: {f.name: NUMBER for f in fields(CropBox)},
-    LandmarkSmoother: {"reference": float_array(None, 2), "reference_size": NUMBER, "motion": MotionTracker,
-                       "shape": OneEuroFilter},
+    LandmarkSmoother: {
+        "reference": float_array(None, 2),
+        "reference_size": NUMBER,
+        "motion": MotionTracker,
+        "shape": OneEuroFilter,
+    },
     MotionTracker: {"gain": NUMBER, "_velocity": optional(np.ndarray), **_FILTER_STATE},
-    OneEuroFilter: {"min_cutoff": NUMBER, "beta": NUMBER, "derivative_cutoff": NUMBER, "_speed": optional(np.ndarray),
-                    **_FILTER_STATE},
+    OneEuroFilter: {
+        "min_cutoff": NUMBER,
+        "beta": NUMBER,
+        "derivative_cutoff": NUMBER,
+        "_speed": optional(np.ndarray),
+        **_FILTER_STATE,
+    },
 }

@@ -5,15 +5,16 @@ with the frames after each one too (no lag), and its blinks found against the ey
 level. A track is one face id over consecutive processed frames in which it was found; the frame
 where a face was lost (``success`` False) is left as measured.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
 
 import numpy as np
 
-from .records import Face, points_box
 from .measures import Blink, detect_blinks, eye_aspect_ratios
 from .pose import estimate_pose
+from .records import Face, points_box
 from .scheme import SMOOTHING_REGIONS
 from .smooth import smooth_track
 
@@ -55,6 +56,11 @@ def blinks(frames: Frames) -> list[Blink]:
     found = []
     for track in tracks(frames):
         ratios = np.array([eye_aspect_ratios(frames[p][2][s].points) for p, s in track])
-        found += detect_blinks(frames[track[0][0]][2][track[0][1]].id, np.array([frames[p][0] for p, _ in track]),
-                               np.array([frames[p][1] for p, _ in track]), ratios[:, 0], ratios[:, 1])
+        found += detect_blinks(
+            frames[track[0][0]][2][track[0][1]].id,
+            np.array([frames[p][0] for p, _ in track]),
+            np.array([frames[p][1] for p, _ in track]),
+            ratios[:, 0],
+            ratios[:, 1],
+        )
     return sorted(found, key=lambda blink: (blink.start_frame, blink.face_id))

@@ -6,6 +6,7 @@ unbuffered write as soon as it is done, so a killed run leaves files whose every
 parses. For `--resume`, each writer says which frame it surely completed (``last_complete``) and
 continues from a given frame after trimming what came later (a torn tail included).
 """
+
 from __future__ import annotations
 
 import base64
@@ -22,23 +23,47 @@ import numpy as np
 from .data import write_pts
 from .errors import PipnetError
 from .files import write_file, write_json
-from .records import Face, points_box
 from .measures import Blink, eye_aspect_ratios, mouth_aspect_ratio
 from .pose import camera_matrix, estimate_pose, openface_angles, openface_geometry
+from .records import Face, points_box
 from .scheme import NUM_POINTS
 
 CSV_COLUMNS = (
-    ["frame", "timestamp", "face_id", "confidence", "success", "box_x", "box_y", "box_w", "box_h",
-     "pose_yaw", "pose_pitch", "pose_roll", "ear_right", "ear_left", "mar"]
-    + [f"x_{i}" for i in range(NUM_POINTS)] + [f"y_{i}" for i in range(NUM_POINTS)]
+    [
+        "frame",
+        "timestamp",
+        "face_id",
+        "confidence",
+        "success",
+        "box_x",
+        "box_y",
+        "box_w",
+        "box_h",
+        "pose_yaw",
+        "pose_pitch",
+        "pose_roll",
+        "ear_right",
+        "ear_left",
+        "mar",
+    ]
+    + [f"x_{i}" for i in range(NUM_POINTS)]
+    + [f"y_{i}" for i in range(NUM_POINTS)]
     + [f"c_{i}" for i in range(NUM_POINTS)]
 )
 # What OpenFace 2.x FeatureExtraction writes with -2Dfp -3Dfp -pose (RecorderCSV.cpp), in order.
-OPENFACE_COLUMNS = (
-    ["frame", "face_id", "timestamp", "confidence", "success", "pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry",
-     "pose_Rz"]
-    + [f"{axis}_{i}" for axis in ("x", "y", "X", "Y", "Z") for i in range(NUM_POINTS)]
-)
+OPENFACE_COLUMNS = [
+    "frame",
+    "face_id",
+    "timestamp",
+    "confidence",
+    "success",
+    "pose_Tx",
+    "pose_Ty",
+    "pose_Tz",
+    "pose_Rx",
+    "pose_Ry",
+    "pose_Rz",
+] + [f"{axis}_{i}" for axis in ("x", "y", "X", "Y", "Z") for i in range(NUM_POINTS)]
 BLINK_COLUMNS = ["face_id", "eye", "start_frame", "end_frame", "start_time", "end_time", "min_ear"]
 
 
@@ -51,7 +76,9 @@ def face_to_dict(face: Face) -> dict:
         "confidence": round(face.mean_confidence, 4),
         "detector_score": round(face.score, 4),
         "box": [round(v, 2) for v in face.box],
-        "pose": None if pose is None else {"yaw": round(pose.yaw, 2), "pitch": round(pose.pitch, 2), "roll": round(pose.roll, 2)},
+        "pose": None
+        if pose is None
+        else {"yaw": round(pose.yaw, 2), "pitch": round(pose.pitch, 2), "roll": round(pose.roll, 2)},
         "eye_aspect_ratio": {"right": round(right, 4), "left": round(left, 4)},
         "mouth_aspect_ratio": round(mouth_aspect_ratio(face.points), 4),
         "points": [[round(float(x), 2), round(float(y), 2)] for x, y in face.points],
@@ -93,14 +120,15 @@ class _LineFile:
         data = memoryview(encoded)
         try:
             while data:
-                data = data[os.write(self._fd, data):]
+                data = data[os.write(self._fd, data) :]
         except OSError as exc:
             try:
                 os.ftruncate(self._fd, self._size)
             except OSError:
                 pass
-            raise PipnetError(f"{self.path}: cannot write ({exc.strerror}); complete up to the frame before "
-                              "(--resume continues it)") from None
+            raise PipnetError(
+                f"{self.path}: cannot write ({exc.strerror}); complete up to the frame before (--resume continues it)"
+            ) from None
         self._size += len(encoded)
 
     def close(self) -> None:
@@ -148,8 +176,9 @@ class _Table:
         try:
             return cls._parse_frame(line)
         except (ValueError, KeyError, TypeError):
-            raise PipnetError(f"{path}: a line that is not a record of this program ({line[:40]!r}); "
-                              "cannot resume it") from None
+            raise PipnetError(
+                f"{path}: a line that is not a record of this program ({line[:40]!r}); cannot resume it"
+            ) from None
 
     @classmethod
     def has_records(cls, path: Path) -> bool:
@@ -230,10 +259,15 @@ class CsvWriter(_Table):
         pose = face.pose
         angles = [f"{pose.yaw:.2f}", f"{pose.pitch:.2f}", f"{pose.roll:.2f}"] if pose else ["", "", ""]
         measures = [*eye_aspect_ratios(face.points), mouth_aspect_ratio(face.points)]
-        return ([frame, f"{timestamp:.4f}", face.id, f"{face.mean_confidence:.4f}", int(face.success)]
-                + [f"{v:.2f}" for v in face.box] + angles + [f"{v:.4f}" for v in measures]
-                + [f"{v:.2f}" for v in face.points[:, 0]] + [f"{v:.2f}" for v in face.points[:, 1]]
-                + [f"{v:.3f}" for v in face.confidence])
+        return (
+            [frame, f"{timestamp:.4f}", face.id, f"{face.mean_confidence:.4f}", int(face.success)]
+            + [f"{v:.2f}" for v in face.box]
+            + angles
+            + [f"{v:.4f}" for v in measures]
+            + [f"{v:.2f}" for v in face.points[:, 0]]
+            + [f"{v:.2f}" for v in face.points[:, 1]]
+            + [f"{v:.3f}" for v in face.confidence]
+        )
 
     def close(self) -> None:
         self.file.close()
@@ -258,8 +292,12 @@ class OpenFaceWriter(CsvWriter):
         return ", ".join(map(str, values)) + "\n"
 
     def _empty_row(self, frame: int, timestamp: float) -> list:
-        return [frame + self.FIRST_FRAME, 0, f"{timestamp:.3f}", "0.00", 0] + ["0.0"] * 3 + ["0.000"] * 3 + \
-            ["0.0"] * (5 * NUM_POINTS)
+        return (
+            [frame + self.FIRST_FRAME, 0, f"{timestamp:.3f}", "0.00", 0]
+            + ["0.0"] * 3
+            + ["0.000"] * 3
+            + ["0.0"] * (5 * NUM_POINTS)
+        )
 
     def _row(self, frame: int, timestamp: float, face: Face) -> list:
         # Faces come with their pose fitted with these intrinsics (the run's landmarker has them).
@@ -269,15 +307,21 @@ class OpenFaceWriter(CsvWriter):
         else:
             centre, landmarks = openface_geometry(face.points, pose, self.camera)
             angles = openface_angles(pose.rotation)
-        return ([frame + self.FIRST_FRAME, face.id, f"{timestamp:.3f}", f"{face.mean_confidence:.2f}", int(face.success)]
-                + [f"{v:.1f}" for v in centre] + [f"{v:.3f}" for v in angles]
-                + [f"{v:.1f}" for v in face.points.T.ravel()] + [f"{v:.1f}" for v in landmarks.T.ravel()])
+        return (
+            [frame + self.FIRST_FRAME, face.id, f"{timestamp:.3f}", f"{face.mean_confidence:.2f}", int(face.success)]
+            + [f"{v:.1f}" for v in centre]
+            + [f"{v:.3f}" for v in angles]
+            + [f"{v:.1f}" for v in face.points.T.ravel()]
+            + [f"{v:.1f}" for v in landmarks.T.ravel()]
+        )
 
 
 def write_blinks(path: Path, blinks: list[Blink]) -> None:
     """A video's blink events, one row each (written whole)."""
-    rows = [[b.face_id, b.eye, b.start_frame, b.end_frame, f"{b.start_time:.4f}", f"{b.end_time:.4f}",
-             f"{b.min_ear:.4f}"] for b in blinks]
+    rows = [
+        [b.face_id, b.eye, b.start_frame, b.end_frame, f"{b.start_time:.4f}", f"{b.end_time:.4f}", f"{b.min_ear:.4f}"]
+        for b in blinks
+    ]
     write_file(path, "".join(_csv_line(row) for row in [BLINK_COLUMNS] + rows).encode())
 
 
@@ -333,9 +377,20 @@ class RawTrackWriter(JsonLinesWriter):
     smoothing reads back once the video is done (NAME.raw.jsonl, removed then)."""
 
     def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
-        record = {"frame": frame, "timestamp": timestamp,
-                  "faces": [{"id": f.id, "score": f.score, "success": f.success, "points": _packed(f.points),
-                             "confidence": _packed(f.confidence)} for f in faces]}
+        record = {
+            "frame": frame,
+            "timestamp": timestamp,
+            "faces": [
+                {
+                    "id": f.id,
+                    "score": f.score,
+                    "success": f.success,
+                    "points": _packed(f.points),
+                    "confidence": _packed(f.confidence),
+                }
+                for f in faces
+            ],
+        }
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     @staticmethod
@@ -349,13 +404,25 @@ class RawTrackWriter(JsonLinesWriter):
                     break  # a torn tail: not a frame
                 try:
                     record = json.loads(line)
-                    faces = [Face(f["id"], points_box(points), f["score"], points, _unpacked(f["confidence"]), None,
-                                  f["success"])
-                             for f in record["faces"] for points in [_unpacked(f["points"]).reshape(-1, 2)]]
+                    faces = [
+                        Face(
+                            f["id"],
+                            points_box(points),
+                            f["score"],
+                            points,
+                            _unpacked(f["confidence"]),
+                            None,
+                            f["success"],
+                        )
+                        for f in record["faces"]
+                        for points in [_unpacked(f["points"]).reshape(-1, 2)]
+                    ]
                     frames.append((record["frame"], record["timestamp"], faces))
                 except (ValueError, KeyError, TypeError, IndexError):
-                    raise PipnetError(f"{path}: line {number} is not a frame of this program; "
-                                      "run without --resume to start the video afresh") from None
+                    raise PipnetError(
+                        f"{path}: line {number} is not a frame of this program; "
+                        "run without --resume to start the video afresh"
+                    ) from None
         return frames
 
 
@@ -446,16 +513,29 @@ def read_records(path: Path) -> dict[int, list[FaceRecord]]:
                 if row["face_id"] != "-1":
                     xs = [float(row[f"x_{i}"]) for i in range(NUM_POINTS)]
                     ys = [float(row[f"y_{i}"]) for i in range(NUM_POINTS)]
-                    faces.append(FaceRecord(int(row["face_id"]), tuple(float(row[k]) for k in ("box_x", "box_y", "box_w", "box_h")),
-                                            np.stack([xs, ys], axis=1), np.array([float(row[f"c_{i}"]) for i in range(NUM_POINTS)]),
-                                            row["success"] == "1"))
+                    faces.append(
+                        FaceRecord(
+                            int(row["face_id"]),
+                            tuple(float(row[k]) for k in ("box_x", "box_y", "box_w", "box_h")),
+                            np.stack([xs, ys], axis=1),
+                            np.array([float(row[f"c_{i}"]) for i in range(NUM_POINTS)]),
+                            row["success"] == "1",
+                        )
+                    )
         else:
             next(handle)  # header
             for line in handle:
                 record = json.loads(line)
-                frames[record["frame"]] = [FaceRecord(f["face_id"], tuple(f["box"]), np.array(f["points"]),
-                                                      np.array(f["point_confidence"]), f["success"])
-                                           for f in record["faces"]]
+                frames[record["frame"]] = [
+                    FaceRecord(
+                        f["face_id"],
+                        tuple(f["box"]),
+                        np.array(f["points"]),
+                        np.array(f["point_confidence"]),
+                        f["success"],
+                    )
+                    for f in record["faces"]
+                ]
     return frames
 
 
@@ -465,8 +545,15 @@ def _read_openface(reader) -> dict[int, list[FaceRecord]]:
         faces = frames.setdefault(int(row["frame"]) - OpenFaceWriter.FIRST_FRAME, [])
         points = np.array([[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(NUM_POINTS)])
         if row["success"] == "1" or points.any():  # a frame without a face: one row of zeros
-            faces.append(FaceRecord(int(row["face_id"]), points_box(points), points,
-                                    np.full(NUM_POINTS, float(row["confidence"])), row["success"] == "1"))
+            faces.append(
+                FaceRecord(
+                    int(row["face_id"]),
+                    points_box(points),
+                    points,
+                    np.full(NUM_POINTS, float(row["confidence"])),
+                    row["success"] == "1",
+                )
+            )
     return frames
 
 
@@ -477,5 +564,7 @@ def _read_pts_folder(folder: Path) -> dict[int, list[FaceRecord]]:
     for path, frame in sorted(PtsWriter._written(folder)):
         face_id = int(path.stem.split("_", 1)[1])
         points = read_pts(path)
-        frames.setdefault(frame, []).append(FaceRecord(face_id, points_box(points), points, np.ones(NUM_POINTS, np.float32)))
+        frames.setdefault(frame, []).append(
+            FaceRecord(face_id, points_box(points), points, np.ones(NUM_POINTS, np.float32))
+        )
     return frames

@@ -1,6 +1,7 @@
 """Every test process (and the subprocesses tests start) keeps its cache and settings in a temporary
 home: the suite never reads or writes the user's ~/.cache or ~/.config. The shipped model is a
 fixture every test module shares."""
+
 import os
 import tempfile
 

@@ -8,6 +8,7 @@ wrong suffix; beside them, hand-made edge cases that are valid but unusual (16-b
 animated, EXIF-turned, a frame size that changes mid-stream, no video stream, odd names) and
 decompression bombs.
 """
+
 from __future__ import annotations
 
 import io
@@ -31,9 +32,14 @@ SIDE = 128  # small: the corpus runs hundreds of files through the whole pipelin
 STILLS = ("jpg", "png", "webp", "tiff", "gif")
 VIDEOS = ("mp4", "mov", "avi", "mkv")
 # A header of each kind, pasted over another's.
-HEADERS = {"jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01", "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
-           "mp4": b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00", "avi": b"RIFF\x00\x10\x00\x00AVI LIST",
-           "mkv": b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81", "gif": b"GIF89a\x80\x00\x80\x00\xf7\x00\x00"}
+HEADERS = {
+    "jpg": b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01",
+    "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+    "mp4": b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00",
+    "avi": b"RIFF\x00\x10\x00\x00AVI LIST",
+    "mkv": b"\x1a\x45\xdf\xa3\x9f\x42\x86\x81\x01\x42\xf7\x81",
+    "gif": b"GIF89a\x80\x00\x80\x00\xf7\x00\x00",
+}
 
 
 def face(side: int = SIDE, shift: int = 0) -> np.ndarray:
@@ -103,7 +109,7 @@ def mutations(data: bytes, kind: str, seed: int, count: int) -> list[tuple[str, 
         elif how in ("block", "zeros"):
             length = int(rng.integers(16, max(17, len(out) // 8)))
             at = int(rng.integers(0, max(1, len(out) - length)))
-            out[at:at + length] = rng.bytes(length) if how == "block" else bytes(length)
+            out[at : at + length] = rng.bytes(length) if how == "block" else bytes(length)
         elif how == "header":
             other = [k for k in HEADERS if k != kind][int(rng.integers(len(HEADERS) - 1))]
             out[: len(HEADERS[other])] = HEADERS[other]
@@ -111,13 +117,14 @@ def mutations(data: bytes, kind: str, seed: int, count: int) -> list[tuple[str, 
             suffix = [k for k in STILLS + VIDEOS if k != kind][int(rng.integers(len(STILLS + VIDEOS) - 1))]
         else:  # a stretch of the file written twice (a copy that went wrong)
             at, length = int(rng.integers(0, len(out))), int(rng.integers(64, 4096))
-            out[at:at] = out[at:at + length]
+            out[at:at] = out[at : at + length]
         made.append((f"{kind}-{how}-{seed}-{n}", suffix, bytes(out)))
     return made
 
 
 def png_bomb(width: int, height: int) -> bytes:
     """A valid PNG of width x height black 1-bit pixels: a few MB that decode to gigabytes."""
+
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
@@ -134,7 +141,7 @@ def jpeg_claiming(width: int, height: int) -> bytes:
     """A real JPEG whose frame header claims another size (as large as 65,535 a side)."""
     data = bytearray(encode_still("jpg"))
     at = data.index(b"\xff\xc0") + 5
-    data[at:at + 4] = struct.pack(">HH", height, width)
+    data[at : at + 4] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -156,7 +163,9 @@ def edge_cases() -> list[tuple[str, str, bytes | None]]:
 
     rgb = Image.fromarray(_rgb(face()))
     cases: list[tuple[str, str, bytes | None]] = [
-        ("empty", "jpg", b""), ("empty-video", "mp4", b""), ("text", "jpg", b"not an image at all\n"),
+        ("empty", "jpg", b""),
+        ("empty-video", "mp4", b""),
+        ("text", "jpg", b"not an image at all\n"),
         ("html", "mp4", b"<html><body>404 Not Found</body></html>\n"),
         ("one-pixel", "png", cv2.imencode(".png", face()[:1, :1])[1].tobytes()),
         ("one-pixel", "jpg", cv2.imencode(".jpg", face()[:1, :1])[1].tobytes()),
@@ -166,16 +175,25 @@ def edge_cases() -> list[tuple[str, str, bytes | None]]:
         ("cmyk", "jpg", pil(rgb.convert("CMYK"), "JPEG", quality=90)),
         ("palette", "png", pil(rgb.convert("P", palette=Image.Palette.ADAPTIVE), "PNG")),
         ("single-frame", "gif", pil(rgb.convert("P"), "GIF")),
-        ("animated", "webp", pil(rgb, "WEBP", save_all=True, append_images=[rgb.rotate(5), rgb.rotate(10)], duration=40)),
+        (
+            "animated",
+            "webp",
+            pil(rgb, "WEBP", save_all=True, append_images=[rgb.rotate(5), rgb.rotate(10)], duration=40),
+        ),
         ("bmp", "bmp", cv2.imencode(".bmp", face())[1].tobytes()),
         ("pnm", "ppm", cv2.imencode(".ppm", face())[1].tobytes()),
         ("multi-page", "tiff", pil(rgb, "TIFF", save_all=True, append_images=[rgb.rotate(90)])),
         ("wide", "png", cv2.imencode(".png", np.zeros((2, 4000, 3), np.uint8))[1].tobytes()),
-        ("bomb-60000", "png", png_bomb(60_000, 60_000)), ("bomb-20000", "png", png_bomb(20_000, 20_000)),
-        ("claims-65535", "jpg", jpeg_claiming(65_535, 65_535)), ("claims-65535", "gif", gif_claiming(65_535, 65_535)),
-        ("frame-size-changes", "mkv", _video_changing_size()), ("audio-only", "mkv", _audio_only()),
-        ("folder", "mp4", None), ("name with spaces", "jpg", encode_still("jpg")),
-        ("visage-é-顔", "png", encode_still("png")), ("clip with spaces é", "avi", encode_video("avi")),
+        ("bomb-60000", "png", png_bomb(60_000, 60_000)),
+        ("bomb-20000", "png", png_bomb(20_000, 20_000)),
+        ("claims-65535", "jpg", jpeg_claiming(65_535, 65_535)),
+        ("claims-65535", "gif", gif_claiming(65_535, 65_535)),
+        ("frame-size-changes", "mkv", _video_changing_size()),
+        ("audio-only", "mkv", _audio_only()),
+        ("folder", "mp4", None),
+        ("name with spaces", "jpg", encode_still("jpg")),
+        ("visage-é-顔", "png", encode_still("png")),
+        ("clip with spaces é", "avi", encode_video("avi")),
     ]
     for orientation in range(1, 9):  # stored turned, the EXIF tag says how to show it
         exif = Image.Exif()
@@ -200,7 +218,7 @@ def _video_changing_size() -> bytes:
             image = face(SIDE if i < 3 else 96, shift=i)
             frame = av.VideoFrame.from_ndarray(image, format="bgr24").reformat(format="yuvj420p")
             frame.pts = i
-            for packet in (stream.encode(frame) if i < 3 else small.encode(frame)):
+            for packet in stream.encode(frame) if i < 3 else small.encode(frame):
                 packet.stream, packet.pts, packet.dts = stream, i, i
                 out.mux(packet)
         out.mux(stream.encode())
@@ -252,8 +270,13 @@ def run_pipnet(args: list[str], cwd: Path) -> tuple[int, str, str, int]:
     (of it or of any process it waited for: the workers of --jobs)."""
     out, err = cwd / "stdout.txt", cwd / "stderr.txt"
     with out.open("w") as stdout, err.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "pipnet_core", *args], stdout=stdout, stderr=stderr,
-                                   stdin=subprocess.DEVNULL, cwd=cwd)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipnet_core", *args],
+            stdout=stdout,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            cwd=cwd,
+        )
         deadline = time.monotonic() + RUN_TIMEOUT
         while True:
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)

@@ -1,4 +1,5 @@
 """Test data made by the tests: a symmetric 68-point face template, drawn faces, real photos."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,7 +24,9 @@ SHARED_VIDEOS = SHARED / "videos"
 
 def needs(path: Path):
     """Skip a test whose real data is absent, saying which."""
-    return pytest.mark.skipif(not path.exists(), reason=f"{path} is not present (../shared is on the developers' machines only)")
+    return pytest.mark.skipif(
+        not path.exists(), reason=f"{path} is not present (../shared is on the developers' machines only)"
+    )
 
 
 def write_grey_video(path: Path, frames: int, size: tuple[int, int] = (320, 240)) -> Path:
@@ -42,7 +45,9 @@ def _arc(cx, cy, rx, ry, start_deg, end_deg, n):
 
 def _eye(cx, cy):
     # 300-W order: left corner, two upper lid points, right corner, two lower lid points.
-    return np.array([[cx - 12, cy], [cx - 4, cy - 5], [cx + 4, cy - 5], [cx + 12, cy], [cx + 4, cy + 5], [cx - 4, cy + 5]])
+    return np.array(
+        [[cx - 12, cy], [cx - 4, cy - 5], [cx + 4, cy - 5], [cx + 12, cy], [cx + 4, cy + 5], [cx - 4, cy + 5]]
+    )
 
 
 def template_points() -> np.ndarray:
@@ -58,8 +63,9 @@ def template_points() -> np.ndarray:
     mouth_bottom = np.stack([np.linspace(20, -20, 5), [52, 56, 57, 56, 52]], axis=1)
     inner_top = np.stack([np.linspace(-22, 22, 5), [45, 43, 43, 43, 45]], axis=1)
     inner_bottom = np.stack([np.linspace(11, -11, 3), [48, 49, 48]], axis=1)
-    points = np.concatenate([jaw, brow_r, brow_l, bridge, nostrils, eye_r, eye_l,
-                             mouth_top, mouth_bottom, inner_top, inner_bottom])
+    points = np.concatenate(
+        [jaw, brow_r, brow_l, bridge, nostrils, eye_r, eye_l, mouth_top, mouth_bottom, inner_top, inner_bottom]
+    )
     assert points.shape == (68, 2)
     return points.astype(np.float32)
 
@@ -121,14 +127,21 @@ def write_mean_face_onnx(path: Path, info: ModelInfo) -> Path:
     constants, outputs = [], []
     for field, mean_map in zip(dataclasses.fields(GridOutputs), _mean_face_maps(info)):
         value = mean_map[None]
-        constants += [numpy_helper.from_array(value, f"{field.name}_mean"),
-                      numpy_helper.from_array(np.array(value.shape[1:], np.int64), f"{field.name}_cells")]
-        nodes += [helper.make_node("Concat", ["batch", f"{field.name}_cells"], [f"{field.name}_shape"], axis=0),
-                  helper.make_node("Expand", [f"{field.name}_mean", f"{field.name}_shape"], [field.name])]
+        constants += [
+            numpy_helper.from_array(value, f"{field.name}_mean"),
+            numpy_helper.from_array(np.array(value.shape[1:], np.int64), f"{field.name}_cells"),
+        ]
+        nodes += [
+            helper.make_node("Concat", ["batch", f"{field.name}_cells"], [f"{field.name}_shape"], axis=0),
+            helper.make_node("Expand", [f"{field.name}_mean", f"{field.name}_shape"], [field.name]),
+        ]
         outputs.append(helper.make_tensor_value_info(field.name, TensorProto.FLOAT, ["batch", *value.shape[1:]]))
     crops = helper.make_tensor_value_info("crops", TensorProto.FLOAT, ["batch", 3, info.input_size, info.input_size])
-    model = helper.make_model(helper.make_graph(nodes, "mean_face", [crops], outputs, constants),
-                              opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = helper.make_model(
+        helper.make_graph(nodes, "mean_face", [crops], outputs, constants),
+        opset_imports=[helper.make_opsetid("", 17)],
+        ir_version=8,
+    )
     helper.set_model_props(model, {METADATA_KEY: info.to_json()})
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -182,8 +195,12 @@ def moved_reference(matrices) -> np.ndarray:
 def in_photo(points: np.ndarray, matrices) -> np.ndarray:
     """Each frame's points (frames, N, 2) taken back into the photo's pixels through that frame's
     photo->frame 2x3 matrix."""
-    return np.stack([transform_points(np.asarray(p, np.float64), invert(np.asarray(m, np.float64)))
-                     for p, m in zip(points, matrices)])
+    return np.stack(
+        [
+            transform_points(np.asarray(p, np.float64), invert(np.asarray(m, np.float64)))
+            for p, m in zip(points, matrices)
+        ]
+    )
 
 
 def motion_errors(points: np.ndarray, matrices) -> np.ndarray:

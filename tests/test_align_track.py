@@ -1,14 +1,15 @@
 """The landmarker's two parts on their own: the aligner (crops -> points, no state) and the
 tracker's settings (TrackerConfig)."""
+
 import numpy as np
 import pytest
+from synthetic import MeanFaceModel, astronaut_reference, reference_error
 
 from pipnet_core import FaceAligner, Landmarker, TrackerConfig
 from pipnet_core.crop import CropBox
 from pipnet_core.detect import BlazeFaceDetector
 from pipnet_core.lifetime import Closing
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate
-from synthetic import MeanFaceModel, astronaut_reference, reference_error
 
 
 def upside_down(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

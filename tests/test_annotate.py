@@ -1,4 +1,5 @@
 """`pipnet annotate` end to end through the command line, on clips the tests write."""
+
 import csv
 import json
 import signal
@@ -9,15 +10,24 @@ import time
 import cv2
 import numpy as np
 import pytest
+from synthetic import (
+    REPO,
+    SHARED_VIDEOS,
+    moved_reference,
+    needs,
+    reference_errors,
+    write_grey_video,
+    write_mean_face_onnx,
+)
 
 from pipnet_core.sample_clip import ClipSpec, generate, write_clip
 from pipnet_core.writers import CSV_COLUMNS
-from synthetic import (REPO, SHARED_VIDEOS, moved_reference, needs, reference_errors, write_grey_video,
-                       write_mean_face_onnx)
 
 
 def pipnet(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs
+    )
 
 
 def read_csv(path):
@@ -39,10 +49,22 @@ def annotated(clip, tmp_path_factory, model):
     def run(control: bool):
         if control not in runs:
             out = tmp_path_factory.mktemp("annotated")
-            model_option = ("--model", write_mean_face_onnx(tmp_path_factory.mktemp("control") / "mean_face.onnx",
-                                                            model.info)) if control else ()
-            result = pipnet("annotate", clip, "--out", out, "--format", "csv,json,pts", "--video-out", out / "seen.mp4",
-                            *model_option)
+            model_option = (
+                ("--model", write_mean_face_onnx(tmp_path_factory.mktemp("control") / "mean_face.onnx", model.info))
+                if control
+                else ()
+            )
+            result = pipnet(
+                "annotate",
+                clip,
+                "--out",
+                out,
+                "--format",
+                "csv,json,pts",
+                "--video-out",
+                out / "seen.mp4",
+                *model_option,
+            )
             assert result.returncode == 0, result.stderr
             runs[control] = out
         return runs[control]
@@ -69,7 +91,11 @@ def test_every_format_holds_every_frame(annotated):
     out = annotated(False)
     lines = (out / "clip.jsonl").read_text().splitlines()
     header = json.loads(lines[0])
-    assert header["fps"] == pytest.approx(30) and (header["width"], header["height"]) == (640, 480) and header["frame_count"] == 60
+    assert (
+        header["fps"] == pytest.approx(30)
+        and (header["width"], header["height"]) == (640, 480)
+        and header["frame_count"] == 60
+    )
     assert len(lines) == 61 and len(json.loads(lines[5])["faces"][0]["points"]) == 68
     assert len(list((out / "clip_pts").glob("*.pts"))) == 60
     video = cv2.VideoCapture(str(out / "seen.mp4"))
@@ -105,8 +131,11 @@ def test_a_finished_video_without_any_face_is_complete_for_resume_in_every_forma
 def test_a_killed_run_leaves_valid_rows_and_resume_completes_it(tmp_path):
     clip = write_clip(tmp_path / "long.avi", ClipSpec(frames=240))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(out), "--smooth", "live"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(out), "--smooth", "live"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     table = out / "long.csv"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not table.exists() or table.read_text().count("\n") < 40):
@@ -145,7 +174,11 @@ def test_an_unwritable_output_path_is_a_clear_error(clip, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     result = pipnet("annotate", clip, "--out", blocker / "sub")
-    assert result.returncode == 2 and "cannot create the output folder" in result.stderr and "Traceback" not in result.stderr
+    assert (
+        result.returncode == 2
+        and "cannot create the output folder" in result.stderr
+        and "Traceback" not in result.stderr
+    )
 
 
 def test_timestamps_come_from_the_container_of_a_variable_frame_rate_video(tmp_path):
@@ -181,11 +214,16 @@ def test_inputs_sharing_a_stem_get_their_own_outputs_and_say_which_model_made_th
     out = tmp_path / "out"
     result = pipnet("annotate", first, second, "--out", out, "--format", "csv,json", "--jobs", "2")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.glob("*.csv")) == ["a_clip_avi.csv", "a_clip_avi_blinks.csv", "b_clip_avi.csv",
-                                                         "b_clip_avi_blinks.csv"]
+    assert sorted(p.name for p in out.glob("*.csv")) == [
+        "a_clip_avi.csv",
+        "a_clip_avi_blinks.csv",
+        "b_clip_avi.csv",
+        "b_clip_avi_blinks.csv",
+    ]
     assert len(read_csv(out / "a_clip_avi.csv")) == len(read_csv(out / "b_clip_avi.csv")) == 60
-    from pipnet_core.resources import shipped_model
     import hashlib
+
+    from pipnet_core.resources import shipped_model
 
     digest = hashlib.sha256(shipped_model().read_bytes()).hexdigest()
     header = json.loads((out / "a_clip_avi.jsonl").read_text().splitlines()[0])
@@ -255,8 +293,9 @@ def test_memory_and_threads_stay_flat_over_many_inputs():
     """One landmarker for the whole run: 40 images cost no more memory or threads than 10 (each
     input used to load its own model and detectors and close none: +30 MB and threads per file).
     Measured by the same tool as docs/results.md's 2,000-input figure."""
-    result = subprocess.run([sys.executable, REPO / "tools" / "annotate_memory.py", "--counts", "10", "40"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, REPO / "tools" / "annotate_memory.py", "--counts", "10", "40"], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr
     rows = {int(row[0]): (float(row[2]), int(row[3])) for row in map(str.split, result.stdout.splitlines()[1:])}
     assert rows[40][0] <= rows[10][0] + 50, rows

@@ -1,9 +1,9 @@
 """Every user error on the command line is one line on stderr and a non-zero exit, never a traceback."""
+
 import subprocess
 import sys
 
 import pytest
-
 from synthetic import REPO
 
 
@@ -28,16 +28,25 @@ def test_config_errors(tmp_path):
 
 
 def test_model_and_data_errors(tmp_path):
-    assert_one_line_error(pipnet("eval", "--model", tmp_path / "none.onnx", "--data", tmp_path), "none.onnx", "not found")
-    assert_one_line_error(pipnet("export", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "m.onnx"),
-                          "none.pt", "checkpoint not found")
-    assert_one_line_error(pipnet("eval", "--model", REPO / "models" / "pipnet_mbv2_68.onnx", "--data", tmp_path / "nothing"),
-                          "nothing", "no such folder")
+    assert_one_line_error(
+        pipnet("eval", "--model", tmp_path / "none.onnx", "--data", tmp_path), "none.onnx", "not found"
+    )
+    assert_one_line_error(
+        pipnet("export", "--checkpoint", tmp_path / "none.pt", "--out", tmp_path / "m.onnx"),
+        "none.pt",
+        "checkpoint not found",
+    )
+    assert_one_line_error(
+        pipnet("eval", "--model", REPO / "models" / "pipnet_mbv2_68.onnx", "--data", tmp_path / "nothing"),
+        "nothing",
+        "no such folder",
+    )
 
 
 def test_detect_reports_unreadable_images_and_still_does_the_rest(tmp_path):
-    from pipnet_core.sample_clip import face_photo
     import cv2
+
+    from pipnet_core.sample_clip import face_photo
 
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), face_photo())
@@ -49,11 +58,12 @@ def test_detect_reports_unreadable_images_and_still_does_the_rest(tmp_path):
     assert (tmp_path / "out" / "good_landmarks.png").exists() and (tmp_path / "out" / "good.json").exists()
 
 
-@pytest.mark.parametrize("command", [["train", "--config", "configs/pipnet_mbv2_68.toml"],
-                                     ["export", "--checkpoint", "x.pt", "--out", "x.onnx"]])
+@pytest.mark.parametrize(
+    "command",
+    [["train", "--config", "configs/pipnet_mbv2_68.toml"], ["export", "--checkpoint", "x.pt", "--out", "x.onnx"]],
+)
 def test_training_commands_without_torch_say_what_to_install(command):
-    code = ("import sys; sys.modules['torch'] = None; from pipnet_core.cli import main; "
-            f"sys.exit(main({command!r}))")
+    code = f"import sys; sys.modules['torch'] = None; from pipnet_core.cli import main; sys.exit(main({command!r}))"
     assert_one_line_error(pipnet(code=code), "needs torch", "make install-dev")
 
 
@@ -70,13 +80,14 @@ def test_eval_rotate_prints_one_row_per_angle_with_found_rate_and_nme(tmp_path):
     (tmp_path / "faces").mkdir()
     cv2.imwrite(str(tmp_path / "faces" / "head.png"), head)
     write_pts(tmp_path / "faces" / "head.pts", Landmarker(smoothing=False).process_image(head)[0].points)
-    result = pipnet("eval", "--model", REPO / "models" / "pipnet_mbv2_68.onnx", "--data", tmp_path / "faces",
-                    "--rotate", "0", "180")
+    result = pipnet(
+        "eval", "--model", REPO / "models" / "pipnet_mbv2_68.onnx", "--data", tmp_path / "faces", "--rotate", "0", "180"
+    )
     assert result.returncode == 0, result.stderr
     table = [line.split() for line in result.stdout.splitlines() if " deg " in line and not line.startswith("worst")]
     rows = {row[0]: row for row in table}
     assert set(rows) == {"0", "180"}
-    for angle, (_, _, found, nme, _) in rows.items():
+    for _, _, found, nme, _ in rows.values():
         assert float(found) == 100.0 and float(nme) < 2.0, result.stdout
 
 
@@ -124,8 +135,18 @@ def test_bench_runs_face_mesh_in_turns_with_ours_on_the_same_frames(model):
         result = bench_pipeline(landmarker, load_frames(None, 1, 30), 250, "sample", warmup=0, rival=Rival(), chunk=50)
         elapsed = time.perf_counter() - started
     assert result.frames == 250 and result.faces_per_frame == 1.0
-    assert [who for who, _ in turns] == ["ours", "theirs", "theirs", "ours", "ours", "theirs", "theirs", "ours", "ours",
-                                         "theirs"]
+    assert [who for who, _ in turns] == [
+        "ours",
+        "theirs",
+        "theirs",
+        "ours",
+        "ours",
+        "theirs",
+        "theirs",
+        "ours",
+        "ours",
+        "theirs",
+    ]
     for who in ("ours", "theirs"):
         assert [i for owner, span in turns if owner == who for i in span] == list(range(250))
     assert result.seconds <= elapsed - 5 * 0.2  # the rival's five turns are not in our time
@@ -168,7 +189,7 @@ def labeled_faces(folder, count=12):
     with Landmarker(smoothing=False) as landmarker:
         for i in range(count):
             side, x, y = 280 + 10 * i, 20 + 5 * i, 4 * i
-            crop = photo[y:y + side, x:x + side].copy()
+            crop = photo[y : y + side, x : x + side].copy()
             cv2.imwrite(str(folder / f"face{i}.png"), crop)
             write_pts(folder / f"face{i}.pts", landmarker.process_image(crop)[0].points)
 
@@ -188,8 +209,9 @@ def test_calibrate_writes_the_users_file_never_the_package_and_outputs_name_it(t
     written = json.loads(mine.read_text())
     assert written["blazeface"] != json.loads(shipped)["blazeface"]  # fitted anew
     assert written["blazeface-full"] == json.loads(shipped)["blazeface-full"]  # kept from the shipped file
-    assert_one_line_error(pipnet("calibrate", "--data", tmp_path / "faces", "--out", calibration_file()),
-                          "is the shipped calibration")
+    assert_one_line_error(
+        pipnet("calibrate", "--data", tmp_path / "faces", "--out", calibration_file()), "is the shipped calibration"
+    )
     out = tmp_path / "out"
     image = tmp_path / "faces" / "face0.png"
     assert pipnet("annotate", image, "--out", out, "--calibration", mine).returncode == 0
@@ -199,5 +221,7 @@ def test_calibrate_writes_the_users_file_never_the_package_and_outputs_name_it(t
     refused = pipnet("annotate", image, "--out", out, "--resume")
     assert refused.returncode == 2 and "cannot resume: made with detector_calibration_sha256" in refused.stderr
     (tmp_path / "broken.json").write_text("{")
-    assert_one_line_error(pipnet("detect", image, "--out", out, "--calibration", tmp_path / "broken.json"),
-                          "broken.json: not a detector calibration")
+    assert_one_line_error(
+        pipnet("detect", image, "--out", out, "--calibration", tmp_path / "broken.json"),
+        "broken.json: not a detector calibration",
+    )

@@ -1,6 +1,7 @@
 """`pipnet annotate --scheduler` on a real Dask cluster of this machine: a scheduler and two workers
 as separate processes on 127.0.0.1, a worker SIGKILLed mid-run, a client stopped with Ctrl-C; every
 output compared with a single-process run of the same inputs."""
+
 import signal
 import socket
 import subprocess
@@ -14,13 +15,13 @@ import pytest
 pytest.importorskip("distributed", reason="the cluster extra (dask[distributed]) is not installed")
 av = pytest.importorskip("av", reason="the cluster extra (PyAV) is not installed")
 from distributed import Client  # noqa: E402
+from synthetic import SHARED_VIDEOS  # noqa: E402
 
 from pipnet_core.cluster import Chunk, match_ids, plan_chunks  # noqa: E402
 from pipnet_core.frames import VideoLayout, VideoRange, VideoSource  # noqa: E402
 from pipnet_core.landmarker import Face  # noqa: E402
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
 from pipnet_core.writers import read_records  # noqa: E402
-from synthetic import SHARED_VIDEOS  # noqa: E402
 
 DASK = str(Path(sys.executable).with_name("dask"))
 SHORT_CLIPS = ("talking_head_turns_410.mp4", "face_then_cartoon_960x540.mov", "news_anchor_700.mp4")
@@ -28,14 +29,18 @@ CHUNK = ("--chunk-seconds", "5")  # and the default warm-up, 4 s (1 s, 10 frames
 
 
 def pipnet(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs
+    )
 
 
 def write_h264(path: Path, spec: ClipSpec) -> Path:
     """The synthetic clip as H.264 with B-frames and a keyframe every 25 frames: seeking into it
     lands on a keyframe before the frame wanted, as in real footage."""
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=int(spec.fps), options={"bf": "2", "g": "25", "crf": "18", "preset": "veryfast"})
+        stream = container.add_stream(
+            "libx264", rate=int(spec.fps), options={"bf": "2", "g": "25", "crf": "18", "preset": "veryfast"}
+        )
         stream.width, stream.height, stream.pix_fmt = 640, 480, "yuv420p"
         for image, _, _ in generate(spec):
             container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")))
@@ -103,13 +108,34 @@ def cluster(tmp_path):
         port = probe.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
     log = (tmp_path / "cluster.log").open("w")
-    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
-                                  stdout=log, stderr=subprocess.STDOUT)]
+    processes = [
+        subprocess.Popen(
+            [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    ]
     try:
         for name in ("a", "b"):
-            processes.append(subprocess.Popen([DASK, "worker", address, "--name", name, "--nthreads", "1", "--no-nanny",
-                                               "--no-dashboard", "--local-directory", str(tmp_path / name)],
-                                              stdout=log, stderr=subprocess.STDOUT))
+            processes.append(
+                subprocess.Popen(
+                    [
+                        DASK,
+                        "worker",
+                        address,
+                        "--name",
+                        name,
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--no-dashboard",
+                        "--local-directory",
+                        str(tmp_path / name),
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
         yield address, processes[1:]
     finally:
         for process in reversed(processes):
@@ -130,7 +156,9 @@ def _inputs(long_clip, tmp_path):
     image, broken = tmp_path / "photo.png", tmp_path / "broken.mp4"
     cv2.imwrite(str(image), face_photo())
     broken.write_bytes(long_clip.read_bytes()[:4000])
-    return [long_clip, image, broken] + [SHARED_VIDEOS / name for name in SHORT_CLIPS if (SHARED_VIDEOS / name).is_file()]
+    return [long_clip, image, broken] + [
+        SHARED_VIDEOS / name for name in SHORT_CLIPS if (SHARED_VIDEOS / name).is_file()
+    ]
 
 
 def _compare(reference: Path, output: Path) -> float:
@@ -179,10 +207,26 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     # Its SIGINT restored to the default first: a suite started in the background by a
     # non-interactive shell inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
     out = tmp_path / "cluster"
-    command = [sys.executable, "-m", "pipnet_core", "annotate", *map(str, inputs), "--out", str(out), *options,
-               "--scheduler", address, *CHUNK]
-    client = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    command = [
+        sys.executable,
+        "-m",
+        "pipnet_core",
+        "annotate",
+        *map(str, inputs),
+        "--out",
+        str(out),
+        *options,
+        "--scheduler",
+        address,
+        *CHUNK,
+    ]
+    client = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     _wait_for(lambda: any(out.glob("two_faces.chunks/*.chunk")), client)
     client.send_signal(signal.SIGINT)
     _, stderr = client.communicate(timeout=60)
@@ -196,19 +240,28 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     # A fresh run with worker b SIGKILLed while the scheduler reports it running a chunk: Dask
     # runs that chunk again on worker a.
     fresh = tmp_path / "fresh"
-    client = subprocess.Popen([*command[:command.index("--out") + 1], str(fresh), *command[command.index("--out") + 2:]],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    client = subprocess.Popen(
+        [*command[: command.index("--out") + 1], str(fresh), *command[command.index("--out") + 2 :]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     with Client(address) as watcher:
+
         def b_runs_a_chunk():
             names = {addr: info["name"] for addr, info in watcher.scheduler_info()["workers"].items()}
-            return any(names.get(addr) == "b" and any("_run_chunk" in str(key) for key in keys)
-                       for addr, keys in watcher.processing().items())
+            return any(
+                names.get(addr) == "b" and any("_run_chunk" in str(key) for key in keys)
+                for addr, keys in watcher.processing().items()
+            )
+
         _wait_for(b_runs_a_chunk, client)
         workers[1].send_signal(signal.SIGKILL)
         workers[1].wait(timeout=10)
     stdout, stderr = client.communicate(timeout=300)
-    _check_run(subprocess.CompletedProcess(client.args, client.returncode, stdout, stderr), inputs, tmp_path / "single",
-               fresh)
+    _check_run(
+        subprocess.CompletedProcess(client.args, client.returncode, stdout, stderr), inputs, tmp_path / "single", fresh
+    )
 
     # The single-process --resume takes the cluster's files as its own: every video finished (the
     # photo, which keeps no progress file, is annotated again).

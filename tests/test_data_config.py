@@ -1,13 +1,12 @@
+import cv2
 import numpy as np
 import pytest
-
-from pipnet_core.training.config import Config
-from pipnet_core.data import Sample, conflicting_labels, list_images, read_labeled, read_pts, write_pts
-from pipnet_core.images import load_image
-from pipnet_core.errors import PipnetError
 from synthetic import SHARED_DATA, drawn_face, needs
 
-import cv2
+from pipnet_core.data import Sample, conflicting_labels, list_images, read_labeled, read_pts, write_pts
+from pipnet_core.errors import PipnetError
+from pipnet_core.images import load_image
+from pipnet_core.training.config import Config
 
 
 @pytest.fixture
@@ -51,9 +50,14 @@ def test_csv_layout_finds_images_in_the_same_named_folder(tmp_path):
 def test_two_labelings_of_one_face_conflict_but_two_faces_of_one_image_do_not(tmp_path):
     _, face = drawn_face(np.random.default_rng(2))
     other_face = face + [300, 0]  # beside the first: a group photo
-    samples = [Sample(tmp_path / "group.jpg", face), Sample(tmp_path / "group.jpg", other_face),
-               Sample(tmp_path / "twice.jpg", face), Sample(tmp_path / "twice.jpg", face + 6),
-               Sample(tmp_path / "same.jpg", face), Sample(tmp_path / "same.jpg", face + 0.2)]
+    samples = [
+        Sample(tmp_path / "group.jpg", face),
+        Sample(tmp_path / "group.jpg", other_face),
+        Sample(tmp_path / "twice.jpg", face),
+        Sample(tmp_path / "twice.jpg", face + 6),
+        Sample(tmp_path / "same.jpg", face),
+        Sample(tmp_path / "same.jpg", face + 0.2),
+    ]
     assert conflicting_labels(samples) == {tmp_path / "twice.jpg"}
 
 
@@ -98,5 +102,9 @@ def test_real_data_loads_as_shipped(layout):
         image = load_image(sample.image_path)
         h, w = image.shape[:2]
         # Labels lie on the image and the outer eye corners are apart.
-        assert (sample.points >= -2).all() and (sample.points[:, 0] <= w + 2).all() and (sample.points[:, 1] <= h + 2).all()
+        assert (
+            (sample.points >= -2).all()
+            and (sample.points[:, 0] <= w + 2).all()
+            and (sample.points[:, 1] <= h + 2).all()
+        )
         assert np.linalg.norm(sample.points[36] - sample.points[45]) > 10

@@ -1,6 +1,16 @@
 """The real-time engine on the shipped model: detection, tracking, smoothing, batching, bad input."""
+
 import numpy as np
 import pytest
+from synthetic import (
+    MeanFaceModel,
+    astronaut_reference,
+    motion_errors,
+    moved_reference,
+    reference_error,
+    reference_errors,
+    shared_points,
+)
 
 from pipnet_core.crop import CropBox, crop_matrix, invert, transform_points
 from pipnet_core.detect import BlazeFaceDetector
@@ -11,8 +21,6 @@ from pipnet_core.sample_clip import ClipSpec, face_photo, generate
 from pipnet_core.smooth import SmoothingParams
 from pipnet_core.state_codec import decode_state, encode_state
 from pipnet_core.track import TrackerConfig
-from synthetic import (MeanFaceModel, astronaut_reference, motion_errors, moved_reference, reference_error,
-                       reference_errors, shared_points)
 
 # The astronaut's face in scikit-image's photo (x0, y0, x1, y1), checked by eye.
 ASTRONAUT_FACE = (170, 75, 280, 200)
@@ -92,7 +100,9 @@ def test_max_faces_caps_the_number_of_tracks(model):
 def test_a_batch_gives_the_same_points_as_one_by_one(model):
     frame, _, matrices = clip_frames(faces=3, frames=1)[0]
     reference = Landmarker(model, max_faces=3).process_image(frame)
-    crops = [crop_matrix(CropBox.around_points(f.points, model.info.crop_scale), model.info.input_size) for f in reference]
+    crops = [
+        crop_matrix(CropBox.around_points(f.points, model.info.crop_scale), model.info.input_size) for f in reference
+    ]
     together, _ = model.predict_in_frames([frame] * 3, crops)
     for i, matrix in enumerate(crops):
         alone, _ = model.predict_in_frames([frame], [matrix])
@@ -112,7 +122,9 @@ def test_smoothing_cuts_jitter_at_least_2x_and_costs_at_most_10_percent_nme(mode
     def track(smoothing):  # NaN where the face is lost
         landmarker = Landmarker(MeanFaceModel(model.info) if control else model, smoothing=smoothing)
         with landmarker:
-            return np.stack([faces[0].points if faces else np.full((68, 2), np.nan) for faces in run(landmarker, frames)])
+            return np.stack(
+                [faces[0].points if faces else np.full((68, 2), np.nan) for faces in run(landmarker, frames)]
+            )
 
     def jitter(points):  # frame-to-frame change of the error: what the eye sees as trembling
         return np.linalg.norm(np.diff(shared_points(points) - truth, axis=0), axis=-1).mean()
@@ -125,12 +137,16 @@ def test_smoothing_cuts_jitter_at_least_2x_and_costs_at_most_10_percent_nme(mode
         assert motion_errors(smooth, matrices).mean() <= 1.10 * motion_errors(raw, matrices).mean()
 
 
-@pytest.mark.parametrize("frame", [
-    np.zeros((480, 640, 3), np.uint8),
-    np.zeros((1, 1, 3), np.uint8),
-    np.zeros((480, 640), np.uint8),
-    np.zeros((480, 640, 4), np.uint8),
-], ids=["black", "1x1", "grey", "rgba"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        np.zeros((480, 640, 3), np.uint8),
+        np.zeros((1, 1, 3), np.uint8),
+        np.zeros((480, 640), np.uint8),
+        np.zeros((480, 640, 4), np.uint8),
+    ],
+    ids=["black", "1x1", "grey", "rgba"],
+)
 def test_degenerate_frames_give_no_face_and_no_exception(model, frame):
     assert Landmarker(model).process(frame) == []
 
@@ -154,9 +170,12 @@ def test_missing_or_wrong_model_files_give_clear_errors(tmp_path):
     import onnx
     from onnx import TensorProto, helper
 
-    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     other = tmp_path / "other.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(other))
     with pytest.raises(PipnetError, match="not a PIPNet model"):
@@ -248,8 +267,9 @@ def test_a_restored_video_state_continues_exactly_like_the_uninterrupted_run(mod
     resumed.restore_video_state(decode_state(saved, "video", "test.progress"))
     continued = run(resumed, frames[30:])
     assert [[f.id for f in faces] for faces in continued] == [[f.id for f in faces] for faces in results[30:]]
-    np.testing.assert_array_equal(np.stack([faces[0].points for faces in continued]),
-                                  np.stack([faces[0].points for faces in results[30:]]))
+    np.testing.assert_array_equal(
+        np.stack([faces[0].points for faces in continued]), np.stack([faces[0].points for faces in results[30:]])
+    )
     cold = Landmarker(model)  # the plausible wrong answer: start again from the detector
     restarted = run(cold, frames[30:])
     assert not np.array_equal(restarted[5][0].points, results[35][0].points)

@@ -2,6 +2,7 @@
 torn lines, a full filesystem, a file-size limit, settings that differ at --resume. Most of them
 with live smoothing, whose outputs are written frame by frame; offline smoothing (outputs written
 whole at the end, from a working file written frame by frame) under kills and a full disk too."""
+
 import csv
 import json
 import os
@@ -25,12 +26,25 @@ FORMATS = ("--format", "csv,json,pts", "--smooth", "live")
 
 
 def pipnet(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "pipnet_core", *map(str, args)], capture_output=True, text=True, **kwargs
+    )
 
 
 def annotate_command(clip, out, *extra):
-    return [sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(out), *FORMATS,
-            "--video-out", str(out / "seen.avi"), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "pipnet_core",
+        "annotate",
+        str(clip),
+        "--out",
+        str(out),
+        *FORMATS,
+        "--video-out",
+        str(out / "seen.avi"),
+        *extra,
+    ]
 
 
 def rows_by_frame(table: Path) -> dict[int, list[dict]]:
@@ -57,11 +71,14 @@ def assert_same_export(out: Path, reference: Path, frames: int, tolerance: float
     ``tolerance`` of the outer-eye distance of the reference run's."""
     ours, theirs = rows_by_frame(out / "clip.csv"), rows_by_frame(reference / "clip.csv")
     assert sorted(ours) == list(range(frames)) == sorted(theirs)
-    assert [[r["face_id"] for r in ours[i]] for i in range(frames)] == [[r["face_id"] for r in theirs[i]] for i in range(frames)]
+    assert [[r["face_id"] for r in ours[i]] for i in range(frames)] == [
+        [r["face_id"] for r in theirs[i]] for i in range(frames)
+    ]
     records = json_frames(out / "clip.jsonl")
     assert [r["frame"] for r in records] == list(range(frames))
-    assert [[str(f["face_id"]) for f in r["faces"]] for r in records] == [[r["face_id"] for r in ours[i] if r["face_id"] != "-1"]
-                                                                       for i in range(frames)]
+    assert [[str(f["face_id"]) for f in r["faces"]] for r in records] == [
+        [r["face_id"] for r in ours[i] if r["face_id"] != "-1"] for i in range(frames)
+    ]
     pts = {p.name: p.read_text() for p in (out / "clip_pts").glob("*.pts")}
     assert pts == {p.name: p.read_text() for p in (reference / "clip_pts").glob("*.pts")}
     assert not list(out.rglob("*.partial*"))
@@ -95,10 +112,15 @@ def test_killed_at_random_moments_and_resumed_it_equals_an_uninterrupted_run(cli
     table, kills = tmp_path / "clip.jsonl", 0
     for _ in range(60):
         before = table.stat().st_size if table.exists() else 0
-        process = subprocess.Popen(annotate_command(clip, tmp_path, "--resume"), stdout=subprocess.DEVNULL,
-                                   stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            annotate_command(clip, tmp_path, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 60
-        while process.poll() is None and time.monotonic() < deadline and (not table.exists() or table.stat().st_size <= before):
+        while (
+            process.poll() is None
+            and time.monotonic() < deadline
+            and (not table.exists() or table.stat().st_size <= before)
+        ):
             time.sleep(0.002)
         time.sleep(rng.uniform(0.0, 0.15))  # mid-frame, mid-write, between writers: wherever it lands
         if process.poll() is not None:
@@ -119,8 +141,12 @@ def test_killed_between_two_writers_of_one_frame_and_with_torn_lines(reference, 
     """The disk as kills leave it, made from the uninterrupted run's files: the JSON lines of the
     last frames missing (the CSV rows and .pts files written), a torn JSON line, a CSV cut inside a
     row. Each resumes at the earliest frame some output lacks, and ends equal to the reference."""
-    cases = {"between writers": (120, 119, 120), "json behind": (120, 110, 111), "torn json": (239, 119, 120),
-             "torn csv": (120, 239, 120)}
+    cases = {
+        "between writers": (120, 119, 120),
+        "json behind": (120, 110, 111),
+        "torn json": (239, 119, 120),
+        "torn csv": (120, 239, 120),
+    }
     for case, (csv_last, json_last, resumed_at) in cases.items():
         out = tmp_path / case.replace(" ", "_")
         shutil.copytree(reference, out)
@@ -129,8 +155,8 @@ def test_killed_between_two_writers_of_one_frame_and_with_torn_lines(reference, 
         csv_lines = (out / "clip.csv").read_bytes().splitlines(keepends=True)  # one face per frame here
         torn_json = lines[json_last + 2][:40] if case == "torn json" else b""
         torn_csv = csv_lines[csv_last + 2][:300] if case == "torn csv" else b""
-        (out / "clip.jsonl").write_bytes(b"".join(lines[:json_last + 2]) + torn_json)
-        (out / "clip.csv").write_bytes(b"".join(csv_lines[:csv_last + 2]) + torn_csv)
+        (out / "clip.jsonl").write_bytes(b"".join(lines[: json_last + 2]) + torn_json)
+        (out / "clip.csv").write_bytes(b"".join(csv_lines[: csv_last + 2]) + torn_csv)
         for pts in (out / "clip_pts").glob("*.pts"):
             if int(pts.stem.split("_")[0]) > csv_last:
                 pts.unlink()
@@ -152,9 +178,13 @@ def test_resume_skips_a_finished_file_without_running_it(reference, clip, tmp_pa
 def test_resume_refuses_other_settings_and_a_format_it_did_not_write(reference, clip, tmp_path):
     out = tmp_path / "out"
     shutil.copytree(reference, out)
-    cases = {("--every", "2"): "every 1", ("--smooth", "none"): "smoothing 'live'", ("--smooth", "offline"): "smoothing 'live'",
-             ("--detector", "blazeface"): "detector 'blazeface-both'",
-             ("--max-faces", "2"): "max_faces None"}
+    cases = {
+        ("--every", "2"): "every 1",
+        ("--smooth", "none"): "smoothing 'live'",
+        ("--smooth", "offline"): "smoothing 'live'",
+        ("--detector", "blazeface"): "detector 'blazeface-both'",
+        ("--max-faces", "2"): "max_faces None",
+    }
     other = tmp_path / "other" / "clip.avi"  # another input that happens to share the name
     other.parent.mkdir()
     write_clip(other, ClipSpec(frames=30))
@@ -166,7 +196,9 @@ def test_resume_refuses_other_settings_and_a_format_it_did_not_write(reference, 
         assert "Traceback" not in result.stderr
     result = pipnet("annotate", clip, "--out", out, "--format", "csv,json", "--smooth", "live", "--resume")
     assert result.returncode == 2 and "formats ['csv', 'json', 'pts']" in result.stderr
-    same_in_another_order = pipnet("annotate", clip, "--out", out, "--format", "pts,json,csv", "--smooth", "live", "--resume")
+    same_in_another_order = pipnet(
+        "annotate", clip, "--out", out, "--format", "pts,json,csv", "--smooth", "live", "--resume"
+    )
     assert same_in_another_order.returncode == 0 and "already complete" in same_in_another_order.stdout
     (out / "clip.jsonl").unlink()
     result = pipnet(*annotate_command(clip, out, "--resume")[3:])
@@ -177,8 +209,10 @@ def test_resume_refuses_other_settings_and_a_format_it_did_not_write(reference, 
 def run_limited(command, max_bytes):
     """A command whose files may grow to ``max_bytes`` (RLIMIT_FSIZE; Python ignores SIGXFSZ, so a
     write past it fails with EFBIG)."""
+
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
     return subprocess.run(command, capture_output=True, text=True, preexec_fn=limit)
 
 
@@ -186,8 +220,20 @@ def test_a_file_size_limit_fails_that_file_alone_and_the_next_input_completes(cl
     image = tmp_path / "face.png"
     cv2.imwrite(str(image), face_photo())
     out = tmp_path / "out"
-    command = [sys.executable, "-m", "pipnet_core", "annotate", str(clip), str(image), "--out", str(out), "--format", "csv,json",
-               "--smooth", "live"]
+    command = [
+        sys.executable,
+        "-m",
+        "pipnet_core",
+        "annotate",
+        str(clip),
+        str(image),
+        "--out",
+        str(out),
+        "--format",
+        "csv,json",
+        "--smooth",
+        "live",
+    ]
     result = run_limited(command, 60_000)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if "error" in line]
@@ -210,7 +256,9 @@ def small_filesystem(tmp_path):
     mount.mkdir()
     if os.geteuid() != 0 or shutil.which("mount") is None:
         pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
     yield mount
@@ -218,7 +266,8 @@ def small_filesystem(tmp_path):
 
 
 def test_a_full_disk_is_one_error_line_with_no_torn_line_and_resume_finishes_once_there_is_room(
-        clip, reference, small_filesystem, tmp_path):
+    clip, reference, small_filesystem, tmp_path
+):
     out = small_filesystem / "out"
     result = pipnet("annotate", clip, "--out", out, "--format", "csv,json", "--smooth", "live")
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -226,7 +275,9 @@ def test_a_full_disk_is_one_error_line_with_no_torn_line_and_resume_finishes_onc
     assert "No space left on device" in errors[0] and len(errors) == 2  # the file's line and the summary
     written = rows_by_frame(out / "clip.csv")
     assert 0 < len(written) < 240 and (out / "clip.csv").read_bytes().endswith(b"\n")
-    assert [r["frame"] for r in json_frames(out / "clip.jsonl")] == sorted(written)[: len(json_frames(out / "clip.jsonl"))]
+    assert [r["frame"] for r in json_frames(out / "clip.jsonl")] == sorted(written)[
+        : len(json_frames(out / "clip.jsonl"))
+    ]
     moved = tmp_path / "moved"
     shutil.copytree(out, moved)  # the user makes room (here: a bigger disk) and resumes
     result = pipnet("annotate", clip, "--out", moved, "--format", "csv,json", "--smooth", "live", "--resume")
@@ -235,14 +286,31 @@ def test_a_full_disk_is_one_error_line_with_no_torn_line_and_resume_finishes_onc
     assert [r["frame"] for r in json_frames(moved / "clip.jsonl")] == list(range(240))
 
 
-def test_an_offline_run_killed_at_random_moments_also_while_finishing_and_resumed_equals_an_uninterrupted_one(clip, tmp_path):
+def test_an_offline_run_killed_at_random_moments_also_while_finishing_and_resumed_equals_an_uninterrupted_one(
+    clip, tmp_path
+):
     """Offline smoothing: the faces go to NAME.raw.jsonl frame by frame, the outputs are written
     whole at the end (in a staging folder, then moved). Kills while the working file grows and
     once while the outputs are being written; the resumed run's outputs are the uninterrupted
     run's, and nothing of the working state is left."""
     reference, out = tmp_path / "reference", tmp_path / "out"
-    command = lambda folder, *extra: [sys.executable, "-m", "pipnet_core", "annotate", str(clip), "--out", str(folder),
-                                      "--format", "csv,json,pts", "--video-out", str(folder / "seen.avi"), *extra]
+
+    def command(folder, *extra):
+        return [
+            sys.executable,
+            "-m",
+            "pipnet_core",
+            "annotate",
+            str(clip),
+            "--out",
+            str(folder),
+            "--format",
+            "csv,json,pts",
+            "--video-out",
+            str(folder / "seen.avi"),
+            *extra,
+        ]
+
     assert subprocess.run(command(reference), capture_output=True).returncode == 0
     rng = random.Random(7)
     raw, staging = out / "clip.raw.jsonl", out / ".clip.finishing"
@@ -251,7 +319,11 @@ def test_an_offline_run_killed_at_random_moments_also_while_finishing_and_resume
         process = subprocess.Popen(command(out, "--resume"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         if kill < 5:
-            while process.poll() is None and time.monotonic() < deadline and (not raw.exists() or raw.stat().st_size <= before):
+            while (
+                process.poll() is None
+                and time.monotonic() < deadline
+                and (not raw.exists() or raw.stat().st_size <= before)
+            ):
                 time.sleep(0.002)
             time.sleep(rng.uniform(0.0, 0.3))
         else:  # the last kill lands while the outputs are written
@@ -273,7 +345,8 @@ def test_an_offline_run_killed_at_random_moments_also_while_finishing_and_resume
 
 
 def test_a_full_disk_in_an_offline_run_is_one_error_line_and_resume_finishes_once_there_is_room(
-        clip, small_filesystem, tmp_path):
+    clip, small_filesystem, tmp_path
+):
     out = small_filesystem / "out"
     result = pipnet("annotate", clip, "--out", out, "--format", "csv,json")
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -2,15 +2,16 @@
 must not lose it, and neither the crops nor the smoothing may leave the points behind. The truth
 is Face Mesh's points on the photo, moved with it; the mean-face model and a lagging filter must
 fail."""
+
 from dataclasses import replace
 
 import cv2
 import numpy as np
 import pytest
+from synthetic import MeanFaceModel, moved_reference, reference_error
 
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.sample_clip import FACE_CENTRE, HEAD_ELLIPSE, face_photo
-from synthetic import MeanFaceModel, moved_reference, reference_error
 
 FPS = 30.0
 FACE_WIDTH = 110.0  # the photo's face, jaw to jaw, at scale 1
@@ -52,8 +53,11 @@ class LowPass:
 
 
 def landmarker_for(model, control):
-    return {None: lambda: Landmarker(model), "mean face": lambda: Landmarker(MeanFaceModel(model.info)),
-            "low-pass": lambda: LowPass(model)}[control]()
+    return {
+        None: lambda: Landmarker(model),
+        "mean face": lambda: Landmarker(MeanFaceModel(model.info)),
+        "low-pass": lambda: LowPass(model),
+    }[control]()
 
 
 def errors_along(landmarker, centres):
@@ -69,8 +73,9 @@ def errors_along(landmarker, centres):
 
 
 # Controls that must fail: the mean-face model (wrong points everywhere) and a smoother that lags.
-CONTROL = pytest.mark.parametrize("control", [None, "mean face", "low-pass"],
-                                  ids=["shipped model", "mean-face control", "low-pass control"])
+CONTROL = pytest.mark.parametrize(
+    "control", [None, "mean face", "low-pass"], ids=["shipped model", "mean-face control", "low-pass control"]
+)
 
 
 @CONTROL

@@ -3,14 +3,15 @@ GIF, MP4, MOV, AVI and MKV files, and 35 hand-made edge cases) through every rea
 `pipnet detect`, `pipnet annotate` (one process and --jobs 2) and the Python API. Each run must end
 with exit 0 or 2, one line per problem naming the file, no traceback, no raw decoder message, no
 hang and bounded memory; truncated stills are counted as truncated, never as complete."""
+
 import re
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from fuzz_corpus import check_run, encode_still, png_bomb, run_pipnet, write_corpus
+
 from pipnet_core.errors import PipnetError
 from pipnet_core.frames import ImageSource, open_source
 from pipnet_core.images import read_image
@@ -26,8 +27,9 @@ def corpus(tmp_path_factory) -> list[Path]:
 
 
 def test_the_corpus_through_pipnet_detect(corpus, tmp_path):
-    rc, stdout, stderr, peak = run_pipnet(["detect", *map(str, corpus), "--out", str(tmp_path / "out"), "--json"],
-                                          tmp_path)
+    rc, stdout, stderr, peak = run_pipnet(
+        ["detect", *map(str, corpus), "--out", str(tmp_path / "out"), "--json"], tmp_path
+    )
     counts = check_run("detect", rc, stdout, stderr, peak, corpus)
     truncated = [line for line in stderr.splitlines() if re.match(r"pipnet detect: warning: .*: truncated: ", line)]
     assert counts["truncated"] == len(truncated) >= 4  # counted as truncated, not complete
@@ -36,13 +38,24 @@ def test_the_corpus_through_pipnet_detect(corpus, tmp_path):
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_the_corpus_through_pipnet_annotate(corpus, tmp_path, jobs):
-    rc, stdout, stderr, peak = run_pipnet(["annotate", *map(str, corpus), "--out", str(tmp_path / "out"),
-                                           "--jobs", str(jobs), "--format", "csv,json"], tmp_path)
+    rc, stdout, stderr, peak = run_pipnet(
+        ["annotate", *map(str, corpus), "--out", str(tmp_path / "out"), "--jobs", str(jobs), "--format", "csv,json"],
+        tmp_path,
+    )
     counts = check_run("annotate", rc, stdout, stderr, peak, corpus)
     assert counts["truncated"] >= 4 and counts["failed"] >= 100
     # The valid edge cases are complete: every one has its result line and no problem line.
-    for name in ("cmyk.jpg", "palette.png", "sixteen-bit.png", "exif-6.jpg", "name with spaces.jpg",
-                 "visage-é-顔.png", "clip with spaces é.avi", "frame-size-changes.mkv", "multi-page.tiff"):
+    for name in (
+        "cmyk.jpg",
+        "palette.png",
+        "sixteen-bit.png",
+        "exif-6.jpg",
+        "name with spaces.jpg",
+        "visage-é-顔.png",
+        "clip with spaces é.avi",
+        "frame-size-changes.mkv",
+        "multi-page.tiff",
+    ):
         assert re.search(rf"/{re.escape(name)}: \d+ frames, [1-9]\d* faces", stdout), name
         assert f"/{name}: " not in stderr, name
 

@@ -2,6 +2,7 @@
 and shuts down. Cameras are stand-ins the tests control, never the host's.
 
 Screenshots land in tests/artifacts/ (ignored by git) to be looked at."""
+
 import os
 import threading
 import time
@@ -13,12 +14,13 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from synthetic import MeanFaceModel, astronaut_reference, reference_error  # noqa: E402
+
 from pipnet_core.app.main_window import THRESHOLD_DEBOUNCE_MS  # noqa: E402
 from pipnet_core.app.worker import SAMPLE_CLIP as SAMPLE  # noqa: E402
 from pipnet_core.crop import transform_points  # noqa: E402
 from pipnet_core.frames import CameraInfo, Frame  # noqa: E402
 from pipnet_core.sample_clip import ClipSpec, face_photo, generate, photo_to_frame  # noqa: E402
-from synthetic import MeanFaceModel, astronaut_reference, reference_error  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -41,15 +43,22 @@ def window(qtbot):
 
 def wait_for_frames(qtbot, win, count, timeout=30000):
     start = win.worker.frames_processed
-    qtbot.waitUntil(lambda: win.worker.frames_processed >= start + count and bool(win.worker.last.faces), timeout=timeout)
+    qtbot.waitUntil(
+        lambda: win.worker.frames_processed >= start + count and bool(win.worker.last.faces), timeout=timeout
+    )
 
 
 def difference_at_landmarks(win):
     """Mean absolute difference between the annotated and the raw frame in 5x5 patches around the points."""
     last = win.worker.last
     raw, shown = last.raw.astype(int), last.annotated.astype(int)
-    diffs = [np.abs(shown[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3] - raw[int(y) - 2:int(y) + 3, int(x) - 2:int(x) + 3]).mean()
-             for x, y in last.faces[0].points]
+    diffs = [
+        np.abs(
+            shown[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3]
+            - raw[int(y) - 2 : int(y) + 3, int(x) - 2 : int(x) + 3]
+        ).mean()
+        for x, y in last.faces[0].points
+    ]
     return float(np.mean(diffs))
 
 
@@ -89,7 +98,9 @@ def shown_error(win) -> float:
     sample clip moves it at the shown frame's time (NME on the 8 shared points)."""
     last = win.worker.last
     clip_time = last.timestamp % (ClipSpec().frames / ClipSpec().fps)  # the sample clip loops; its time runs on
-    return reference_error(last.faces[0].points, transform_points(astronaut_reference(), photo_to_frame(clip_time, 0, 1)))
+    return reference_error(
+        last.faces[0].points, transform_points(astronaut_reference(), photo_to_frame(clip_time, 0, 1))
+    )
 
 
 def test_first_launch_without_a_camera_plays_the_sample_clip_with_landmarks(qtbot, window):
@@ -118,7 +129,10 @@ def test_cameras_are_listed_by_name_and_the_first_one_opens(qtbot, monkeypatch):
     win = make_window(qtbot, [CameraInfo(2, "Integrated Webcam"), CameraInfo(4, "USB Camera")])
     try:
         wait_for_frames(qtbot, win, 5)
-        assert [win.camera_box.itemText(i) for i in range(win.camera_box.count())] == ["Integrated Webcam", "USB Camera"]
+        assert [win.camera_box.itemText(i) for i in range(win.camera_box.count())] == [
+            "Integrated Webcam",
+            "USB Camera",
+        ]
         win.resolution_box.setCurrentText("1280 x 720")
         win.rate_box.setCurrentText("60 FPS")
         win._reopen_camera()
@@ -316,8 +330,10 @@ def test_outputs_stop_when_the_source_changes_and_a_writer_that_fails_unchecks_i
         window.worker.post(message(path))
     qtbot.waitUntil(lambda: (tmp_path / "a.avi").is_file() and (tmp_path / "a.csv").is_file(), timeout=5000)
     window.open_source(SAMPLE)
-    qtbot.waitUntil(lambda: not window.actions_by_name["record"].isChecked()
-                    and not window.actions_by_name["export"].isChecked(), timeout=5000)
+    qtbot.waitUntil(
+        lambda: not window.actions_by_name["record"].isChecked() and not window.actions_by_name["export"].isChecked(),
+        timeout=5000,
+    )
     assert "replaced the source" in window.banner.text()
     assert window.worker._recorder is None and window.worker._exporter is None
     window.actions_by_name["record"].setChecked(True)
@@ -380,7 +396,8 @@ def opens_with_a_problem(path: Path) -> bool:
 
 
 def test_every_broken_file_of_the_fuzz_corpus_opened_as_the_dialog_does_is_a_banner_and_the_app_goes_on(
-        qtbot, window, tmp_path):
+    qtbot, window, tmp_path
+):
     from fuzz_corpus import write_corpus
 
     corpus = write_corpus(tmp_path / "corpus")
@@ -390,7 +407,9 @@ def test_every_broken_file_of_the_fuzz_corpus_opened_as_the_dialog_does_is_a_ban
     for path in broken:  # choose_image / choose_video hand the dialog's path to open_source
         window.banner.setText("")
         window.open_source(str(path))
-        qtbot.waitUntil(lambda: f"{path}: " in window.banner.text() and window.banner.isVisible(), timeout=10000)
+        qtbot.waitUntil(
+            lambda path=path: f"{path}: " in window.banner.text() and window.banner.isVisible(), timeout=10000
+        )
     assert window.worker.isRunning()
     window.open_source(SAMPLE)
     wait_for_frames(qtbot, window, 5)

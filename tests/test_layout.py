@@ -1,5 +1,6 @@
 """The package's shape: no import circles (also through imports made inside functions, which only
 hide one), no private name taken from another module, and the public names where users find them."""
+
 import ast
 from pathlib import Path
 
@@ -46,7 +47,7 @@ def test_no_module_imports_itself_through_others():
 
     def visit(name: str) -> None:
         if name in visiting:
-            circles.append(visiting[visiting.index(name):] + [name])
+            circles.append(visiting[visiting.index(name) :] + [name])
             return
         if name in done:
             return
@@ -63,10 +64,13 @@ def test_no_module_imports_itself_through_others():
 
 def test_no_private_name_is_taken_from_another_module():
     modules = package_modules()
-    taken = [f"{module_name(path)} takes {target}.{name}"
-             for path in [*modules.values(), *(ROOT / "app").rglob("*.py")]
-             for target, names in imports(path, set(modules)) for name in names if name.startswith("_")
-             and name != "__version__"]
+    taken = [
+        f"{module_name(path)} takes {target}.{name}"
+        for path in [*modules.values(), *(ROOT / "app").rglob("*.py")]
+        for target, names in imports(path, set(modules))
+        for name in names
+        if name.startswith("_") and name != "__version__"
+    ]
     assert not taken, taken
 
 

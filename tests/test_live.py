@@ -1,5 +1,6 @@
 """The library's live loop (pipnet_core/live.py) on its own: any iterable of frames in, the newest
 processed, events out, everything closed; and live blink onsets from the past alone."""
+
 import time
 from dataclasses import replace
 

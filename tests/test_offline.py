@@ -1,7 +1,19 @@
 """Whole-track processing of files: offline smoothing against the live filter on clips with known
 motion and on real clips, and blink events (synthetic eye measures; real eyelids against Face Mesh)."""
+
 import numpy as np
 import pytest
+from synthetic import (
+    SHARED_VIDEOS,
+    MeanFaceModel,
+    motion_errors,
+    moved_reference,
+    needs,
+    reference_error,
+    shared_points,
+    template_points,
+)
+from test_fast_motion import head_frames
 
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.measures import detect_blinks, eye_aspect_ratios, mouth_aspect_ratio
@@ -9,9 +21,6 @@ from pipnet_core.pose import camera_matrix
 from pipnet_core.sample_clip import ClipSpec, generate
 from pipnet_core.smooth import SmoothingParams
 from pipnet_core.tracks import smooth_offline
-from synthetic import (SHARED_VIDEOS, MeanFaceModel, motion_errors, moved_reference, needs, reference_error,
-                       shared_points, template_points)
-from test_fast_motion import head_frames
 
 
 def known_motion_clip(name):
@@ -20,8 +29,10 @@ def known_motion_clip(name):
         frames = list(generate(ClipSpec(frames=300)))
         return [f for f, _, _ in frames], [t for _, t, _ in frames], [m[0] for _, _, m in frames]
     # 360 px/s across the frame; half a face width at once, on a frame the detector is not due on
-    centres = {"glide": [(150.0 + 12 * i, 240.0) for i in range(30)],
-               "jump": [(250.0, 240.0)] * 23 + [(305.0, 240.0)] * 15}[name]
+    centres = {
+        "glide": [(150.0 + 12 * i, 240.0) for i in range(30)],
+        "jump": [(250.0, 240.0)] * 23 + [(305.0, 240.0)] * 15,
+    }[name]
     images, matrices = head_frames(centres)
     return images, [i / 30 for i in range(len(images))], matrices
 
@@ -38,8 +49,12 @@ def only_face(frames):
 
 def errors(frames, truth):
     """Each frame's error against the truth; inf where there is not exactly one face."""
-    return np.array([reference_error(faces[0].points, t) if len(faces) == 1 and faces[0].success else np.inf
-                     for (_, _, faces), t in zip(frames, truth)])
+    return np.array(
+        [
+            reference_error(faces[0].points, t) if len(faces) == 1 and faces[0].success else np.inf
+            for (_, _, faces), t in zip(frames, truth)
+        ]
+    )
 
 
 def jitter(points, truth):
@@ -65,10 +80,15 @@ def test_offline_smoothing_is_steadier_than_the_live_filter_and_no_less_accurate
     if control:
         return
     live_points, offline_points = only_face(tracked(model, SmoothingParams(), images, times)), only_face(offline)
-    live_motion, offline_motion = motion_errors(live_points, matrices).mean(), motion_errors(offline_points, matrices).mean()
-    print(f"{name}: motion error raw {100 * motion_errors(raw, matrices).mean():.3f}% live {100 * live_motion:.3f}% "
-          f"offline {100 * offline_motion:.3f}%; jitter raw {jitter(raw, truth):.3f} live {jitter(live_points, truth):.3f} "
-          f"offline {jitter(offline_points, truth):.3f} px")
+    live_motion, offline_motion = (
+        motion_errors(live_points, matrices).mean(),
+        motion_errors(offline_points, matrices).mean(),
+    )
+    print(
+        f"{name}: motion error raw {100 * motion_errors(raw, matrices).mean():.3f}% live {100 * live_motion:.3f}% "
+        f"offline {100 * offline_motion:.3f}%; jitter raw {jitter(raw, truth):.3f} live {jitter(live_points, truth):.3f} "
+        f"offline {jitter(offline_points, truth):.3f} px"
+    )
     assert offline_motion <= live_motion
     assert jitter(offline_points, truth) <= jitter_limit * jitter(live_points, truth)
     assert jitter(raw, truth) >= 2 * jitter(offline_points, truth)  # what the smoother removes is there to remove
@@ -82,8 +102,8 @@ def series_with_blinks(rng, frames=300, fps=30.0):
     left = right + rng.normal(0, 0.008, frames)
     closing = np.array([0.5, 0.25, 0.15, 0.25, 0.6])  # fraction of the open level, frame by frame
     for start in (60, 200):
-        right[start:start + 5] *= closing
-        left[start:start + 5] *= closing
+        right[start : start + 5] *= closing
+        left[start : start + 5] *= closing
     right[130:135] *= closing
     return np.arange(frames), times, right, left
 
@@ -92,7 +112,9 @@ def test_blinks_and_a_wink_are_found_where_they_are_and_nowhere_else():
     frames, times, right, left = series_with_blinks(np.random.default_rng(3))
     found = detect_blinks(7, frames, times, right, left)
     assert [(b.eye, b.face_id) for b in found] == [("both", 7), ("right", 7), ("both", 7)]
-    assert [abs(b.start_frame - s) <= 1 and abs(b.end_frame - (s + 3)) <= 1 for b, s in zip(found, (60, 130, 200))] == [True] * 3
+    assert [abs(b.start_frame - s) <= 1 and abs(b.end_frame - (s + 3)) <= 1 for b, s in zip(found, (60, 130, 200))] == [
+        True
+    ] * 3
     assert found[0].start_time == pytest.approx(found[0].start_frame / 30)
     # Eyes that never close: no blink, whatever the noise and the drift.
     rng = np.random.default_rng(5)
@@ -119,8 +141,12 @@ def test_on_real_clips_offline_smoothing_keeps_blinks_and_agreement_and_cuts_jit
     `pipnet bench-quality --smooth offline|live` measures them."""
     from pipnet_core.quality import measure_clip
 
-    clips = ["expressions_hand_occlusion_640x360.mp4", "glasses_webcam_512x480.mp4", "news_anchor_700.mp4",
-             "talking_head_turns_410.mp4"]
+    clips = [
+        "expressions_hand_occlusion_640x360.mp4",
+        "glasses_webcam_512x480.mp4",
+        "news_anchor_700.mp4",
+        "talking_head_turns_410.mp4",
+    ]
     with Landmarker(detector="blazeface") as landmarker:
         offline = [measure_clip(SHARED_VIDEOS / clip, landmarker, "offline") for clip in clips]
         live = [measure_clip(SHARED_VIDEOS / clip, landmarker, "live") for clip in clips]

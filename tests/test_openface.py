@@ -1,4 +1,5 @@
 """`--format openface`: OpenFace 2.x's own CSV, read the way researchers' tools read it."""
+
 import csv
 import math
 import re
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic import write_grey_video
 
 from pipnet_core.pose import camera_matrix, openface_angles
 from pipnet_core.sample_clip import ClipSpec, generate, write_clip
 from pipnet_core.writers import read_records
-from synthetic import write_grey_video
 
 FIXTURE = Path(__file__).parent / "fixtures" / "openface_2dfp_3dfp_pose_header.csv"
 
@@ -50,8 +51,15 @@ def test_rows_have_openface_s_separator_frame_numbers_and_number_formats(exporte
     rows = [line.split(", ") for line in lines[1:]]
     assert len(rows) == 40 and all(len(row) == 11 + 5 * 68 for row in rows)
     assert [int(row[0]) for row in rows] == list(range(1, 41))  # OpenFace counts frames from 1
-    formats = {2: r"\d+\.\d{3}", 3: r"[01]\.\d{2}", 4: r"[01]", 5: r"-?\d+\.\d", 8: r"-?\d\.\d{3}", 11: r"-?\d+\.\d",
-               11 + 4 * 68: r"-?\d+\.\d"}  # timestamp, confidence, success, pose_Tx, pose_Rx, x_0, Z_0
+    formats = {
+        2: r"\d+\.\d{3}",
+        3: r"[01]\.\d{2}",
+        4: r"[01]",
+        5: r"-?\d+\.\d",
+        8: r"-?\d\.\d{3}",
+        11: r"-?\d+\.\d",
+        11 + 4 * 68: r"-?\d+\.\d",
+    }  # timestamp, confidence, success, pose_Tx, pose_Rx, x_0, Z_0
     for row in rows:
         for column, pattern in formats.items():
             assert re.fullmatch(pattern, row[column]), (column, row[column])
@@ -80,9 +88,11 @@ def test_pose_and_3d_landmarks_follow_openface_s_camera_convention(exported):
     assert camera[0, 0] == camera[1, 1] == 500 and tuple(camera[:2, 2]) == (320, 240)  # OpenFace's guess
     for row in rows:
         a, b, c = row["pose_Rx"], row["pose_Ry"], row["pose_Rz"]
-        openface = (np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
-                    @ np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
-                    @ np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]]))
+        openface = (
+            np.array([[1, 0, 0], [0, math.cos(a), -math.sin(a)], [0, math.sin(a), math.cos(a)]])
+            @ np.array([[math.cos(b), 0, math.sin(b)], [0, 1, 0], [-math.sin(b), 0, math.cos(b)]])
+            @ np.array([[math.cos(c), -math.sin(c), 0], [math.sin(c), math.cos(c), 0], [0, 0, 1]])
+        )
         mine = ours[int(row["frame"]) - 1]
         expected = rotation(*(float(mine[f"pose_{k}"]) for k in ("yaw", "pitch", "roll")))
         assert np.abs(openface - expected).max() < 0.003  # the same rotation, as OpenFace composes it
@@ -125,5 +135,6 @@ def test_a_frame_without_a_face_is_one_row_of_zeros_with_success_0(tmp_path):
     assert pipnet("annotate", path, "--out", tmp_path / "out", "--format", "openface").returncode == 0
     _, rows = read_like_py_feat(tmp_path / "out" / "empty_openface.csv")
     assert [row["frame"] for row in rows] == [1, 2, 3, 4, 5]
-    assert all(row["success"] == 0 and not any(v for k, v in row.items() if k not in ("frame", "timestamp"))
-               for row in rows)
+    assert all(
+        row["success"] == 0 and not any(v for k, v in row.items() if k not in ("frame", "timestamp")) for row in rows
+    )

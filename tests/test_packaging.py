@@ -1,5 +1,6 @@
 """The installed product: a wheel that works without the checkout, every entry point's --help and
 --version, and the desktop app in a real X11 window (when Xvfb is installed)."""
+
 import json
 import os
 import shutil
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import cv2
 import pytest
+from synthetic import REPO
 
 from pipnet_core.sample_clip import ClipSpec, face_photo, write_clip
-from synthetic import REPO
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -38,8 +39,10 @@ THIS_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
 def other_python(version: str) -> Path | None:
     """Another Python of this machine (pyenv keeps several; the newest patch release), or None."""
     versions = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"), "versions")
-    found = sorted(versions.glob(f"{version}.*/bin/python{version}"),
-                   key=lambda p: [int(part) for part in p.parent.parent.name.split(".") if part.isdigit()])
+    found = sorted(
+        versions.glob(f"{version}.*/bin/python{version}"),
+        key=lambda p: [int(part) for part in p.parent.parent.name.split(".") if part.isdigit()],
+    )
     if found:
         return found[-1]
     return Path(shutil.which(f"python{version}")) if shutil.which(f"python{version}") else None
@@ -52,10 +55,15 @@ def install_and_run(python: Path, wheel: Path, tmp_path: Path, numpy2: bool = Fa
     assert run([python, "-m", "venv", venv]).returncode == 0
     pins = tmp_path / "pins.txt"
     lines = (REPO / "requirements" / "runtime.txt").read_text().splitlines()
-    pins.write_text("\n".join(["numpy==2.2.6"] + [l for l in lines if not l.startswith("numpy")] if numpy2 else lines) + "\n")
+    pins.write_text(
+        "\n".join(["numpy==2.2.6"] + [line for line in lines if not line.startswith("numpy")] if numpy2 else lines)
+        + "\n"
+    )
     # The checkout's pins as constraints: the same versions, from pip's cache when it has them.
-    installed = run([venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel,
-                     "-c", pins], timeout=900)
+    installed = run(
+        [venv / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel, "-c", pins],
+        timeout=900,
+    )
     assert installed.returncode == 0, installed.stderr
     image, clip = tmp_path / "photo.jpg", tmp_path / "clip.avi"
     cv2.imwrite(str(image), face_photo())
@@ -146,8 +154,11 @@ window.close()
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)")
 def test_the_app_draws_landmarks_in_a_real_x11_window(tmp_path):
     display = ":97"
-    server = subprocess.Popen(["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(1.0)
         env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}

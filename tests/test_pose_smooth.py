@@ -33,6 +33,7 @@ def test_pose_signs_match_what_the_image_shows():
     turned = projected_face(25, 0, 0)
     eye_middle = (turned[36] + turned[45]) / 2
     assert turned[30, 0] > eye_middle[0]  # +yaw: the nose swings to the image's right
+
     def nose_below_eyes(points):
         return points[30, 1] - (points[36, 1] + points[45, 1]) / 2
 
@@ -74,7 +75,11 @@ def test_the_middle_of_the_strength_knob_is_the_default_smoothing():
     middle = SmoothingParams.from_strength(0.5)
     assert middle.min_cutoff == pytest.approx(SmoothingParams().min_cutoff)
     assert middle.motion_gain == pytest.approx(SmoothingParams().motion_gain)
-    assert SmoothingParams.from_strength(1.0).motion_gain < middle.motion_gain < SmoothingParams.from_strength(0.0).motion_gain
+    assert (
+        SmoothingParams.from_strength(1.0).motion_gain
+        < middle.motion_gain
+        < SmoothingParams.from_strength(0.0).motion_gain
+    )
 
 
 def test_confidence_is_lowered_for_near_profile_views_and_implausible_shapes():

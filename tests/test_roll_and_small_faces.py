@@ -1,8 +1,10 @@
 """Faces as people show them to a camera: turned by any angle, small and far, several at once,
 photos with an EXIF orientation. Each test names the wrong answer it rules out."""
+
 import cv2
 import numpy as np
 import pytest
+from synthetic import MeanFaceModel, astronaut_reference, reference_error, template_points
 
 from pipnet_core.crop import CropBox, crop_matrix, face_roll, rotation, transform_points
 from pipnet_core.detect import BlazeFaceDetector, QuarterTurnDetector
@@ -10,7 +12,6 @@ from pipnet_core.evaluate import evaluate_clip, rotated_view, small_face_view
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.metrics import point_errors
 from pipnet_core.sample_clip import ClipSpec, face_photo, render_frame
-from synthetic import MeanFaceModel, astronaut_reference, reference_error, template_points
 
 CONTROL = pytest.mark.parametrize("control", [False, True], ids=["shipped model", "mean-face control"])
 
@@ -59,7 +60,7 @@ def framed(view, image, upright_points, origin=(0, 0)):
     reference points (framed by our upright landmarks, as every view is, whichever model is judged)."""
     points = np.vstack([upright_points, astronaut_reference()]) - origin
     shown, moved = view(image, points)
-    return shown, moved[len(upright_points):]
+    return shown, moved[len(upright_points) :]
 
 
 @CONTROL
@@ -161,13 +162,14 @@ class MarkerDetector:
 def marker_frame(box, size=(1280, 720)):
     frame = np.zeros((size[1], size[0], 3), np.uint8)
     x, y, w, h = box
-    frame[y:y + h // 2, x:x + w] = 255
-    frame[y + h // 2:y + h, x:x + w] = 150
+    frame[y : y + h // 2, x : x + w] = 255
+    frame[y + h // 2 : y + h, x : x + w] = 150
     return frame
 
 
-@pytest.mark.parametrize("turn, roll", [(cv2.ROTATE_90_CLOCKWISE, 90), (cv2.ROTATE_180, 180),
-                                        (cv2.ROTATE_90_COUNTERCLOCKWISE, -90)])
+@pytest.mark.parametrize(
+    "turn, roll", [(cv2.ROTATE_90_CLOCKWISE, 90), (cv2.ROTATE_180, 180), (cv2.ROTATE_90_COUNTERCLOCKWISE, -90)]
+)
 def test_quarter_turn_detections_come_back_to_the_frame_they_were_found_in(turn, roll):
     # The marker is upright only in one turned copy of the frame, so its box and eyes must be
     # mapped back through that turn; a wrong mapping puts them elsewhere or gives the wrong roll.

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+from synthetic import template_points
 
 from pipnet_core.codec import PIPCodec
 from pipnet_core.evaluate import Evaluation
 from pipnet_core.metrics import auc, failure_rate, nme, point_errors
 from pipnet_core.scheme import FLIP_INDEX, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
-from synthetic import template_points
 
 
 def test_flip_table_is_an_involution_that_swaps_the_eye_corners():
@@ -51,7 +51,9 @@ def test_neighbour_votes_are_averaged_into_each_point(codec):
     # Corrupt landmark 30's own offset by one cell: the neighbours' votes pull it back.
     off_x = maps.offset_x.copy()
     off_x[30][maps.score[30] == 1] += 1.0
-    corrupted = type(maps)(maps.score[None], off_x[None], maps.offset_y[None], maps.neighbour_x[None], maps.neighbour_y[None])
+    corrupted = type(maps)(
+        maps.score[None], off_x[None], maps.offset_y[None], maps.neighbour_x[None], maps.neighbour_y[None]
+    )
     decoded, _ = codec.decode(corrupted)
     voters = np.count_nonzero(codec.neighbours == 30)
     assert voters > 0

@@ -1,15 +1,16 @@
 """The model in models/ on real faces."""
+
 import numpy as np
 import pytest
+from synthetic import SHARED_DATA, needs
 
 from pipnet_core.crop import CropBox, crop_matrix, to_network_input, warp
 from pipnet_core.data import read_labeled
 from pipnet_core.evaluate import evaluate
+from pipnet_core.landmarker import Landmarker
 from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.resources import INT8_MODEL_FILE, MODEL_FILE, packaged_model, shipped_model
-from pipnet_core.landmarker import Landmarker
 from pipnet_core.sample_clip import face_photo
-from synthetic import SHARED_DATA, needs
 
 HELEN_TEST = SHARED_DATA / "300w_subset" / "helen" / "testset"
 
@@ -52,8 +53,16 @@ def face_crops(model, points) -> np.ndarray:
     crop = CropBox.around_points(points, model.info.crop_scale)
     size = model.info.input_size
     views = [(0, 0, 0, 1.0), (12, -8, 0, 1.0), (0, 0, 25, 1.0), (-6, 10, -40, 1.2), (0, 0, 180, 0.9)]
-    return np.stack([warp(face_photo(), crop_matrix(CropBox(crop.cx + dx, crop.cy + dy, crop.side * scale, crop.roll + turn),
-                                                    size), size) for dx, dy, turn, scale in views])
+    return np.stack(
+        [
+            warp(
+                face_photo(),
+                crop_matrix(CropBox(crop.cx + dx, crop.cy + dy, crop.side * scale, crop.roll + turn), size),
+                size,
+            )
+            for dx, dy, turn, scale in views
+        ]
+    )
 
 
 @pytest.mark.parametrize("file", [MODEL_FILE, INT8_MODEL_FILE])
@@ -72,6 +81,7 @@ def test_the_shipped_models_decode_in_their_graph_as_the_codec_does(file):
 def test_a_model_without_the_graph_decode_gives_the_same_points(model, tmp_path):
     """Models exported before the decode moved into the graph are decoded by numpy, as before."""
     import onnx
+
     from pipnet_core.training.graph_decode import without_decoder
 
     proto = onnx.load(str(model.path))

@@ -1,6 +1,7 @@
 """Files a run reads back from a folder others may write to (annotate's NAME.progress, the
 cluster's chunk pieces, training checkpoints): a planted file is refused in one line without
 running anything it carries."""
+
 import os
 import pickle
 import re
@@ -10,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from fuzz_corpus import encode_video
+
 from pipnet_core.cluster import Chunk, read_piece
 from pipnet_core.crop import CropBox
 from pipnet_core.errors import PipnetError
@@ -34,8 +35,14 @@ class Payload:
 
 
 def pipnet(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipnet_core", *args], capture_output=True, text=True, cwd=cwd,
-                          stdin=subprocess.DEVNULL, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "pipnet_core", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        timeout=300,
+    )
 
 
 def test_the_payload_does_run_when_unpickled(tmp_path):
@@ -58,15 +65,19 @@ def annotated(tmp_path) -> tuple[Path, Path]:
 def test_a_planted_pickle_progress_file_is_refused_without_running(annotated, tmp_path):
     clip, out = annotated
     marker = tmp_path / "ran"
-    (out / "clip.progress").write_bytes(pickle.dumps({"version": "pipnet-live 0.1.0, progress 2",
-                                                      "states": {0: Payload(marker)}, "complete_at": None}))
+    (out / "clip.progress").write_bytes(
+        pickle.dumps({"version": "pipnet-live 0.1.0, progress 2", "states": {0: Payload(marker)}, "complete_at": None})
+    )
     result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert not marker.exists()
     problem = result.stderr.splitlines()[0]
-    assert re.fullmatch(r"pipnet annotate: error: .*clip\.progress: written by an older pipnet-live in a format that "
-                        r"can run code \(pickle\), which this version refuses to read: delete it, or run without "
-                        r"--resume", problem)
+    assert re.fullmatch(
+        r"pipnet annotate: error: .*clip\.progress: written by an older pipnet-live in a format that "
+        r"can run code \(pickle\), which this version refuses to read: delete it, or run without "
+        r"--resume",
+        problem,
+    )
 
 
 def test_a_progress_file_of_another_input_or_of_another_program_is_refused(annotated, tmp_path):
@@ -99,12 +110,17 @@ def test_a_crafted_progress_file_that_passes_the_settings_check_is_a_one_line_er
     assert state["fields"]["tracks"], "the control: a state with a track to tamper with"
     crop = state["fields"]["tracks"][0]["fields"]
     tampered = {**crop, "crop": "not a crop"}
-    cases = {"a field of the wrong kind": {**state, "fields": {**state["fields"], "tracks": [
-                 {"$object": "Track", "fields": tampered}]}},
-             "a class not allowed": {"$object": "Popen", "fields": {}}}
+    cases = {
+        "a field of the wrong kind": {
+            **state,
+            "fields": {**state["fields"], "tracks": [{"$object": "Track", "fields": tampered}]},
+        },
+        "a class not allowed": {"$object": "Popen", "fields": {}},
+    }
     for why, bad in cases.items():
-        progress.write_bytes(encode_state("annotate progress", {"settings": settings, "states": {0: bad},
-                                                                "complete_at": None}))
+        progress.write_bytes(
+            encode_state("annotate progress", {"settings": settings, "states": {0: bad}, "complete_at": None})
+        )
         result = pipnet("annotate", str(clip), "--out", "out", "--smooth", "none", "--resume", cwd=tmp_path)
         assert result.returncode == 2 and "Traceback" not in result.stderr, (why, result.stderr)
         assert "the saved video state is not a tracker of this version" in result.stderr, why
@@ -118,7 +134,9 @@ def test_a_planted_chunk_piece_is_refused_without_running(tmp_path):
     piece = tmp_path / "clip.chunks" / "00000.chunk"
     piece.parent.mkdir()
     piece.write_bytes(pickle.dumps({"version": "x", "frames": [Payload(marker)]}))
-    with pytest.raises(PipnetError, match=r"00000.chunk: written by an older pipnet-live in a format that can run code"):
+    with pytest.raises(
+        PipnetError, match=r"00000.chunk: written by an older pipnet-live in a format that can run code"
+    ):
         read_piece(piece, None, Chunk(0, 0, 10))
     assert not marker.exists()
 

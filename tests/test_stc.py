@@ -1,18 +1,19 @@
 """Self-training with curriculum: schedule, pseudo-labels, and a short run that resumes."""
+
 import json
 
 import cv2
 import numpy as np
+from synthetic import drawn_face
+from test_training_export import NO_AUGMENTATION, log_rows
 
-from pipnet_core.training.config import Config, DataConfig, ModelConfig, STCConfig, TrainConfig
 from pipnet_core.data import write_pts
 from pipnet_core.landmarker import Landmarker
 from pipnet_core.onnx_runner import OnnxLandmarkModel
 from pipnet_core.sample_clip import face_photo
+from pipnet_core.training.config import Config, DataConfig, ModelConfig, STCConfig, TrainConfig
 from pipnet_core.training.stc import pseudo_label
 from pipnet_core.training.train import train
-from synthetic import drawn_face
-from test_training_export import NO_AUGMENTATION, log_rows
 
 
 def test_the_curriculum_moves_through_the_strides_in_order():
@@ -65,9 +66,17 @@ def stc_config(root, out, epochs):
         model=ModelConfig(input_size=128, pretrained=""),
         data=DataConfig(root=str(root), train=[{"path": "labeled", "repeat": 2.0}], val_fraction=0.25),
         augment=NO_AUGMENTATION,
-        train=TrainConfig(epochs=epochs, batch_size=4, lr=1e-3, lr_milestones=[100], workers=0, threads=2, out_dir=str(out)),
-        stc=STCConfig(unlabeled="unlabeled", start_epoch=1, epochs_per_round=1, strides=[64, 32], min_confidence=0.0,
-                      error_probe="probe"),
+        train=TrainConfig(
+            epochs=epochs, batch_size=4, lr=1e-3, lr_milestones=[100], workers=0, threads=2, out_dir=str(out)
+        ),
+        stc=STCConfig(
+            unlabeled="unlabeled",
+            start_epoch=1,
+            epochs_per_round=1,
+            strides=[64, 32],
+            min_confidence=0.0,
+            error_probe="probe",
+        ),
     )
 
 

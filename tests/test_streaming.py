@@ -1,6 +1,7 @@
 """Live results into other programs, each checked by a real receiver on 127.0.0.1: a python-osc
 server in its own process (OSC and VMC), an LSL inlet that resolves the stream, WebSocket clients
 (fast, slow and hostile), and the browser page in headless Chromium."""
+
 import json
 import socket
 import subprocess
@@ -35,8 +36,13 @@ def free_port(kind=socket.SOCK_STREAM) -> int:
 
 
 def pipnet_live(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipnet_core", "live", str(cached_clip()), *args], capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "pipnet_core", "live", str(cached_clip()), *args],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+    )
 
 
 OSC_RECEIVER = textwrap.dedent("""
@@ -60,8 +66,9 @@ OSC_RECEIVER = textwrap.dedent("""
 def osc_receiver(tmp_path):
     """A python-osc server in a process of its own; yields (port, the file it writes)."""
     port, log = free_port(socket.SOCK_DGRAM), tmp_path / "osc.jsonl"
-    process = subprocess.Popen([sys.executable, "-c", OSC_RECEIVER, str(port), str(log)], stdout=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", OSC_RECEIVER, str(port), str(log)], stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "ready"
     yield port, log
     process.kill()
@@ -109,8 +116,14 @@ def test_vmc_sends_the_head_bone_and_blend_shapes_then_applies(osc_receiver):
     assert len(applies) >= 18 and messages[applies[-1] - 1][0] == "/VMC/Ext/Blend/Val"
 
 
-@pytest.mark.parametrize("pose, expected", [((90, 0, 0), (0, -0.7071, 0, 0.7071)), ((0, 20, 0), (-0.1736, 0, 0, 0.9848)),
-                                             ((0, 0, 30), (0, 0, 0.2588, 0.9659))])
+@pytest.mark.parametrize(
+    "pose, expected",
+    [
+        ((90, 0, 0), (0, -0.7071, 0, 0.7071)),
+        ((0, 20, 0), (-0.1736, 0, 0, 0.9848)),
+        ((0, 0, 30), (0, 0, 0.2588, 0.9659)),
+    ],
+)
 def test_the_vmc_head_rotation_turns_the_avatar_as_a_mirror(pose, expected):
     # Unity's frame, x, y, z, w: our +yaw (towards the image's right) is the avatar's -y, +pitch (up)
     # its -x, +roll (clockwise on screen) its +z: the avatar moves as the person's mirror image.
@@ -122,9 +135,24 @@ def test_the_vmc_head_rotation_turns_the_avatar_as_a_mirror(pose, expected):
 def test_an_lsl_inlet_resolves_the_stream_reads_its_channels_and_gets_samples_on_lsl_s_clock():
     pylsl = pytest.importorskip("pylsl")
     name = f"pipnet-test-{time.monotonic_ns()}"
-    process = subprocess.Popen([sys.executable, "-m", "pipnet_core", "live", str(cached_clip()), "--lsl", name,
-                                "--seconds", "8", "--max-faces", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipnet_core",
+            "live",
+            str(cached_clip()),
+            "--lsl",
+            name,
+            "--seconds",
+            "8",
+            "--max-faces",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         found = pylsl.resolve_byprop("name", name, timeout=15)
         assert found, "the outlet was not found"
@@ -137,7 +165,12 @@ def test_an_lsl_inlet_resolves_the_stream_reads_its_channels_and_gets_samples_on
             channel = channel.next_sibling()
         per_slot = channels()
         assert len(labels) == info.channel_count() == 2 + 2 * len(per_slot)  # frame, send time, two face slots
-        assert labels[:4] == [("frame", "count"), ("send_time", "seconds"), ("face0_present", "bool"), ("face0_id", "id")]
+        assert labels[:4] == [
+            ("frame", "count"),
+            ("send_time", "seconds"),
+            ("face0_present", "bool"),
+            ("face0_id", "id"),
+        ]
         assert ("face1_x67", "pixels") in labels
         samples = []
         while len(samples) < 40:
@@ -187,9 +220,12 @@ def clients():
     from websockets.sync.client import connect
 
     with ExitStack() as opened:
+
         def open_client(sink: WebSocketSink, query: str = "", **options):
-            return opened.enter_context(connect(f"ws://127.0.0.1:{sink.port}/stream{query}", open_timeout=5,
-                                                close_timeout=1, **options))
+            return opened.enter_context(
+                connect(f"ws://127.0.0.1:{sink.port}/stream{query}", open_timeout=5, close_timeout=1, **options)
+            )
+
         yield open_client
 
 
@@ -299,10 +335,18 @@ def test_stream_settings_that_cannot_work_are_one_line_errors(tmp_path):
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     with pytest.raises(PipnetError, match="give HOST:PORT or PORT"):
         host_port("127.0.0.1:99999")
-    missing = subprocess.run([sys.executable, "-c", "import sys; sys.modules['websockets'] = None; "
-                              "from pipnet_core.cli import main; "
-                              f"sys.exit(main(['live', {str(cached_clip())!r}, '--ws', '0']))"],
-                             capture_output=True, text=True, cwd=tmp_path)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.modules['websockets'] = None; "
+            "from pipnet_core.cli import main; "
+            f"sys.exit(main(['live', {str(cached_clip())!r}, '--ws', '0']))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert missing.returncode == 2 and "needs websockets: pip install 'pipnet-live[stream]'" in missing.stderr
 
 
@@ -313,9 +357,17 @@ def test_the_browser_page_draws_the_live_points_in_headless_chromium(runner, tmp
     sink = WebSocketSink("127.0.0.1", 0)
     runner.sinks.append(sink)
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'chrome'}",
-                 "--window-size=800,600"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chrome'}",
+        "--window-size=800,600",
+    ):
         options.add_argument(flag)
     options.binary_location = "/usr/bin/chromium"
     service = webdriver.ChromeService(executable_path="/usr/bin/chromedriver")
@@ -330,13 +382,15 @@ def test_the_browser_page_draws_the_live_points_in_headless_chromium(runner, tmp
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not browser.execute_script("return window.pipnet.drawn.length"):
                 time.sleep(0.1)
-            drawn.append(browser.execute_script("""
+            drawn.append(
+                browser.execute_script("""
                 const face = window.pipnet.drawn[0], canvas = document.getElementById('view');
                 const pixels = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
                 const inked = face.points.filter(([x, y]) => {
                     const i = 4 * (Math.round(y) * canvas.width + Math.round(x));
                     return pixels[i] + pixels[i + 1] + pixels[i + 2] > 200; });
-                return {points: face.points, inked: inked.length, frame: window.pipnet.last.frame};"""))
+                return {points: face.points, inked: inked.length, frame: window.pipnet.last.frame};""")
+            )
             time.sleep(1.0)
         browser.find_element("id", "video").click()  # the frame under the points, for the picture in docs/
         deadline = time.monotonic() + 10
@@ -361,11 +415,25 @@ def test_ctrl_c_or_a_service_stop_closes_every_stream(how):
     import signal
 
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "pipnet_core", "live", str(cached_clip()), "--loop", "--ws",
-                                str(port), "--osc", f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               # A suite started in the background inherits SIGINT ignored: give it back.
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipnet_core",
+            "live",
+            str(cached_clip()),
+            "--loop",
+            "--ws",
+            str(port),
+            "--osc",
+            f"127.0.0.1:{free_port(socket.SOCK_DGRAM)}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background inherits SIGINT ignored: give it back.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         assert process.stdout.readline().startswith(f"browser view: http://127.0.0.1:{port}/")
         from websockets.sync.client import connect

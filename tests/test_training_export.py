@@ -1,21 +1,31 @@
 """End to end on generated faces: train (overfit), resume, export to ONNX, evaluate both."""
+
 import csv
 import math
 
 import cv2
 import numpy as np
 import pytest
-
-from pipnet_core.training.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
-from pipnet_core.data import read_labeled, write_pts
-from pipnet_core.evaluate import evaluate, load_landmark_model
-from pipnet_core.training.export import export_onnx
-from pipnet_core.training.train import RunLog, train
 from synthetic import MeanFaceModel, drawn_face
 
+from pipnet_core.data import read_labeled, write_pts
+from pipnet_core.evaluate import evaluate, load_landmark_model
+from pipnet_core.training.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
+from pipnet_core.training.export import export_onnx
+from pipnet_core.training.train import RunLog, train
+
 EPOCHS = 60
-NO_AUGMENTATION = AugmentConfig(rotation_prob=0, scale_min=1, scale_max=1, translate=0, flip_prob=0,
-                                occlusion_prob=0, blur_prob=0, grey_prob=0, colour_prob=0)
+NO_AUGMENTATION = AugmentConfig(
+    rotation_prob=0,
+    scale_min=1,
+    scale_max=1,
+    translate=0,
+    flip_prob=0,
+    occlusion_prob=0,
+    blur_prob=0,
+    grey_prob=0,
+    colour_prob=0,
+)
 
 
 def tiny_config(data_root, out_dir, epochs) -> Config:
@@ -23,8 +33,9 @@ def tiny_config(data_root, out_dir, epochs) -> Config:
         model=ModelConfig(input_size=128, pretrained=""),
         data=DataConfig(root=str(data_root), train=[{"path": "faces", "repeat": 4.0}], val_fraction=0.25),
         augment=NO_AUGMENTATION,
-        train=TrainConfig(epochs=epochs, batch_size=8, lr=2e-3, lr_milestones=[100], workers=0, threads=2,
-                          out_dir=str(out_dir)),
+        train=TrainConfig(
+            epochs=epochs, batch_size=8, lr=2e-3, lr_milestones=[100], workers=0, threads=2, out_dir=str(out_dir)
+        ),
     )
 
 
@@ -62,8 +73,19 @@ def test_the_curves_an_interrupted_run_did_not_draw_are_drawn_when_it_resumes(tm
     monkeypatch.setattr(RunLog, "REDRAW_SECONDS", math.inf)
     interrupted = RunLog(tmp_path)
     for epoch in (1, 2, 3):
-        interrupted.append({"epoch": epoch, "lr": 1e-4, "loss": 1 / epoch, "score": 0, "offset": 0, "neighbour": 0,
-                            "val_nme": 0.1 / epoch, "seconds": 1, "images_per_s": 1})
+        interrupted.append(
+            {
+                "epoch": epoch,
+                "lr": 1e-4,
+                "loss": 1 / epoch,
+                "score": 0,
+                "offset": 0,
+                "neighbour": 0,
+                "val_nme": 0.1 / epoch,
+                "seconds": 1,
+                "images_per_s": 1,
+            }
+        )
     drawn = interrupted.png_path.stat().st_mtime_ns
     assert drawn < interrupted.csv_path.stat().st_mtime_ns  # drawn after epoch 1 only
     RunLog(tmp_path).finish()
@@ -109,9 +131,15 @@ def test_an_exported_model_fine_tunes_from_its_onnx_file_with_batch_norm_frozen(
     # the (identity) statistics alone: batch statistics would change what every layer computes.
     from torch import nn
 
-    from pipnet_core.training.export import verification_crops
     from pipnet_core.onnx_runner import OnnxLandmarkModel
-    from pipnet_core.training.torch_runner import TorchLandmarkModel, eval_mode, load_checkpoint, network_from_onnx, set_training_mode
+    from pipnet_core.training.export import verification_crops
+    from pipnet_core.training.torch_runner import (
+        TorchLandmarkModel,
+        eval_mode,
+        load_checkpoint,
+        network_from_onnx,
+        set_training_mode,
+    )
 
     root, out, best = trained_run
     exported = export_onnx(best, tmp_path / "tiny.onnx").path
@@ -128,7 +156,12 @@ def test_an_exported_model_fine_tunes_from_its_onnx_file_with_batch_norm_frozen(
     assert network.training and not any(m.training for m in norms)  # modes restored, norms still frozen
 
     cfg = tiny_config(root, tmp_path / "tuned", epochs=1)
-    cfg.train.init, cfg.train.init_state, cfg.train.lr, cfg.train.freeze_batchnorm = str(exported), "weights", 1e-4, True
+    cfg.train.init, cfg.train.init_state, cfg.train.lr, cfg.train.freeze_batchnorm = (
+        str(exported),
+        "weights",
+        1e-4,
+        True,
+    )
     train(cfg, log=lambda *_: None)
     state = load_checkpoint(tmp_path / "tuned" / "last.pt")["model"]
     variances = [v for k, v in state.items() if k.endswith("running_var")]
@@ -171,15 +204,35 @@ def test_two_ddp_processes_train_exactly_like_one(trained_run, tmp_path):
     root, _, _ = trained_run
     config = tmp_path / "tiny.toml"
     config.write_text(DDP_CONFIG.format(root=root))
-    one = subprocess.run([sys.executable, "-m", "pipnet_core", "train", "--config", config, "--out", tmp_path / "one"],
-                         capture_output=True, text=True, timeout=600)
+    one = subprocess.run(
+        [sys.executable, "-m", "pipnet_core", "train", "--config", config, "--out", tmp_path / "one"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert one.returncode == 0, one.stderr[-2000:]
     with socket.socket() as probe:  # a free port for the process group's rendezvous
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
-                          "-m", "pipnet_core", "train", "--config", config, "--out", tmp_path / "two"],
-                         capture_output=True, text=True, timeout=600)
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            "-m",
+            "pipnet_core",
+            "train",
+            "--config",
+            config,
+            "--out",
+            tmp_path / "two",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert two.returncode == 0, two.stderr[-2000:]
     single, double = log_rows(tmp_path / "one"), log_rows(tmp_path / "two")
     assert len(single) == len(double) == 2  # rank 0 alone wrote the log

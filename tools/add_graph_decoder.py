@@ -9,6 +9,7 @@ timing sets a copy holding the maps alone (numpy decodes) against the file with 
 Runtime runs every node of a graph, asked-for outputs or not, so the same file cannot serve for
 both). End to end, tools/compare_models.py. Run the timing with nothing else on the CPU.
 """
+
 import os
 import sys
 import tempfile
@@ -58,14 +59,22 @@ def main(paths: list[str]) -> None:
             points, confidence = model.network_outputs(batch)
             reference, reference_confidence = older.info.codec.decode(older.network_outputs(batch))
             difference = float(np.abs(points - reference).max()) / model.info.input_size
-            print(f"{path}: parity with codec.decode {difference:.1e} of the crop side (tolerance {PARITY_TOLERANCE:.0e}), "
-                  f"confidence {np.abs(confidence - reference_confidence).max():.1e}")
+            print(
+                f"{path}: parity with codec.decode {difference:.1e} of the crop side (tolerance {PARITY_TOLERANCE:.0e}), "
+                f"confidence {np.abs(confidence - reference_confidence).max():.1e}"
+            )
             if difference >= PARITY_TOLERANCE:
                 raise SystemExit(f"{path}: the graph's decode disagrees with codec.decode; the file is left as it was")
             for size in (1, 3):
                 x = batch[:size]
-                spent = milliseconds({"maps + numpy decode": lambda: older.info.codec.decode(older.network_outputs(x)),
-                                      "decoded in the graph": lambda: model.network_outputs(x)})
+                spent = milliseconds(
+                    {
+                        "maps + numpy decode": lambda older=older, x=x: older.info.codec.decode(
+                            older.network_outputs(x)
+                        ),
+                        "decoded in the graph": lambda model=model, x=x: model.network_outputs(x),
+                    }
+                )
                 print(f"  batch {size}: " + ", ".join(f"{label} {ms:.3f} ms" for label, ms in spent.items()))
             model.close()
             os.replace(decoded, path)

@@ -3,6 +3,7 @@ landmarker serves the whole run, so 2,000 inputs should cost no more than 20.
 
     .venv/bin/python tools/annotate_memory.py [--counts 20 2000]   # a few minutes for 2,000
 """
+
 import argparse
 import os
 import subprocess
@@ -45,8 +46,9 @@ def main() -> None:
             for i in range(count):
                 (folder / f"face{i:05d}.png").write_bytes(image)
             started = time.monotonic()
-            code, peak, most = measure([sys.executable, "-m", "pipnet_core", "annotate", str(folder),
-                                           "--out", str(Path(tmp) / f"out{count}")])
+            code, peak, most = measure(
+                [sys.executable, "-m", "pipnet_core", "annotate", str(folder), "--out", str(Path(tmp) / f"out{count}")]
+            )
             if code:
                 raise SystemExit(f"pipnet annotate exited with {code}")
             print(f"{count:6d}  {time.monotonic() - started:7.1f}  {peak:7.0f}  {most:7d}", flush=True)

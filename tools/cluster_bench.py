@@ -13,6 +13,7 @@ The workers have joined before a run is timed (a cluster is running before a use
 Then projects the wall time of 1,000 hours of 30 FPS video on N workers from the measured
 per-frame cost and per-task overhead. Nothing else should run meanwhile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,11 @@ FORMATS = ("--format", "csv,json")
 
 def annotate(inputs: list[Path], out: Path, *extra: str) -> float:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "pipnet_core", "annotate", *map(str, inputs), "--out", str(out),
-                             *FORMATS, *extra], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pipnet_core", "annotate", *map(str, inputs), "--out", str(out), *FORMATS, *extra],
+        capture_output=True,
+        text=True,
+    )
     if result.returncode:
         sys.exit(f"annotate failed: {result.stderr.strip().splitlines()[-1]}")
     return time.monotonic() - started
@@ -51,11 +55,30 @@ class Cluster:
             port = probe.getsockname()[1]
         self.address = f"tcp://127.0.0.1:{port}"
         self.log = (folder / "cluster.log").open("w")
-        self.processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                            "--no-dashboard"], stdout=self.log, stderr=subprocess.STDOUT)]
-        self.processes += [subprocess.Popen([DASK, "worker", self.address, "--nthreads", "1", "--no-dashboard",
-                                             "--local-directory", str(folder / f"worker{i}")],
-                                            stdout=self.log, stderr=subprocess.STDOUT) for i in range(workers)]
+        self.processes = [
+            subprocess.Popen(
+                [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+        ]
+        self.processes += [
+            subprocess.Popen(
+                [
+                    DASK,
+                    "worker",
+                    self.address,
+                    "--nthreads",
+                    "1",
+                    "--no-dashboard",
+                    "--local-directory",
+                    str(folder / f"worker{i}"),
+                ],
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            for i in range(workers)
+        ]
 
     def __enter__(self):
         """Once every worker has joined: a user's cluster is running before the run starts."""
@@ -108,8 +131,10 @@ def main() -> None:
     if not long_video.exists():
         join_videos(corpus, long_video, repeats=2)
     long_frames = frame_count(long_video)
-    print(f"corpus: {len(corpus)} videos, {frames} frames; long video: {long_frames} frames "
-          f"({long_frames / 30 / 60:.1f} min at 30 FPS)")
+    print(
+        f"corpus: {len(corpus)} videos, {frames} frames; long video: {long_frames} frames "
+        f"({long_frames / 30 / 60:.1f} min at 30 FPS)"
+    )
     runs = {}
 
     def report(label: str, seconds: float, count: int) -> None:
@@ -120,38 +145,78 @@ def main() -> None:
     report("corpus, one process", annotate(corpus, args.out / "one"), frames)
     report("corpus, --jobs 2", annotate(corpus, args.out / "jobs2", "--jobs", "2"), frames)
     with Cluster(2, args.out) as cluster:
-        report("corpus, two Dask workers", annotate(corpus, args.out / "dask2", "--scheduler", cluster.address,
-                                                    "--threads", "1"), frames)
-        report("long video, two Dask workers, 30 s chunks",
-               annotate([long_video], args.out / "long_dask2", "--scheduler", cluster.address, "--threads", "1",
-                        "--chunk-seconds", "30"), long_frames)
+        report(
+            "corpus, two Dask workers",
+            annotate(corpus, args.out / "dask2", "--scheduler", cluster.address, "--threads", "1"),
+            frames,
+        )
+        report(
+            "long video, two Dask workers, 30 s chunks",
+            annotate(
+                [long_video],
+                args.out / "long_dask2",
+                "--scheduler",
+                cluster.address,
+                "--threads",
+                "1",
+                "--chunk-seconds",
+                "30",
+            ),
+            long_frames,
+        )
     report("long video, one process", annotate([long_video], args.out / "long_one"), long_frames)
     with Cluster(1, args.out) as cluster:
-        whole = annotate([long_video], args.out / "long_whole", "--scheduler", cluster.address, "--threads", "1",
-                         "--chunk-seconds", "0")
+        whole = annotate(
+            [long_video],
+            args.out / "long_whole",
+            "--scheduler",
+            cluster.address,
+            "--threads",
+            "1",
+            "--chunk-seconds",
+            "0",
+        )
         report("long video, one Dask worker, one task", whole, long_frames)
         chunk_seconds = 1  # many tasks: the overhead stands out of the noise
-        chunked = annotate([long_video], args.out / "long_chunks", "--scheduler", cluster.address, "--threads", "1",
-                           "--chunk-seconds", str(chunk_seconds), "--chunk-overlap", "0")
+        chunked = annotate(
+            [long_video],
+            args.out / "long_chunks",
+            "--scheduler",
+            cluster.address,
+            "--threads",
+            "1",
+            "--chunk-seconds",
+            str(chunk_seconds),
+            "--chunk-overlap",
+            "0",
+        )
         tasks = -(-long_frames // (30 * chunk_seconds))
         report(f"long video, one Dask worker, {tasks} chunks of {chunk_seconds} s, no overlap", chunked, long_frames)
     overhead = (chunked - whole) / (tasks - 1)
     per_frame = whole / long_frames  # one worker, one task: start-up and merge included
     one, long_one = runs["corpus, one process"], runs["long video, one process"]
-    print(f"\nover one process: corpus --jobs 2 {one / runs['corpus, --jobs 2']:.2f}x, two Dask workers "
-          f"{one / runs['corpus, two Dask workers']:.2f}x; long video on two Dask workers "
-          f"{long_one / runs['long video, two Dask workers, 30 s chunks']:.2f}x")
-    print(f"per-task overhead (seek from the keyframe, cold tracker, scheduling, writing the chunk): "
-          f"{1000 * overhead:.0f} ms; per frame on one worker: {1000 * per_frame:.2f} ms")
+    print(
+        f"\nover one process: corpus --jobs 2 {one / runs['corpus, --jobs 2']:.2f}x, two Dask workers "
+        f"{one / runs['corpus, two Dask workers']:.2f}x; long video on two Dask workers "
+        f"{long_one / runs['long video, two Dask workers, 30 s chunks']:.2f}x"
+    )
+    print(
+        f"per-task overhead (seek from the keyframe, cold tracker, scheduling, writing the chunk): "
+        f"{1000 * overhead:.0f} ms; per frame on one worker: {1000 * per_frame:.2f} ms"
+    )
     total_frames = 1000 * 3600 * 30
     chunk, overlap = DEFAULT_CHUNK_SECONDS * 30, DEFAULT_OVERLAP_SECONDS * 30
     tasks = total_frames // chunk
     worker_seconds = total_frames * (1 + overlap / chunk) * per_frame + tasks * overhead
-    print(f"1,000 hours at 30 FPS = {total_frames:,} frames in {tasks:,.0f} chunks of {DEFAULT_CHUNK_SECONDS:g} s "
-          f"with {DEFAULT_OVERLAP_SECONDS:g} s of warm-up: "
-          f"{worker_seconds / 3600:,.0f} worker-hours")
+    print(
+        f"1,000 hours at 30 FPS = {total_frames:,} frames in {tasks:,.0f} chunks of {DEFAULT_CHUNK_SECONDS:g} s "
+        f"with {DEFAULT_OVERLAP_SECONDS:g} s of warm-up: "
+        f"{worker_seconds / 3600:,.0f} worker-hours"
+    )
     for workers in (2, 16, 64, 256):
-        print(f"  {workers:4d} workers: {worker_seconds / workers / 3600:8,.1f} h ({worker_seconds / workers / 86400:.1f} days)")
+        print(
+            f"  {workers:4d} workers: {worker_seconds / workers / 3600:8,.1f} h ({worker_seconds / workers / 86400:.1f} days)"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ bench` runs Face Mesh): the speed of a model change, free of this machine's drif
 
 Run with nothing else on the CPU.
 """
+
 import argparse
 from time import perf_counter
 
@@ -48,8 +49,10 @@ def main() -> None:
         with PipelineRival(args.before, frames, faces) as before, Landmarker(args.after, max_faces=faces) as landmarker:
             after = bench_pipeline(landmarker, frames, args.frames, f"{faces} face(s)", rival=before)
         before_fps = before.count / before.seconds
-        print(f"{faces} face(s): before {before_fps:.1f} FPS, after {after.fps:.1f} FPS: {after.fps / before_fps:.3f}x; "
-              "after's ms per frame: " + "  ".join(f"{k} {v:.2f}" for k, v in after.stage_ms.items()))
+        print(
+            f"{faces} face(s): before {before_fps:.1f} FPS, after {after.fps:.1f} FPS: {after.fps / before_fps:.3f}x; "
+            "after's ms per frame: " + "  ".join(f"{k} {v:.2f}" for k, v in after.stage_ms.items())
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ converted model is checked against LiteRT on random and real inputs before it is
 its provenance (package, version, file, sha256 of source and output) goes into the ONNX metadata
 and models/blazeface_provenance.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,10 @@ import onnx
 import tflite
 from onnx import TensorProto, helper, numpy_helper
 
-MODELS = {"short": ("face_detection_short_range.tflite", "blazeface_short_range.onnx"),
-          "full": ("face_detection_full_range_sparse.tflite", "blazeface_full_range.onnx")}
+MODELS = {
+    "short": ("face_detection_short_range.tflite", "blazeface_short_range.onnx"),
+    "full": ("face_detection_full_range_sparse.tflite", "blazeface_full_range.onnx"),
+}
 CONSTANT_PRODUCERS = {"DEQUANTIZE", "DENSIFY"}
 OPSET = 17
 
@@ -55,8 +58,11 @@ class Converter:
         self.graph = self.model.Subgraphs(0)
         # Without delegates and with every tensor kept, LiteRT hands back the dense float32
         # weights that DEQUANTIZE and DENSIFY produce.
-        self.interpreter = Interpreter(model_path=str(model_path), experimental_preserve_all_tensors=True,
-                                       experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        self.interpreter = Interpreter(
+            model_path=str(model_path),
+            experimental_preserve_all_tensors=True,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
         self.interpreter.allocate_tensors()
         detail = self.interpreter.get_input_details()[0]
         self.interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], np.float32))
@@ -87,7 +93,9 @@ class Converter:
         if fused == tflite.ActivationFunctionType.RELU:
             return self.node("Relu", [value], output)
         if fused == tflite.ActivationFunctionType.RELU6:
-            return self.node("Clip", [value, self.constant(np.float32(0), "lo"), self.constant(np.float32(6), "hi")], output)
+            return self.node(
+                "Clip", [value, self.constant(np.float32(0), "lo"), self.constant(np.float32(6), "hi")], output
+            )
         raise NotImplementedError(f"fused activation {fused}")
 
     def same_pads(self, size: int, kernel: int, stride: int) -> tuple[int, int]:
@@ -113,17 +121,28 @@ class Converter:
             o = options(op, tflite.Conv2DOptions)
             weights = self.value(inputs[1]).transpose(0, 3, 1, 2)  # OHWI -> OIHW
             args = [self.name(inputs[0]), self.constant(weights, "w"), self.constant(self.value(inputs[2]), "b")]
-            conv = self.node("Conv", args, out + "_conv", strides=[o.StrideH(), o.StrideW()],
-                             dilations=[o.DilationHFactor(), o.DilationWFactor()],
-                             pads=self.pads(op, weights.shape[2:], (o.StrideH(), o.StrideW()), o.Padding()))
+            conv = self.node(
+                "Conv",
+                args,
+                out + "_conv",
+                strides=[o.StrideH(), o.StrideW()],
+                dilations=[o.DilationHFactor(), o.DilationWFactor()],
+                pads=self.pads(op, weights.shape[2:], (o.StrideH(), o.StrideW()), o.Padding()),
+            )
             self.activation(conv, o.FusedActivationFunction(), out)
         elif kind == "DEPTHWISE_CONV_2D":
             o = options(op, tflite.DepthwiseConv2DOptions)
             weights = self.value(inputs[1]).transpose(3, 0, 1, 2)  # 1HWO -> O1HW
             args = [self.name(inputs[0]), self.constant(weights, "w"), self.constant(self.value(inputs[2]), "b")]
-            conv = self.node("Conv", args, out + "_conv", group=weights.shape[0], strides=[o.StrideH(), o.StrideW()],
-                             dilations=[o.DilationHFactor(), o.DilationWFactor()],
-                             pads=self.pads(op, weights.shape[2:], (o.StrideH(), o.StrideW()), o.Padding()))
+            conv = self.node(
+                "Conv",
+                args,
+                out + "_conv",
+                group=weights.shape[0],
+                strides=[o.StrideH(), o.StrideW()],
+                dilations=[o.DilationHFactor(), o.DilationWFactor()],
+                pads=self.pads(op, weights.shape[2:], (o.StrideH(), o.StrideW()), o.Padding()),
+            )
             self.activation(conv, o.FusedActivationFunction(), out)
         elif kind == "ADD":
             o = options(op, tflite.AddOptions)
@@ -138,8 +157,14 @@ class Converter:
         elif kind == "MAX_POOL_2D":
             o = options(op, tflite.Pool2DOptions)
             kernel, stride = (o.FilterHeight(), o.FilterWidth()), (o.StrideH(), o.StrideW())
-            pooled = self.node("MaxPool", [self.name(inputs[0])], out + "_pool", kernel_shape=list(kernel),
-                               strides=list(stride), pads=self.pads(op, kernel, stride, o.Padding()))
+            pooled = self.node(
+                "MaxPool",
+                [self.name(inputs[0])],
+                out + "_pool",
+                kernel_shape=list(kernel),
+                strides=list(stride),
+                pads=self.pads(op, kernel, stride, o.Padding()),
+            )
             self.activation(pooled, o.FusedActivationFunction(), out)
         elif kind == "RESIZE_BILINEAR":
             o = options(op, tflite.ResizeBilinearOptions)
@@ -147,8 +172,9 @@ class Converter:
             channels = int(self.tensor(inputs[0]).ShapeAsNumpy()[3])
             mode = "align_corners" if o.AlignCorners() else "half_pixel" if o.HalfPixelCenters() else "asymmetric"
             sizes = self.constant(np.array([1, channels, height, width], np.int64), "sizes")
-            self.node("Resize", [self.name(inputs[0]), "", "", sizes], out, mode="linear",
-                      coordinate_transformation_mode=mode)
+            self.node(
+                "Resize", [self.name(inputs[0]), "", "", sizes], out, mode="linear", coordinate_transformation_mode=mode
+            )
         elif kind == "DEPTH_TO_SPACE":
             o = options(op, tflite.DepthToSpaceOptions)
             self.node("DepthToSpace", [self.name(inputs[0])], out, blocksize=o.BlockSize(), mode="DCR")
@@ -174,9 +200,18 @@ class Converter:
         outputs = []
         for name, index in zip(output_names, (self.graph.Outputs(i) for i in range(2))):
             self.node("Identity", [self.name(index)], name)
-            outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, [int(v) for v in self.tensor(index).ShapeAsNumpy()]))
-        graph = helper.make_graph(self.nodes, "blazeface", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
-                                  outputs, self.initializers)
+            outputs.append(
+                helper.make_tensor_value_info(
+                    name, TensorProto.FLOAT, [int(v) for v in self.tensor(index).ShapeAsNumpy()]
+                )
+            )
+        graph = helper.make_graph(
+            self.nodes,
+            "blazeface",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
+            outputs,
+            self.initializers,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="pipnet-live")
         model.ir_version = 8
         onnx.checker.check_model(model)
@@ -234,15 +269,22 @@ def main() -> None:
         difference = check(model, converter, size)
         if difference > 1e-3:  # of raw box offsets in input pixels (up to ~100): rounding, not a wrong op
             raise SystemExit(f"{source}: ONNX Runtime differs from LiteRT by {difference:.2e}")
-        record = {"source_package": package, "source_file": Path(source).name, "source_sha256": sha256(source),
-                  "licence": "Apache-2.0 (MediaPipe)", "largest_difference_from_litert": float(f"{difference:.3g}")}
+        record = {
+            "source_package": package,
+            "source_file": Path(source).name,
+            "source_sha256": sha256(source),
+            "licence": "Apache-2.0 (MediaPipe)",
+            "largest_difference_from_litert": float(f"{difference:.3g}"),
+        }
         for field, value in record.items():
             model.metadata_props.append(onnx.StringStringEntryProto(key=field, value=str(value)))
         data = model.SerializeToString()
         (args.out / out_name).write_bytes(data)
         provenance[out_name] = {**record, "sha256": sha256(data)}
-        print(f"{out_name}: {len(data) / 1e6:.2f} MB from {package} {source_name}; largest difference from LiteRT "
-              f"{difference:.2e}")
+        print(
+            f"{out_name}: {len(data) / 1e6:.2f} MB from {package} {source_name}; largest difference from LiteRT "
+            f"{difference:.2e}"
+        )
     (args.out / "blazeface_provenance.json").write_text(json.dumps(provenance, indent=1) + "\n")
 
 

@@ -9,6 +9,7 @@ or 2, one line per problem naming the file, no traceback or raw decoder message,
 memory under 1.5 GB. A failing seed's corpus is kept and named, so the file can be found and
 turned into a test.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,9 @@ def main() -> int:
             command = name.split()[0]
             started = time.monotonic()
             try:
-                rc, stdout, stderr, peak = run_pipnet([command, *map(str, corpus), "--out", str(folder / "out"), *extra],
-                                                      folder)
+                rc, stdout, stderr, peak = run_pipnet(
+                    [command, *map(str, corpus), "--out", str(folder / "out"), *extra], folder
+                )
                 counts = check_run(command, rc, stdout, stderr, peak, corpus)
             except AssertionError as exc:
                 failed += 1
@@ -49,8 +51,10 @@ def main() -> int:
                 continue
             finally:
                 shutil.rmtree(folder / "out", ignore_errors=True)
-            print(f"seed {seed}, {name}: {len(corpus)} files, exit {rc}, {dict(counts)}, peak {peak / 2**20:.0f} MB, "
-                  f"{time.monotonic() - started:.1f} s")
+            print(
+                f"seed {seed}, {name}: {len(corpus)} files, exit {rc}, {dict(counts)}, peak {peak / 2**20:.0f} MB, "
+                f"{time.monotonic() - started:.1f} s"
+            )
         if failed == failed_before:
             shutil.rmtree(folder, ignore_errors=True)
     print(f"{failed} failing run(s)" if failed else "no failures")

@@ -3,6 +3,7 @@ the shipped model's config and milliseconds per face (batch 1, 2 threads) for ea
 
     .venv/bin/python tools/int8_options.py   # run with nothing else on the CPU: it times models
 """
+
 import tempfile
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def main() -> None:
             out = Path(work) / "q.onnx"
             write_int8(model, out, calibration, **options)
             quantized = OnnxLandmarkModel(out)
-            print(f"{name}: NME {100 * evaluate(quantized, check).summary()['nme']:.2f}%, "
-                  f"{milliseconds_per_face(quantized):.2f} ms, {out.stat().st_size / 2**20:.1f} MB")
+            print(
+                f"{name}: NME {100 * evaluate(quantized, check).summary()['nme']:.2f}%, "
+                f"{milliseconds_per_face(quantized):.2f} ms, {out.stat().st_size / 2**20:.1f} MB"
+            )
 
 
 if __name__ == "__main__":

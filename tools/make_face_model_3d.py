@@ -6,6 +6,7 @@ outer eye corners are 90 mm apart, origin at the nose tip. z: interpolated (inve
 distance in the x-y plane) from the 22 depths of the pose model in pose.py, which are exact at
 their own points. Run: .venv/bin/python tools/make_face_model_3d.py
 """
+
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +30,13 @@ def main() -> None:
             weights = 1 / np.maximum(distance, 1e-6) ** 2
             z[i] = (weights * MODEL_3D[:, 2]).sum() / weights.sum()
     out = Path(__file__).resolve().parents[1] / "assets" / "face_model_3d.txt"
-    np.savetxt(out, np.column_stack([xy, z]), fmt="%.1f",
-               header="68 points, x y z in mm (x right, y down, z away from the camera, nose tip at 0): "
-                      "tools/make_face_model_3d.py")
+    np.savetxt(
+        out,
+        np.column_stack([xy, z]),
+        fmt="%.1f",
+        header="68 points, x y z in mm (x right, y down, z away from the camera, nose tip at 0): "
+        "tools/make_face_model_3d.py",
+    )
     print(out)
 
 

@@ -7,6 +7,7 @@ The long videos are the corpus joined end to end (tools/cluster_bench.py's join)
 times, at 640x480 and 30 FPS; the growth between them is the memory per frame of one face.
 Nothing else should run meanwhile.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,12 +45,27 @@ def main() -> None:
             join_videos(corpus, video, repeats)
         frames = frame_count(video)
         for smooth in ("live", "offline"):
-            status, peak, seconds = measure([sys.executable, "-m", "pipnet_core", "annotate", str(video), "--out",
-                                             str(args.out / f"{smooth}{repeats}"), "--format", "csv,json", "--smooth",
-                                             smooth])
+            status, peak, seconds = measure(
+                [
+                    sys.executable,
+                    "-m",
+                    "pipnet_core",
+                    "annotate",
+                    str(video),
+                    "--out",
+                    str(args.out / f"{smooth}{repeats}"),
+                    "--format",
+                    "csv,json",
+                    "--smooth",
+                    smooth,
+                ]
+            )
             peaks[smooth, frames] = peak
-            print(f"{frames} frames ({frames / 30 / 60:.1f} min), --smooth {smooth}: exit {status}, peak {peak:.0f} MB, "
-                  f"{seconds:.1f} s ({frames / seconds:.1f} FPS)", flush=True)
+            print(
+                f"{frames} frames ({frames / 30 / 60:.1f} min), --smooth {smooth}: exit {status}, peak {peak:.0f} MB, "
+                f"{seconds:.1f} s ({frames / seconds:.1f} FPS)",
+                flush=True,
+            )
     short, long = sorted({frames for _, frames in peaks})
     for mode in ("live", "offline"):
         per_hour = (peaks[mode, long] - peaks[mode, short]) / (long - short) * 30 * 3600

@@ -8,6 +8,7 @@ lighter network would have to cut.
 
 Run it with nothing else on the CPU. On a shared machine the shares are steadier than the total.
 """
+
 import argparse
 import collections
 import json
@@ -38,8 +39,10 @@ def multiply_adds(path: Path) -> collections.Counter:
     """Millions of multiply-adds per face in the convolutions, by part of the network (float or INT8
     file): the backbone and each head (heads.0 scores, .1-.2 offsets, .3-.4 neighbour offsets)."""
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)))
-    shapes = {value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim]
-              for value in [*model.graph.value_info, *model.graph.output]}
+    shapes = {
+        value.name: [dim.dim_value for dim in value.type.tensor_type.shape.dim]
+        for value in [*model.graph.value_info, *model.graph.output]
+    }
     weights = {tensor.name: tuple(tensor.dims) for tensor in model.graph.initializer}
     for node in model.graph.node:  # the INT8 file holds its weights quantized, each behind a DequantizeLinear
         if node.op_type == "DequantizeLinear" and node.input[0] in weights:
@@ -76,11 +79,15 @@ def profile(path: Path, runs: int, threads: int) -> None:
             by_operator[event["args"]["op_name"]] += event["dur"]
     total = sum(by_node.values())
     convolutions = sum(time for name, time in by_operator.items() if name.endswith("Conv"))
-    print(f"{path.name}: {total / runs / 1000:.2f} ms per call in kernels ({runs} calls, {threads} threads), "
-          f"convolutions {100 * convolutions / total:.1f}%")
+    print(
+        f"{path.name}: {total / runs / 1000:.2f} ms per call in kernels ({runs} calls, {threads} threads), "
+        f"convolutions {100 * convolutions / total:.1f}%"
+    )
     macs = multiply_adds(path)
-    print(f"  {sum(macs.values()):.0f} M multiply-adds per face: "
-          + ", ".join(f"{part} {value:.1f} M" for part, value in macs.most_common()))
+    print(
+        f"  {sum(macs.values()):.0f} M multiply-adds per face: "
+        + ", ".join(f"{part} {value:.1f} M" for part, value in macs.most_common())
+    )
     for name, microseconds in by_operator.most_common(8):
         print(f"  {name:24s} {100 * microseconds / total:5.1f}%")
     print("  slowest nodes:")

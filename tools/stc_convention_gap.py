@@ -4,14 +4,15 @@ and after removing each landmark's mean offset (in the face's own upright, eye-d
 
     .venv/bin/python tools/stc_convention_gap.py models/experiments/stc_paper_baseline_s0.onnx
 """
+
 import sys
 
 import numpy as np
 
 from pipnet_core.crop import landmark_crop_matrix, transform_points
 from pipnet_core.data import read_labeled
-from pipnet_core.images import load_image
 from pipnet_core.evaluate import load_landmark_model
+from pipnet_core.images import load_image
 from pipnet_core.metrics import nme
 
 
@@ -30,11 +31,15 @@ def main(model_path: str, probe: str = "../shared/data/ytf68/train", faces: int 
     eye = np.linalg.norm(truth[:, 45] - truth[:, 36], axis=1)[:, None, None]
     offsets = ((predicted - truth) / eye).mean(axis=0)  # per landmark, in eye distances
     corrected = predicted - offsets[None] * eye
-    print(f"{model_path} on {len(samples)} {probe} faces: NME {100 * nme(predicted, truth).mean():.2f}%, "
-          f"{100 * nme(corrected, truth).mean():.2f}% after removing each landmark's mean offset")
+    print(
+        f"{model_path} on {len(samples)} {probe} faces: NME {100 * nme(predicted, truth).mean():.2f}%, "
+        f"{100 * nme(corrected, truth).mean():.2f}% after removing each landmark's mean offset"
+    )
     worst = np.argsort(-np.linalg.norm(offsets, axis=1))[:6]
-    print("largest mean offsets (landmark: % of the eye distance): "
-          + ", ".join(f"{i}: {100 * np.linalg.norm(offsets[i]):.1f}" for i in worst))
+    print(
+        "largest mean offsets (landmark: % of the eye distance): "
+        + ", ".join(f"{i}: {100 * np.linalg.norm(offsets[i]):.1f}" for i in worst)
+    )
 
 
 if __name__ == "__main__":

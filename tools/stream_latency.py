@@ -11,6 +11,7 @@ wait for the newest frame plus the stream's own path; p50 and p99 per stream, an
 frame numbers it received were contiguous. All clocks are this machine's monotonic clock (LSL's
 local_clock is the same on Linux).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -92,14 +93,20 @@ TARGET_P50_MS, TARGET_P99_MS = 10.0, 33.0
 
 def summary(name: str, arrivals: list, processing: dict[int, float], typical: float) -> str:
     frames = [a[0] for a in arrivals]
-    delays = np.array([1000 * (arrived - captured - (own if own is not None else processing.get(frame, typical)))
-                       for frame, arrived, captured, own in arrivals])
+    delays = np.array(
+        [
+            1000 * (arrived - captured - (own if own is not None else processing.get(frame, typical)))
+            for frame, arrived, captured, own in arrivals
+        ]
+    )
     contiguous = frames == list(range(frames[0], frames[0] + len(frames))) if frames else False
     p50, p99 = np.percentile(delays, 50), np.percentile(delays, 99)
     met = p50 <= TARGET_P50_MS and p99 <= TARGET_P99_MS and contiguous
-    return (f"{name:9s} {len(arrivals):6d} messages, beyond processing: p50 {p50:6.2f} ms, p99 {p99:6.2f} ms, "
-            f"max {delays.max():7.2f} ms; frame numbers {'contiguous' if contiguous else 'NOT contiguous'}; "
-            f"targets (p50 <= {TARGET_P50_MS:.0f}, p99 <= {TARGET_P99_MS:.0f} ms, contiguous) {'met' if met else 'MISSED'}")
+    return (
+        f"{name:9s} {len(arrivals):6d} messages, beyond processing: p50 {p50:6.2f} ms, p99 {p99:6.2f} ms, "
+        f"max {delays.max():7.2f} ms; frame numbers {'contiguous' if contiguous else 'NOT contiguous'}; "
+        f"targets (p50 <= {TARGET_P50_MS:.0f}, p99 <= {TARGET_P99_MS:.0f} ms, contiguous) {'met' if met else 'MISSED'}"
+    )
 
 
 def main() -> int:
@@ -111,13 +118,31 @@ def main() -> int:
     lsl_name = f"pipnet-latency-{time.monotonic_ns()}"
     stop = threading.Event()
     received = {"OSC": [], "LSL": [], "WebSocket": []}
-    receivers = [threading.Thread(target=receive_osc, args=(osc_port, received["OSC"], stop), daemon=True),
-                 threading.Thread(target=receive_lsl, args=(lsl_name, received["LSL"], stop), daemon=True),
-                 threading.Thread(target=receive_ws, args=(ws_port, received["WebSocket"], stop), daemon=True)]
+    receivers = [
+        threading.Thread(target=receive_osc, args=(osc_port, received["OSC"], stop), daemon=True),
+        threading.Thread(target=receive_lsl, args=(lsl_name, received["LSL"], stop), daemon=True),
+        threading.Thread(target=receive_ws, args=(ws_port, received["WebSocket"], stop), daemon=True),
+    ]
     receivers[0].start()
-    live = subprocess.Popen([sys.executable, "-m", "pipnet_core", "live", args.video or str(cached_clip()), "--loop",
-                             "--osc", f"127.0.0.1:{osc_port}", "--lsl", lsl_name, "--ws", str(ws_port),
-                             "--seconds", str(args.seconds + 3)], stdin=subprocess.DEVNULL)
+    live = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pipnet_core",
+            "live",
+            args.video or str(cached_clip()),
+            "--loop",
+            "--osc",
+            f"127.0.0.1:{osc_port}",
+            "--lsl",
+            lsl_name,
+            "--ws",
+            str(ws_port),
+            "--seconds",
+            str(args.seconds + 3),
+        ],
+        stdin=subprocess.DEVNULL,
+    )
     for thread in receivers[1:]:
         thread.start()
     time.sleep(args.seconds + 3)
@@ -129,8 +154,10 @@ def main() -> int:
     # three send every frame).
     processing = {frame: own for frame, _, _, own in received["WebSocket"]}
     typical = float(np.median(list(processing.values()))) if processing else 0.0
-    print(f"pipnet live exited {live.returncode}; {args.seconds:.0f} s of a 30 FPS source; processing "
-          f"p50 {1000 * typical:.2f} ms; {len(channels())} LSL channels per face")
+    print(
+        f"pipnet live exited {live.returncode}; {args.seconds:.0f} s of a 30 FPS source; processing "
+        f"p50 {1000 * typical:.2f} ms; {len(channels())} LSL channels per face"
+    )
     for name, arrivals in received.items():
         print(summary(name, arrivals, processing, typical) if arrivals else f"{name}: nothing received")
     return 0

@@ -9,6 +9,7 @@ BlazeFace short range) on the turned and small-face views that `pipnet eval --ro
 The views come from this checkout's pipnet_core/evaluate.py (their source is run against the old
 package), everything else from the old checkout, whose own model is used.
 """
+
 import sys
 from pathlib import Path
 
@@ -27,8 +28,11 @@ def main(old: str, mode: str, values: list[float], data: str = "../shared/data/3
 
     source = (HERE / "pipnet_core" / "evaluate.py").read_text()
     views = {"np": np, "transform_points": transform_points}
-    exec("import cv2\nfrom typing import Callable\nView = Callable\n"
-         + source[source.index("BACKGROUND ="):source.index("def load_landmark_model")], views)
+    exec(
+        "import cv2\nfrom typing import Callable\nView = Callable\n"
+        + source[source.index("BACKGROUND =") : source.index("def load_landmark_model")],
+        views,
+    )
     samples = read_labeled(Path(data))
     landmarker = Landmarker(Path(old) / "models" / "pipnet_mbv2_68.onnx", smoothing=False, max_faces=3)
     for value in values:
@@ -45,8 +49,11 @@ def main(old: str, mode: str, values: list[float], data: str = "../shared/data/3
                 missed += 1
         nme = np.mean(errors) if errors else float("nan")
         failures = (np.sum(np.array(errors) > 0.1) + missed) / len(samples)
-        print(f"{mode} {value:g}: found {100 * (1 - missed / len(samples)):.1f}%  NME {100 * nme:.2f}%  "
-              f"FR@0.10 {100 * failures:.2f}%", flush=True)
+        print(
+            f"{mode} {value:g}: found {100 * (1 - missed / len(samples)):.1f}%  NME {100 * nme:.2f}%  "
+            f"FR@0.10 {100 * failures:.2f}%",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

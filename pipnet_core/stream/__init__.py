@@ -5,6 +5,7 @@ and VMC over UDP (``osc``), Lab Streaming Layer (``lsl``) and WebSocket with a b
 The protocols' libraries are the ``stream`` extra (pip install 'pipnet-live[stream]'); a sink
 whose library is missing says so in one line when it is made.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,9 +30,10 @@ def import_pylsl():
     return optional_module("pylsl", "pylsl")
 
 
-def host_port(text: str, default_host: str = "127.0.0.1", default_port: int | None = None,
-              any_port: bool = False) -> tuple[str, int]:
-    """"HOST:PORT", "PORT" or "HOST" (with ``default_port``) as (host, port); a one-line error
+def host_port(
+    text: str, default_host: str = "127.0.0.1", default_port: int | None = None, any_port: bool = False
+) -> tuple[str, int]:
+    """ "HOST:PORT", "PORT" or "HOST" (with ``default_port``) as (host, port); a one-line error
     otherwise. ``any_port``: a server's port may be 0, any free one."""
     host, _, port = text.rpartition(":") if ":" in text else (("", "", text) if text.isdigit() else (text, "", ""))
     host = host.strip("[]") or default_host

@@ -1,4 +1,5 @@
 """`pipnet live`: a camera or video file, processed live, streamed to other programs."""
+
 from __future__ import annotations
 
 import signal
@@ -66,8 +67,10 @@ def open_sinks(choice: StreamChoice, nominal_rate: float, face_slots: int, warn=
             named, port = host_port(choice.ws, default_host="", any_port=True)
             host = named or choice.host or "127.0.0.1"
             if host not in LOOPBACK:
-                warn(f"the WebSocket listens on {host}: other machines can connect"
-                     + ("" if choice.token else " (--token to require one)"))
+                warn(
+                    f"the WebSocket listens on {host}: other machines can connect"
+                    + ("" if choice.token else " (--token to require one)")
+                )
             sinks.append(WebSocketSink(host, port, choice.allowed_origins, choice.token, choice.max_clients))
     except BaseException:
         for sink in sinks:
@@ -87,16 +90,24 @@ def run_live(args) -> None:
         if args.source == "0" and value and Path(value).is_file():
             args.source = value
             setattr(args, name, "pipnet-live" if name == "lsl" else "127.0.0.1:39540")
-    choice = StreamChoice(args.osc, args.vmc, args.lsl, args.ws, args.host, tuple(args.allow_origin), args.token,
-                          args.max_clients)
+    choice = StreamChoice(
+        args.osc, args.vmc, args.lsl, args.ws, args.host, tuple(args.allow_origin), args.token, args.max_clients
+    )
     if not choice and not args.window:
         raise PipnetError("nothing to do: give a stream (--osc, --vmc, --lsl, --ws) or --window")
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # a service manager's stop: a clean end
     with ExitStack() as cleanup:
         cleanup.callback(signal.signal, signal.SIGTERM, previous)
-        landmarker = cleanup.enter_context(Landmarker(args.model, detector=args.detector, max_faces=args.max_faces,
-                                                      threads=args.threads, calibration=args.calibration))
+        landmarker = cleanup.enter_context(
+            Landmarker(
+                args.model,
+                detector=args.detector,
+                max_faces=args.max_faces,
+                threads=args.threads,
+                calibration=args.calibration,
+            )
+        )
         source = open_source(args.source, loop=args.loop)
         try:
             sinks = open_sinks(choice, source.fps, args.max_faces or 1, _warn)
@@ -128,8 +139,12 @@ def _run_headless(runner: LiveRunner, stop: threading.Event, frames: int | None)
         done += step
         if sys.stderr.isatty() and time.monotonic() - shown > STATUS_SECONDS:
             shown = time.monotonic()
-            print(f"\r{done} frames, {runner.meter.rate:.1f} FPS; "
-                  + "; ".join(sink.status() for sink in runner.sinks), end="", file=sys.stderr, flush=True)
+            print(
+                f"\r{done} frames, {runner.meter.rate:.1f} FPS; " + "; ".join(sink.status() for sink in runner.sinks),
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
     return done
 
 

@@ -8,6 +8,7 @@ are in the stream's XML description. A slot without a face is NaN. Doubles: a cl
 frame numbers past 2^24, would lose digits as float32. A second, irregular-rate outlet of type ``Markers`` carries the events as strings:
 ``found 0``, ``lost 0``, ``blink 0``. LSL buffers for its inlets itself: pushing never waits.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,8 +24,12 @@ FRAME_CHANNELS = [("frame", "count", "Frame"), ("send_time", "seconds", "Time")]
 
 def channels() -> list[tuple[str, str, str]]:
     """(label, unit, type) of one face slot's channels, in sample order."""
-    slot = [("present", "bool", "Status"), ("id", "id", "Status"), ("success", "bool", "Status"),
-            ("confidence", "fraction", "Confidence")]
+    slot = [
+        ("present", "bool", "Status"),
+        ("id", "id", "Status"),
+        ("success", "bool", "Status"),
+        ("confidence", "fraction", "Confidence"),
+    ]
     slot += [(f"box_{name}", "pixels", "Box") for name in ("x", "y", "w", "h")]
     slot += [(f"{axis}{i}", "pixels", f"Position{axis.upper()}") for i in range(NUM_POINTS) for axis in ("x", "y")]
     slot += [(f"confidence{i}", "fraction", "Confidence") for i in range(NUM_POINTS)]
@@ -43,10 +48,12 @@ class LslSink:
         lsl = self._lsl = import_pylsl()
         self.stream_name, self.slots = stream_name, max(face_slots, 1)
         self.layout = channels()
-        labelled = FRAME_CHANNELS + [(f"face{slot}_{label}", unit, kind) for slot in range(self.slots)
-                                     for label, unit, kind in self.layout]
-        info = lsl.StreamInfo(stream_name, "Landmarks", len(labelled), nominal_rate, lsl.cf_double64,
-                              f"pipnet-live:{stream_name}")
+        labelled = FRAME_CHANNELS + [
+            (f"face{slot}_{label}", unit, kind) for slot in range(self.slots) for label, unit, kind in self.layout
+        ]
+        info = lsl.StreamInfo(
+            stream_name, "Landmarks", len(labelled), nominal_rate, lsl.cf_double64, f"pipnet-live:{stream_name}"
+        )
         described = info.desc()
         described.append_child_value("manufacturer", "pipnet-live")
         listed = described.append_child("channels")
@@ -56,8 +63,14 @@ class LslSink:
             channel.append_child_value("unit", unit)
             channel.append_child_value("type", kind)
         self.outlet = lsl.StreamOutlet(info)
-        markers = lsl.StreamInfo(f"{stream_name}-events", "Markers", 1, lsl.IRREGULAR_RATE, lsl.cf_string,
-                                 f"pipnet-live:{stream_name}-events")
+        markers = lsl.StreamInfo(
+            f"{stream_name}-events",
+            "Markers",
+            1,
+            lsl.IRREGULAR_RATE,
+            lsl.cf_string,
+            f"pipnet-live:{stream_name}-events",
+        )
         self.markers = lsl.StreamOutlet(markers)
         self.offset = lsl_clock_offset() or 0.0
         self.meter = RateMeter()
@@ -68,11 +81,23 @@ class LslSink:
         sample[:first] = message["frame"], send_time
         for slot, face in enumerate(message["faces"][: self.slots]):
             pose = face["pose"] or {"yaw": np.nan, "pitch": np.nan, "roll": np.nan, "translation": [np.nan] * 3}
-            values = [1.0, face["id"], float(face["success"]), face["confidence"], *face["box"],
-                      *np.ravel(face["points"]), *face["point_confidence"], pose["yaw"], pose["pitch"], pose["roll"],
-                      *pose["translation"], face["eye_aspect_ratio"]["right"], face["eye_aspect_ratio"]["left"],
-                      face["mouth_aspect_ratio"]]
-            sample[first + slot * per_slot:first + (slot + 1) * per_slot] = values
+            values = [
+                1.0,
+                face["id"],
+                float(face["success"]),
+                face["confidence"],
+                *face["box"],
+                *np.ravel(face["points"]),
+                *face["point_confidence"],
+                pose["yaw"],
+                pose["pitch"],
+                pose["roll"],
+                *pose["translation"],
+                face["eye_aspect_ratio"]["right"],
+                face["eye_aspect_ratio"]["left"],
+                face["mouth_aspect_ratio"],
+            ]
+            sample[first + slot * per_slot : first + (slot + 1) * per_slot] = values
         return sample.tolist()
 
     def send(self, result: LiveResult) -> None:
@@ -84,7 +109,8 @@ class LslSink:
 
     def status(self) -> str:
         return f"LSL {self.stream_name} {self.meter.rate:.0f} samples/s" + (
-            ", consumer connected" if self.outlet.have_consumers() else "")
+            ", consumer connected" if self.outlet.have_consumers() else ""
+        )
 
     def close(self) -> None:
         del self.outlet, self.markers  # liblsl closes an outlet when its last reference goes

@@ -6,6 +6,7 @@ itself: ``capture_time`` (the source gave the frame), ``process_start`` and ``pr
 pipeline's share) and ``send_time`` (set by each sink as it sends). ``lsl_time`` is the capture
 time on Lab Streaming Layer's clock, when pylsl is installed.
 """
+
 from __future__ import annotations
 
 import time
@@ -37,16 +38,27 @@ def face_entry(face, width: int, height: int, blinked: bool) -> dict:
     points = np.asarray(face.points, np.float64)
     right, left = eye_aspect_ratios(points)
     pose = face.pose
-    return {"id": face.id, "success": bool(face.success), "confidence": round(face.mean_confidence, 4),
-            "detector_score": round(float(face.score), 4), "box": [round(float(v), 2) for v in face.box],
-            "points": np.round(points, 2).tolist(),
-            "points_normalized": np.round(points / (width, height), 5).tolist(),
-            "point_confidence": np.round(np.asarray(face.confidence, np.float64), 4).tolist(),
-            "pose": None if pose is None else {"yaw": round(pose.yaw, 2), "pitch": round(pose.pitch, 2),
-                                               "roll": round(pose.roll, 2),
-                                               "translation": np.round(pose.translation, 1).tolist()},
-            "eye_aspect_ratio": {"right": round(right, 4), "left": round(left, 4)},
-            "mouth_aspect_ratio": round(mouth_aspect_ratio(points), 4), "blink": blinked}
+    return {
+        "id": face.id,
+        "success": bool(face.success),
+        "confidence": round(face.mean_confidence, 4),
+        "detector_score": round(float(face.score), 4),
+        "box": [round(float(v), 2) for v in face.box],
+        "points": np.round(points, 2).tolist(),
+        "points_normalized": np.round(points / (width, height), 5).tolist(),
+        "point_confidence": np.round(np.asarray(face.confidence, np.float64), 4).tolist(),
+        "pose": None
+        if pose is None
+        else {
+            "yaw": round(pose.yaw, 2),
+            "pitch": round(pose.pitch, 2),
+            "roll": round(pose.roll, 2),
+            "translation": np.round(pose.translation, 1).tolist(),
+        },
+        "eye_aspect_ratio": {"right": round(right, 4), "left": round(left, 4)},
+        "mouth_aspect_ratio": round(mouth_aspect_ratio(points), 4),
+        "blink": blinked,
+    }
 
 
 def frame_message(result) -> dict:
@@ -54,9 +66,17 @@ def frame_message(result) -> dict:
     height, width = result.frame.image.shape[:2]
     offset = lsl_clock_offset()
     blinked = {face_id for kind, face_id in result.events if kind == "blink"}
-    return {"schema": SCHEMA, "frame": result.sequence, "source_frame": result.frame.index,
-            "source_time": result.frame.timestamp, "capture_time": result.captured_at,
-            "lsl_time": None if offset is None else result.captured_at + offset,
-            "process_start": result.taken_at, "processed_time": result.processed_at, "width": width, "height": height,
-            "faces": [face_entry(face, width, height, face.id in blinked) for face in result.faces],
-            "events": [{"type": kind, "face": face_id} for kind, face_id in result.events]}
+    return {
+        "schema": SCHEMA,
+        "frame": result.sequence,
+        "source_frame": result.frame.index,
+        "source_time": result.frame.timestamp,
+        "capture_time": result.captured_at,
+        "lsl_time": None if offset is None else result.captured_at + offset,
+        "process_start": result.taken_at,
+        "processed_time": result.processed_at,
+        "width": width,
+        "height": height,
+        "faces": [face_entry(face, width, height, face.id in blinked) for face in result.faces],
+        "events": [{"type": kind, "face": face_id} for kind, face_id in result.events],
+    }

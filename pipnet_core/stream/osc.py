@@ -12,6 +12,7 @@ int32 and float32. Addresses (docs/streaming.md):
     /pipnet/face/ID/mouth, /blink (1, only in the frame a blink begins)
     /pipnet/event          "found" | "lost" | "blink", face id
 """
+
 from __future__ import annotations
 
 import math
@@ -82,7 +83,8 @@ class _UdpBundles:
 
     def status(self, name: str) -> str:
         return f"{name} {self.address[0]}:{self.address[1]} {self.meter.rate:.0f} msg/s" + (
-            f", {self.failed} failed" if self.failed else "")
+            f", {self.failed} failed" if self.failed else ""
+        )
 
     def close(self) -> None:
         self.socket.close()
@@ -98,19 +100,33 @@ class OscSink:
 
     def send(self, result: LiveResult) -> None:
         m, udp = result.message, self._udp
-        messages = [udp.message("/pipnet/frame", m["frame"], m["source_frame"], len(m["faces"]), m["width"], m["height"],
-                                ("d", m["capture_time"]), ("d", time.monotonic()))]
+        messages = [
+            udp.message(
+                "/pipnet/frame",
+                m["frame"],
+                m["source_frame"],
+                len(m["faces"]),
+                m["width"],
+                m["height"],
+                ("d", m["capture_time"]),
+                ("d", time.monotonic()),
+            )
+        ]
         for face in m["faces"]:
             base = f"/pipnet/face/{face['id']}"
             pose = face["pose"]
-            messages += [udp.message(f"{base}/box", face["success"], face["confidence"], *face["box"]),
-                         udp.message(f"{base}/points", *np.ravel(face["points_normalized"])),
-                         udp.message(f"{base}/points_px", *np.ravel(face["points"])),
-                         udp.message(f"{base}/point_confidence", *face["point_confidence"]),
-                         udp.message(f"{base}/eyes", face["eye_aspect_ratio"]["right"], face["eye_aspect_ratio"]["left"]),
-                         udp.message(f"{base}/mouth", face["mouth_aspect_ratio"])]
+            messages += [
+                udp.message(f"{base}/box", face["success"], face["confidence"], *face["box"]),
+                udp.message(f"{base}/points", *np.ravel(face["points_normalized"])),
+                udp.message(f"{base}/points_px", *np.ravel(face["points"])),
+                udp.message(f"{base}/point_confidence", *face["point_confidence"]),
+                udp.message(f"{base}/eyes", face["eye_aspect_ratio"]["right"], face["eye_aspect_ratio"]["left"]),
+                udp.message(f"{base}/mouth", face["mouth_aspect_ratio"]),
+            ]
             if pose is not None:
-                messages.append(udp.message(f"{base}/pose", pose["yaw"], pose["pitch"], pose["roll"], *pose["translation"]))
+                messages.append(
+                    udp.message(f"{base}/pose", pose["yaw"], pose["pitch"], pose["roll"], *pose["translation"])
+                )
             if face["blink"]:
                 messages.append(udp.message(f"{base}/blink", 1))
         messages += [udp.message("/pipnet/event", event["type"], event["face"]) for event in m["events"]]
@@ -130,8 +146,12 @@ def head_quaternion(yaw: float, pitch: float, roll: float) -> tuple[float, float
     half = [math.radians(a) / 2 for a in (-pitch, -yaw, roll)]
     (cx, sx), (cy, sy), (cz, sz) = [(math.cos(a), math.sin(a)) for a in half]
     # Unity's order: z, then x, then y (q = qy * qx * qz).
-    return (cy * sx * cz + sy * cx * sz, sy * cx * cz - cy * sx * sz, cy * cx * sz - sy * sx * cz,
-            cy * cx * cz + sy * sx * sz)
+    return (
+        cy * sx * cz + sy * cx * sz,
+        sy * cx * cz - cy * sx * sz,
+        cy * cx * sz - sy * sx * cz,
+        cy * cx * cz + sy * sx * sz,
+    )
 
 
 class VmcSink:
@@ -149,22 +169,44 @@ class VmcSink:
 
     def send(self, result: LiveResult) -> None:
         m, udp = result.message, self._udp
-        messages = [udp.message("/VMC/Ext/OK", 1 if m["faces"] else 0),
-                    udp.message("/VMC/Ext/T", m["capture_time"] - self._started),
-                    udp.message("/pipnet/frame", m["frame"], m["source_frame"], len(m["faces"]), m["width"],
-                                m["height"], ("d", m["capture_time"]), ("d", time.monotonic()))]
+        messages = [
+            udp.message("/VMC/Ext/OK", 1 if m["faces"] else 0),
+            udp.message("/VMC/Ext/T", m["capture_time"] - self._started),
+            udp.message(
+                "/pipnet/frame",
+                m["frame"],
+                m["source_frame"],
+                len(m["faces"]),
+                m["width"],
+                m["height"],
+                ("d", m["capture_time"]),
+                ("d", time.monotonic()),
+            ),
+        ]
         face = next((f for f in m["faces"] if f["success"]), None)
         if face is not None:
             if face["pose"] is not None:
                 pose = face["pose"]
-                messages.append(udp.message("/VMC/Ext/Bone/Pos", "Head", 0.0, 0.0, 0.0,
-                                            *head_quaternion(pose["yaw"], pose["pitch"], pose["roll"])))
-            closed = [min(max((EAR_OPEN - face["eye_aspect_ratio"][eye]) / (EAR_OPEN - EAR_CLOSED), 0.0), 1.0)
-                      for eye in ("right", "left")]
+                messages.append(
+                    udp.message(
+                        "/VMC/Ext/Bone/Pos",
+                        "Head",
+                        0.0,
+                        0.0,
+                        0.0,
+                        *head_quaternion(pose["yaw"], pose["pitch"], pose["roll"]),
+                    )
+                )
+            closed = [
+                min(max((EAR_OPEN - face["eye_aspect_ratio"][eye]) / (EAR_OPEN - EAR_CLOSED), 0.0), 1.0)
+                for eye in ("right", "left")
+            ]
             # The person's right eye is the avatar's right: VMC names blend shapes from the avatar's side.
-            messages += [udp.message("/VMC/Ext/Blend/Val", "Blink_R", closed[0]),
-                         udp.message("/VMC/Ext/Blend/Val", "Blink_L", closed[1]),
-                         udp.message("/VMC/Ext/Blend/Val", "A", min(face["mouth_aspect_ratio"] / MAR_WIDE, 1.0))]
+            messages += [
+                udp.message("/VMC/Ext/Blend/Val", "Blink_R", closed[0]),
+                udp.message("/VMC/Ext/Blend/Val", "Blink_L", closed[1]),
+                udp.message("/VMC/Ext/Blend/Val", "A", min(face["mouth_aspect_ratio"] / MAR_WIDE, 1.0)),
+            ]
         messages.append(udp.message("/VMC/Ext/Blend/Apply"))
         udp.send(messages)
 

@@ -16,6 +16,7 @@ to each client's queue of ``QUEUE_FRAMES``, which drops the oldest when full (co
 client's own thread sends, and encodes the JPEG it asked for; a stalled client (nothing taken from
 its full queue for ``STALL_SECONDS``) is dropped on a thread of its own, the others untouched.
 """
+
 from __future__ import annotations
 
 import base64
@@ -95,8 +96,14 @@ class WebSocketSink:
 
     name = "WebSocket"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 8765, allowed_origins: tuple[str, ...] = (),
-                 token: str | None = None, max_clients: int = 8):
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        allowed_origins: tuple[str, ...] = (),
+        token: str | None = None,
+        max_clients: int = 8,
+    ):
         server_module = optional_module("websockets.sync.server", "websockets")
         self._page = asset("live_view.html").read_text()
         self.token, self.max_clients = token, max_clients
@@ -105,14 +112,24 @@ class WebSocketSink:
         self.refused = self.ignored = self.dropped = 0  # handshakes refused, requests ignored, frames dropped
         self.meter = RateMeter()
         try:
-            self._server = server_module.serve(self._serve, host, port, origins=None, process_request=self._handshake,
-                                               max_size=MAX_INCOMING, open_timeout=OPEN_SECONDS,
-                                               ping_interval=KEEPALIVE_SECONDS,
-                                               ping_timeout=KEEPALIVE_SECONDS, close_timeout=1.0, compression=None,
-                                               logger=logging.getLogger("pipnet_core.stream.websockets"))
+            self._server = server_module.serve(
+                self._serve,
+                host,
+                port,
+                origins=None,
+                process_request=self._handshake,
+                max_size=MAX_INCOMING,
+                open_timeout=OPEN_SECONDS,
+                ping_interval=KEEPALIVE_SECONDS,
+                ping_timeout=KEEPALIVE_SECONDS,
+                close_timeout=1.0,
+                compression=None,
+                logger=logging.getLogger("pipnet_core.stream.websockets"),
+            )
         except OSError as exc:  # asyncio's strerror adds the address again: the errno's own words
-            raise PipnetError(f"{host}:{port}: cannot listen there ({os.strerror(exc.errno) if exc.errno else exc})") \
-                from None
+            raise PipnetError(
+                f"{host}:{port}: cannot listen there ({os.strerror(exc.errno) if exc.errno else exc})"
+            ) from None
         self.host, self.port = host, self._server.socket.getsockname()[1]
         own = [f"http://{'[' + name + ']' if ':' in name else name}:{self.port}" for name in {host, *LOOPBACK}]
         self.origins = {*own, *allowed_origins}
@@ -140,8 +157,9 @@ class WebSocketSink:
             refusal = (HTTPStatus.NOT_FOUND, "the stream is at /stream\n")
         elif origin is not None and origin not in self.origins:
             refusal = (HTTPStatus.FORBIDDEN, "origin not allowed (pipnet live --allow-origin)\n")
-        elif self.token is not None and not hmac.compare_digest(parse_qs(path.query).get("token", [""])[0].encode(),
-                                                                self.token.encode()):
+        elif self.token is not None and not hmac.compare_digest(
+            parse_qs(path.query).get("token", [""])[0].encode(), self.token.encode()
+        ):
             refusal = (HTTPStatus.UNAUTHORIZED, "a token is needed: ws://HOST:PORT/stream?token=...\n")
         elif len(self._clients) >= self.max_clients:
             refusal = (HTTPStatus.SERVICE_UNAVAILABLE, "too many clients\n")
@@ -190,8 +208,11 @@ class WebSocketSink:
                     self.ignored += 1
                     first = self.ignored == 1
                 if first:
-                    _log.warning("websocket: ignored a client's message that is not a known request (%s); "
-                                 "later ones are counted, not logged", str(text)[:40])
+                    _log.warning(
+                        "websocket: ignored a client's message that is not a known request (%s); "
+                        "later ones are counted, not logged",
+                        str(text)[:40],
+                    )
         except Exception:  # closed, too large, not UTF-8: the connection is over
             pass
         finally:
@@ -213,8 +234,7 @@ class WebSocketSink:
         return len(self._clients)
 
     def status(self) -> str:
-        return (f"WebSocket {self.url()} {self.clients} client(s), {self.meter.rate:.0f} msg/s, "
-                f"{self.dropped} dropped")
+        return f"WebSocket {self.url()} {self.clients} client(s), {self.meter.rate:.0f} msg/s, {self.dropped} dropped"
 
     def close(self) -> None:
         """Stop listening and drop every client at once: a stalled one would hold a polite close

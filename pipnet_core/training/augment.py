@@ -4,18 +4,20 @@ Geometry (scale, translation, rotation, mirror) is folded into the one affine wa
 crop, so every sample costs a single warpAffine; photometric changes (occlusion box, blur,
 greyscale, brightness/contrast, low resolution) follow on the small crop.
 """
+
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-from .config import AugmentConfig
 from ..crop import CropBox, crop_matrix, transform_points, warp
 from ..scheme import FLIP_INDEX
+from .config import AugmentConfig
 
 
-def training_crop(image: np.ndarray, points: np.ndarray, crop_scale: float, size: int,
-                  cfg: AugmentConfig, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def training_crop(
+    image: np.ndarray, points: np.ndarray, crop_scale: float, size: int, cfg: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """An augmented crop and its points in crop pixels (re-indexed when mirrored)."""
     box = CropBox.around_points(points, crop_scale)
     side = box.side * rng.uniform(cfg.scale_min, cfg.scale_max)
@@ -36,7 +38,7 @@ def _photometric(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator)
     if rng.random() < cfg.occlusion_prob:
         w, h = (rng.uniform(0.1, 0.4, size=2) * size).astype(int)
         x, y = rng.integers(0, size - w), rng.integers(0, size - h)
-        crop[y:y + h, x:x + w] = rng.integers(0, 256, size=3, dtype=np.uint8)
+        crop[y : y + h, x : x + w] = rng.integers(0, 256, size=3, dtype=np.uint8)
     if rng.random() < cfg.lowres_prob:
         side = max(int(size * rng.uniform(cfg.lowres_min, cfg.lowres_max)), 8)
         small = cv2.resize(crop, (side, side), interpolation=cv2.INTER_AREA)

@@ -1,4 +1,5 @@
 """Training batches: crops with their PIPNet targets, drawn reproducibly, as channels-last tensors."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +26,9 @@ class LandmarkDataset(Dataset):
     """Crops and PIPNet targets; augmented samples draw from a generator keyed by (seed, epoch,
     index), so a run is reproducible whatever the number of loader workers."""
 
-    def __init__(self, samples: list[Sample], images: dict[Path, np.ndarray], codec: PIPCodec,
-                 cfg: Config, augment: bool):
+    def __init__(
+        self, samples: list[Sample], images: dict[Path, np.ndarray], codec: PIPCodec, cfg: Config, augment: bool
+    ):
         self.samples, self.images, self.codec, self.cfg, self.augment = samples, images, codec, cfg, augment
         self.epoch = 0
 
@@ -44,8 +46,14 @@ class LandmarkDataset(Dataset):
             crop, matrix = landmark_crop(image, sample.points, scale, size)
             points = transform_points(sample.points, matrix).astype(np.float32)
         targets = self.codec.encode(points)
-        return (torch.from_numpy(crop), torch.from_numpy(points), *(torch.from_numpy(t) for t in
-                (targets.score, targets.offset_x, targets.offset_y, targets.neighbour_x, targets.neighbour_y)))
+        return (
+            torch.from_numpy(crop),
+            torch.from_numpy(points),
+            *(
+                torch.from_numpy(t)
+                for t in (targets.score, targets.offset_x, targets.offset_y, targets.neighbour_x, targets.neighbour_y)
+            ),
+        )
 
 
 def epoch_indices(sources: list[Source], epoch: int, seed: int) -> np.ndarray:
@@ -71,6 +79,7 @@ def to_batch(crops: torch.Tensor) -> torch.Tensor:
 def fit_codec(samples: list[Sample], cfg: Config) -> PIPCodec:
     """Mean face and neighbours from the training labels, in the model's crop frame."""
     m = cfg.model
-    crop_points = np.stack([
-        transform_points(s.points, landmark_crop_matrix(s.points, m.crop_scale, m.input_size)) for s in samples])
+    crop_points = np.stack(
+        [transform_points(s.points, landmark_crop_matrix(s.points, m.crop_scale, m.input_size)) for s in samples]
+    )
     return PIPCodec.fit(crop_points, m.num_neighbours, m.input_size, m.stride)

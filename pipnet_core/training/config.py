@@ -3,13 +3,15 @@
 A misspelt key is the most common way to waste a training run, so unknown keys and wrong types
 are errors that name the file and the key.
 """
+
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import tomllib
 
 from ..errors import PipnetError
 
@@ -112,7 +114,7 @@ class Config:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], origin: str = "config") -> "Config":
+    def from_dict(cls, raw: dict[str, Any], origin: str = "config") -> Config:
         sections = {}
         hints = get_type_hints(cls)
         for name, value in raw.items():
@@ -124,7 +126,7 @@ class Config:
         return cls(**sections)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Config":
+    def load(cls, path: str | Path) -> Config:
         try:
             raw = tomllib.loads(Path(path).read_text())
         except OSError as exc:

@@ -6,6 +6,7 @@ see exactly the batches one process would and DDP's gradient average equals the 
 gradient; only batch norm differs (each process normalises its own slice; SyncBatchNorm would need
 CUDA). Rank 0 alone logs, validates and writes checkpoints. Backends: nccl on CUDA, gloo on CPU.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,7 +54,9 @@ def wrap(network: torch.nn.Module, workers: Workers) -> torch.nn.Module:
         return network
     from torch.nn.parallel import DistributedDataParallel
 
-    return DistributedDataParallel(network, device_ids=[workers.device.index] if workers.device.type == "cuda" else None)
+    return DistributedDataParallel(
+        network, device_ids=[workers.device.index] if workers.device.type == "cuda" else None
+    )
 
 
 def shard(indices: np.ndarray, batch_size: int, workers: Workers) -> np.ndarray:

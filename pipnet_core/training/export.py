@@ -1,4 +1,5 @@
 """`pipnet export`: checkpoint -> self-describing ONNX model, verified against torch."""
+
 from __future__ import annotations
 
 import re
@@ -11,9 +12,9 @@ import torch
 
 from ..errors import PipnetError
 from ..model_interface import METADATA_KEY
+from ..onnx_runner import OnnxLandmarkModel
 from .graph_decode import append_decoder
 from .network import PIPNet
-from ..onnx_runner import OnnxLandmarkModel
 from .torch_runner import TorchLandmarkModel, load_checkpoint
 
 # Parity threshold: largest landmark difference between torch and ONNX Runtime, as a fraction of
@@ -47,8 +48,14 @@ def training_data_of(checkpoint: dict) -> str:
     return ", ".join(str(entry.get("path", "?")) for entry in entries)
 
 
-def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, name: str | None = None,
-                version: str | None = None, licence: str = "") -> ExportReport:
+def export_onnx(
+    checkpoint: str | Path,
+    out: str | Path,
+    opset: int = 17,
+    name: str | None = None,
+    version: str | None = None,
+    licence: str = "",
+) -> ExportReport:
     """Export; ``name``, ``version`` (semantic, e.g. "1.1.0") and ``licence`` describe the model in
     its metadata, with the training data (from the checkpoint's config) and today's date."""
     import onnx
@@ -58,24 +65,38 @@ def export_onnx(checkpoint: str | Path, out: str | Path, opset: int = 17, name: 
     state = load_checkpoint(checkpoint)
     torch_model = TorchLandmarkModel.from_state(state, str(checkpoint))
     info = torch_model.info
-    torch_model.info = replace(info, name=name or info.name, version=version or info.version,
-                               licence=licence or info.licence, created=date.today().isoformat(),
-                               training_data=training_data_of(state) or info.training_data)
+    torch_model.info = replace(
+        info,
+        name=name or info.name,
+        version=version or info.version,
+        licence=licence or info.licence,
+        created=date.today().isoformat(),
+        training_data=training_data_of(state) or info.training_data,
+    )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = torch_model.info.input_size
     network = torch_model.network.to(memory_format=torch.contiguous_format)
     batch_axis = {0: "batch"}
     with torch.inference_mode():
-        torch.onnx.export(network, torch.zeros(1, 3, size, size), str(out), input_names=["crops"],
-                          output_names=list(PIPNet.OUTPUT_NAMES), opset_version=opset, dynamo=False,
-                          dynamic_axes={name: batch_axis for name in ("crops", *PIPNet.OUTPUT_NAMES)})
+        torch.onnx.export(
+            network,
+            torch.zeros(1, 3, size, size),
+            str(out),
+            input_names=["crops"],
+            output_names=list(PIPNet.OUTPUT_NAMES),
+            opset_version=opset,
+            dynamo=False,
+            dynamic_axes={name: batch_axis for name in ("crops", *PIPNet.OUTPUT_NAMES)},
+        )
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, torch_model.info.to_json()
     proto.producer_name = "pipnet-live"
-    proto.doc_string = ("PIPNet 68-point facial landmarks; input: BGR crops, float32 NCHW, 0..255; outputs: "
-                        "the five maps, and the decoded points (crop pixels) and confidence")
+    proto.doc_string = (
+        "PIPNet 68-point facial landmarks; input: BGR crops, float32 NCHW, 0..255; outputs: "
+        "the five maps, and the decoded points (crop pixels) and confidence"
+    )
     append_decoder(proto, torch_model.info.codec)
     onnx.save(proto, str(out))
 

@@ -9,6 +9,7 @@ two decoded outputs alone, which saves copying the maps out and some fifteen num
 batch (tools/add_graph_decoder.py measures it). The input stays float32 NCHW: a uint8 NHWC input
 with the cast and transpose inside the graph measured slower through ONNX Runtime here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,12 +37,19 @@ def append_decoder(proto, codec: PIPCodec) -> None:
     vote = np.zeros((n * c, n), np.float32)  # row i*c+k: landmark i's vote for its k-th neighbour
     vote[np.arange(n * c), codec.neighbours.reshape(-1)] = 1.0
     constants = {
-        "flat": np.array([0, n, g * g], np.int64), "neighbour_flat": np.array([0, n, c, g * g], np.int64),
-        "grid": np.array(g, np.int64), "zero": np.array(0.0, np.float32), "one": np.array(1.0, np.float32),
-        "axis2": np.array([2], np.int64), "axis3": np.array([3], np.int64),
-        "per_neighbour": np.array([1, 1, c, 1], np.int64), "votes_shape": np.array([0, n * c], np.int64),
-        "vote": vote, "inverse_votes": (1.0 / codec._votes_per_point).astype(np.float32),
-        "stride": np.array(codec.stride, np.float32), "half": np.array(0.5, np.float32),
+        "flat": np.array([0, n, g * g], np.int64),
+        "neighbour_flat": np.array([0, n, c, g * g], np.int64),
+        "grid": np.array(g, np.int64),
+        "zero": np.array(0.0, np.float32),
+        "one": np.array(1.0, np.float32),
+        "axis2": np.array([2], np.int64),
+        "axis3": np.array([3], np.int64),
+        "per_neighbour": np.array([1, 1, c, 1], np.int64),
+        "votes_shape": np.array([0, n * c], np.int64),
+        "vote": vote,
+        "inverse_votes": (1.0 / codec._votes_per_point).astype(np.float32),
+        "stride": np.array(codec.stride, np.float32),
+        "half": np.array(0.5, np.float32),
     }
     graph.initializer.extend(numpy_helper.from_array(value, PREFIX + key) for key, value in constants.items())
 
@@ -81,12 +89,18 @@ def append_decoder(proto, codec: PIPCodec) -> None:
             node("Mul", [f"{axis}/total", "inverse_votes"], f"{axis}/mean"),
             node("Unsqueeze", [f"{axis}/mean", "axis2"], f"{axis}/column"),
         ]
-    nodes += [node("Concat", ["x/column", "y/column"], "cells", axis=2),
-              node("Mul", ["cells", "stride"], "pixels"),
-              node("Sub", ["pixels", "half"], "points")]
+    nodes += [
+        node("Concat", ["x/column", "y/column"], "cells", axis=2),
+        node("Mul", ["cells", "stride"], "pixels"),
+        node("Sub", ["pixels", "half"], "points"),
+    ]
     graph.node.extend(nodes)
-    graph.output.extend([helper.make_tensor_value_info("points", TensorProto.FLOAT, ["batch", n, 2]),
-                         helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch", n])])
+    graph.output.extend(
+        [
+            helper.make_tensor_value_info("points", TensorProto.FLOAT, ["batch", n, 2]),
+            helper.make_tensor_value_info("confidence", TensorProto.FLOAT, ["batch", n]),
+        ]
+    )
 
 
 def without_decoder(proto) -> None:

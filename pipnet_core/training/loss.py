@@ -1,4 +1,5 @@
 """PIPNet's training loss (paper section 3.1): score maps by MSE, offsets and neighbour offsets by L1."""
+
 from __future__ import annotations
 
 import torch
@@ -15,8 +16,12 @@ def pip_loss(outputs, targets, cfg: Config) -> tuple[torch.Tensor, dict[str, flo
     mask = t_score
     nb_mask = mask.repeat_interleave(c, dim=1)
     score_loss = F.mse_loss(score, t_score)
-    offset_loss = ((off_x - t_off_x).abs() * mask).sum() / mask.sum() + ((off_y - t_off_y).abs() * mask).sum() / mask.sum()
-    nb_loss = ((nb_x - t_nb_x).abs() * nb_mask).sum() / nb_mask.sum() + ((nb_y - t_nb_y).abs() * nb_mask).sum() / nb_mask.sum()
+    offset_loss = ((off_x - t_off_x).abs() * mask).sum() / mask.sum() + (
+        (off_y - t_off_y).abs() * mask
+    ).sum() / mask.sum()
+    nb_loss = ((nb_x - t_nb_x).abs() * nb_mask).sum() / nb_mask.sum() + (
+        (nb_y - t_nb_y).abs() * nb_mask
+    ).sum() / nb_mask.sum()
     t = cfg.train
     total = t.score_weight * score_loss + t.offset_weight * offset_loss + t.neighbour_weight * nb_loss
     return total, {"score": score_loss.item(), "offset": offset_loss.item(), "neighbour": nb_loss.item()}

@@ -4,6 +4,7 @@ Backbones follow torchvision's module layout exactly, so its published ImageNet 
 strictly without torchvision itself (which does not install beside the CPU torch we pin).
 torch is imported only by training, evaluation of checkpoints and export; the runtime uses ONNX.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -66,7 +67,15 @@ class InvertedResidual(nn.Module):
 
 class MobileNetV2(nn.Module):
     # (expansion, output channels, repeats, first stride), as in the MobileNetV2 paper.
-    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
+    SETTINGS = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
     out_channels = 1280
 
     def __init__(self):
@@ -162,7 +171,9 @@ class PIPNet(nn.Module):
 
     OUTPUT_NAMES = ("score", "offset_x", "offset_y", "neighbour_x", "neighbour_y")
 
-    def __init__(self, backbone: str = "mobilenet_v2", num_points: int = 68, num_neighbours: int = 10, stride: int = 32):
+    def __init__(
+        self, backbone: str = "mobilenet_v2", num_points: int = 68, num_neighbours: int = 10, stride: int = 32
+    ):
         super().__init__()
         if backbone not in BACKBONES:
             raise PipnetError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")

@@ -5,6 +5,7 @@ crops of training faces made by our own crop code, exactly as the runtime will c
 is then scored against its float twin on faces held out from training; if it loses more than the
 tolerance, it is not written. Needs the ``onnx`` package (the ``[train]`` extra), not torch.
 """
+
 from __future__ import annotations
 
 import tempfile
@@ -16,8 +17,8 @@ import numpy as np
 
 from ..crop import landmark_crop, to_network_input
 from ..data import Sample
-from ..images import load_image
 from ..evaluate import evaluate
+from ..images import load_image
 from ..model_interface import METADATA_KEY
 from ..onnx_runner import OnnxLandmarkModel
 from .graph_decode import append_decoder, without_decoder
@@ -51,9 +52,16 @@ class CropReader:
     """ONNX Runtime's calibration interface: one crop at a time, from the ground-truth landmark box."""
 
     def __init__(self, samples: list[Sample], input_name: str, crop_scale: float, size: int):
-        self._batches = iter([{input_name: to_network_input(landmark_crop(load_image(s.image_path), s.points,
-                                                                          crop_scale, size)[0][None])}
-                              for s in samples])
+        self._batches = iter(
+            [
+                {
+                    input_name: to_network_input(
+                        landmark_crop(load_image(s.image_path), s.points, crop_scale, size)[0][None]
+                    )
+                }
+                for s in samples
+            ]
+        )
 
     def get_next(self):
         return next(self._batches, None)
@@ -90,8 +98,15 @@ def write_int8(model: OnnxLandmarkModel, out: Path, calibration: list[Sample], *
         onnx.save(proto, str(network))
         quant_pre_process(str(network), str(prepared), skip_symbolic_shape=True)
         reader = CropReader(calibration, model.input_name, model.info.crop_scale, model.info.input_size)
-        quantize_static(str(prepared), str(out), reader, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax, **options)
+        quantize_static(
+            str(prepared),
+            str(out),
+            reader,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            **options,
+        )
     proto = onnx.load(str(out))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
@@ -100,8 +115,14 @@ def write_int8(model: OnnxLandmarkModel, out: Path, calibration: list[Sample], *
     onnx.save(proto, str(out))
 
 
-def quantize(model_path: Path, out: Path, calibration: list[Sample], check: list[Sample],
-             tolerance: float = 0.001, threads: int = 2) -> QuantizeReport:
+def quantize(
+    model_path: Path,
+    out: Path,
+    calibration: list[Sample],
+    check: list[Sample],
+    tolerance: float = 0.001,
+    threads: int = 2,
+) -> QuantizeReport:
     """Write ``out`` if its NME on ``check`` is within ``tolerance`` (absolute NME, 0.001 = 0.1
     points) of the float model's; the report says either way."""
     float_model = OnnxLandmarkModel(model_path, threads)
@@ -109,9 +130,15 @@ def quantize(model_path: Path, out: Path, calibration: list[Sample], check: list
         quantized = Path(work) / "int8.onnx"
         write_int8(float_model, quantized, calibration)
         int8_model = OnnxLandmarkModel(quantized, threads)
-        report = QuantizeReport(None, evaluate(float_model, check).summary()["nme"],
-                                evaluate(int8_model, check).summary()["nme"], milliseconds_per_face(float_model),
-                                milliseconds_per_face(int8_model), quantized.stat().st_size / 2**20, len(check))
+        report = QuantizeReport(
+            None,
+            evaluate(float_model, check).summary()["nme"],
+            evaluate(int8_model, check).summary()["nme"],
+            milliseconds_per_face(float_model),
+            milliseconds_per_face(int8_model),
+            quantized.stat().st_size / 2**20,
+            len(check),
+        )
         if report.nme_change <= tolerance:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_bytes(quantized.read_bytes())

@@ -1,4 +1,5 @@
 """Training sources from a config's ``[data] train`` list, each split into training and validation faces."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

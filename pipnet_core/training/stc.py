@@ -10,6 +10,7 @@ negatives, a forgiving target), so everything it learns lands in the exported mo
 rounds train the full task (score, offsets, neighbours) on the pseudo-labels. Differences from the
 paper (compute, data) are listed in docs/stc.md.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,8 @@ import torch.nn.functional as F
 
 from ..codec import PIPCodec
 from ..data import Sample, list_images, read_labeled
-from ..images import load_image
 from ..errors import PipnetError
+from ..images import load_image
 from ..metrics import nme
 from ..model_interface import LandmarkModel, ModelInfo
 from .batches import LandmarkDataset, preload, to_batch
@@ -60,8 +61,14 @@ def _best_faces(model: LandmarkModel, images: list[Path], detector):
     from ..landmarker import Landmarker
     from ..track import TrackerConfig
 
-    landmarker = Landmarker(model, detector=detector, still_detector=detector, smoothing=False, pose=True,
-                            tracking=TrackerConfig(min_confidence=0.0))
+    landmarker = Landmarker(
+        model,
+        detector=detector,
+        still_detector=detector,
+        smoothing=False,
+        pose=True,
+        tracking=TrackerConfig(min_confidence=0.0),
+    )
     for path in images:
         faces = landmarker.process_image(load_image(path))
         yield path, max(faces, key=lambda f: f.mean_confidence) if faces else None
@@ -81,9 +88,15 @@ def pseudo_label_errors(model: LandmarkModel, probe: list[Sample], detector) -> 
     errors, confidence = np.array(errors), np.array(confidence)
     edges = np.quantile(confidence, [0, 0.25, 0.5, 0.75, 1.0])
     quartiles = [float(errors[(confidence >= lo) & (confidence <= hi)].mean()) for lo, hi in zip(edges, edges[1:])]
-    return {"faces": len(errors), "of": len(probe), "nme": float(errors.mean()), "median": float(np.median(errors)),
-            "failures": float((errors > 0.1).mean()), "nme_by_confidence_quartile": quartiles,
-            "quartile_edges": edges.round(3).tolist()}
+    return {
+        "faces": len(errors),
+        "of": len(probe),
+        "nme": float(errors.mean()),
+        "median": float(np.median(errors)),
+        "failures": float((errors > 0.1).mean()),
+        "nme_by_confidence_quartile": quartiles,
+        "quartile_edges": edges.round(3).tolist(),
+    }
 
 
 class SelfTrainer:
@@ -92,8 +105,10 @@ class SelfTrainer:
     def __init__(self, cfg: Config, network, info: ModelInfo, data_root: Path, out_dir: Path, log):
         bad = [s for s in cfg.stc.strides if s % cfg.model.stride or s < cfg.model.stride or s > cfg.model.input_size]
         if bad:
-            raise PipnetError(f"config: [stc] strides {bad}: each must be a multiple of the model's stride "
-                              f"({cfg.model.stride}) and at most the input size ({cfg.model.input_size})")
+            raise PipnetError(
+                f"config: [stc] strides {bad}: each must be a multiple of the model's stride "
+                f"({cfg.model.stride}) and at most the input size ({cfg.model.input_size})"
+            )
         self.cfg, self.network, self.info, self.out_dir, self.log = cfg, network, info, out_dir, log
         self.images = list_images(data_root / cfg.stc.unlabeled)
         probe = read_labeled(data_root / cfg.stc.error_probe) if cfg.stc.error_probe else []
@@ -108,15 +123,20 @@ class SelfTrainer:
             saved = json.loads(path.read_text())
             return [Sample(Path(name), np.array(points, np.float32)) for name, points in saved["samples"]]
         kept, found = pseudo_label(model, self.images, "blazeface", self.cfg.stc.min_confidence)
-        self.log(f"round {round_index + 1}: pseudo-labeled {len(kept)} of {len(self.images)} unlabeled images "
-                 f"({found} with a face; confidence >= {self.cfg.stc.min_confidence})")
+        self.log(
+            f"round {round_index + 1}: pseudo-labeled {len(kept)} of {len(self.images)} unlabeled images "
+            f"({found} with a face; confidence >= {self.cfg.stc.min_confidence})"
+        )
         record = {"samples": [[str(s.image_path), np.round(s.points, 2).tolist()] for s in kept]}
         if self.probe:
             record["probe"] = pseudo_label_errors(model, self.probe, "blazeface")
         if record.get("probe", {}).get("faces"):
-            self.log(f"round {round_index + 1}: pseudo-label NME on {record['probe']['faces']} labeled probe faces "
-                     f"{100 * record['probe']['nme']:.2f}% (by confidence quartile, low to high: "
-                     + ", ".join(f"{100 * q:.2f}" for q in record["probe"]["nme_by_confidence_quartile"]) + ")")
+            self.log(
+                f"round {round_index + 1}: pseudo-label NME on {record['probe']['faces']} labeled probe faces "
+                f"{100 * record['probe']['nme']:.2f}% (by confidence quartile, low to high: "
+                + ", ".join(f"{100 * q:.2f}" for q in record["probe"]["nme_by_confidence_quartile"])
+                + ")"
+            )
         path.write_text(json.dumps(record))
         return kept
 
@@ -130,8 +150,9 @@ class SelfTrainer:
         if round_index != self._round:
             self._round = round_index
             samples = self._pseudo_labels(round_index, model)  # model.grid_outputs runs in eval mode
-            self._dataset = LandmarkDataset(samples, preload(samples), codec_for_stride(self.info.codec, stride),
-                                            self.cfg, augment=True)
+            self._dataset = LandmarkDataset(
+                samples, preload(samples), codec_for_stride(self.info.codec, stride), self.cfg, augment=True
+            )
         self._dataset.epoch = epoch
         self._stride = stride
         self._batches = self._cycle()
@@ -141,8 +162,13 @@ class SelfTrainer:
         from torch.utils.data import DataLoader
 
         while True:
-            loader = DataLoader(self._dataset, batch_size=self.cfg.train.batch_size, shuffle=True, drop_last=True,
-                                num_workers=self.cfg.train.workers)
+            loader = DataLoader(
+                self._dataset,
+                batch_size=self.cfg.train.batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=self.cfg.train.workers,
+            )
             yield from loader
 
     def loss(self) -> torch.Tensor:

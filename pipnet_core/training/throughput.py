@@ -1,4 +1,5 @@
 """`pipnet bench-train`: training images per second, for the network alone and with the data pipeline."""
+
 from __future__ import annotations
 
 from time import perf_counter
@@ -26,7 +27,9 @@ def bench_training(cfg, steps: int = 12, data_root: str | None = None, warmup: i
         loss.backward()
         optimiser.step()
 
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, num_workers=cfg.train.workers)
+    loader = DataLoader(
+        dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True, num_workers=cfg.train.workers
+    )
     crops, _, *targets = next(iter(loader))
     for _ in range(warmup):
         step(crops, targets)

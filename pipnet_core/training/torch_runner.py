@@ -1,19 +1,21 @@
 """PIPNet checkpoints in torch: build, save, load and predict (training, evaluation, export)."""
+
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from ..codec import GridOutputs
-from .config import Config
 from ..errors import PipnetError
 from ..model_interface import METADATA_KEY, LandmarkModel, ModelInfo
+from .config import Config
 from .network import PIPNet
 
 
@@ -39,8 +41,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:  # what weights_only refuses: anything but tensors and plain values
         said = [line for line in str(exc).splitlines() if "Unsupported global" in line] or str(exc).splitlines()[:1]
         reason = said[0].strip()[:160]
-        raise PipnetError(f"{path}: refused: holds more than weights and plain values, which could run code "
-                          f"({reason})") from None
+        raise PipnetError(
+            f"{path}: refused: holds more than weights and plain values, which could run code ({reason})"
+        ) from None
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
         raise PipnetError(f"{path}: not a PIPNet checkpoint ({type(exc).__name__})") from None
     if not isinstance(state, dict) or not {"model", "config", "info"} <= state.keys():
@@ -77,11 +80,11 @@ class TorchLandmarkModel(LandmarkModel):
         self.info = info
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path) -> "TorchLandmarkModel":
+    def from_checkpoint(cls, path: str | Path) -> TorchLandmarkModel:
         return cls.from_state(load_checkpoint(path), str(path))
 
     @classmethod
-    def from_state(cls, state: dict[str, Any], origin: str) -> "TorchLandmarkModel":
+    def from_state(cls, state: dict[str, Any], origin: str) -> TorchLandmarkModel:
         """The model of a loaded checkpoint (``origin`` names it in error messages)."""
         network = build_network(Config.from_dict(state["config"], origin))
         network.load_state_dict(state["model"])
@@ -121,8 +124,11 @@ def network_from_onnx(path: str | Path) -> tuple[PIPNet, ModelInfo]:
     arrays = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     folded = [[arrays[name] for name in node.input[1:]] for node in proto.graph.node if node.op_type == "Conv"]
     modules = list(network.modules()) + [None]
-    convs = [(m, after if isinstance(after, nn.BatchNorm2d) else None)
-             for m, after in zip(modules, modules[1:]) if isinstance(m, nn.Conv2d)]
+    convs = [
+        (m, after if isinstance(after, nn.BatchNorm2d) else None)
+        for m, after in zip(modules, modules[1:])
+        if isinstance(m, nn.Conv2d)
+    ]
     if len(convs) != len(folded):
         raise PipnetError(f"{path}: {len(folded)} convolutions, expected {len(convs)} for {info.backbone}")
     with torch.no_grad():

@@ -1,4 +1,5 @@
 """`pipnet train`: supervised PIPNet training on CPU, resumable, one checkpoint per epoch."""
+
 from __future__ import annotations
 
 import csv
@@ -15,16 +16,22 @@ from ..codec import PIPCodec
 from ..errors import PipnetError
 from ..metrics import nme
 from ..model_interface import ModelInfo
-from .batches import LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
 from . import distributed
+from .batches import LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
 from .config import Config
 from .distributed import Workers
 from .loss import pip_loss
 from .network import find_pretrained, load_imagenet_weights
 from .sources import Source, load_sources
 from .stc import SelfTrainer
-from .torch_runner import (TorchLandmarkModel, build_network, load_checkpoint, network_from_onnx, save_checkpoint,
-                           set_training_mode)
+from .torch_runner import (
+    TorchLandmarkModel,
+    build_network,
+    load_checkpoint,
+    network_from_onnx,
+    save_checkpoint,
+    set_training_mode,
+)
 
 
 def validate(model: TorchLandmarkModel, loader: DataLoader) -> float:
@@ -68,12 +75,14 @@ class RunLog:
 
     def finish(self) -> None:
         """Draw the rows no drawing shows yet, this run's or an interrupted one's."""
-        if self.csv_path.exists() and (not self.png_path.exists()
-                                       or self.png_path.stat().st_mtime_ns < self.csv_path.stat().st_mtime_ns):
+        if self.csv_path.exists() and (
+            not self.png_path.exists() or self.png_path.stat().st_mtime_ns < self.csv_path.stat().st_mtime_ns
+        ):
             self.plot()
 
     def plot(self) -> None:
         import matplotlib
+
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
@@ -108,8 +117,10 @@ def _load_data(cfg: Config, data_root: str | None, log) -> tuple[list[Source], l
     sources = load_sources(cfg.data, cfg.train.seed, data_root)
     train_samples = [s for src in sources for s in src.train]
     val_samples = [s for src in sources for s in src.val]
-    log(f"data: {len(train_samples)} training faces, {len(val_samples)} held out for validation "
-        f"({', '.join(f'{s.name}: {len(s.train)}+{len(s.val)} x{s.repeat:g}' for s in sources)})")
+    log(
+        f"data: {len(train_samples)} training faces, {len(val_samples)} held out for validation "
+        f"({', '.join(f'{s.name}: {len(s.train)}+{len(s.val)} x{s.repeat:g}' for s in sources)})"
+    )
     for source in sources:
         if source.dropped:
             log(f"{source.name}: left out {source.dropped} rows that label one face of an image differently")
@@ -119,17 +130,23 @@ def _load_data(cfg: Config, data_root: str | None, log) -> tuple[list[Source], l
 def _start_from_onnx(cfg: Config, network, source: Path, out: Path) -> ModelInfo:
     t, m = cfg.train, cfg.model
     if t.init_state != "weights":
-        raise PipnetError(f"config: [train] init = {t.init!r}: an ONNX model carries weights only; set init_state = 'weights'")
+        raise PipnetError(
+            f"config: [train] init = {t.init!r}: an ONNX model carries weights only; set init_state = 'weights'"
+        )
     if not t.freeze_batchnorm:
-        raise PipnetError(f"config: [train] init = {t.init!r}: an ONNX model has no batch-norm statistics; "
-                          "set freeze_batchnorm = true")
+        raise PipnetError(
+            f"config: [train] init = {t.init!r}: an ONNX model has no batch-norm statistics; "
+            "set freeze_batchnorm = true"
+        )
     imported, info = network_from_onnx(source)
     codec = info.codec
     theirs = (info.backbone, codec.stride, codec.num_points, codec.num_neighbours, info.crop_scale)
     ours = (m.backbone, m.stride, m.num_points, m.num_neighbours, m.crop_scale)
     if theirs != ours:
-        raise PipnetError(f"{source}: model (backbone, stride, points, neighbours, crop scale) = "
-                          f"{theirs}, but the config asks for {ours}")
+        raise PipnetError(
+            f"{source}: model (backbone, stride, points, neighbours, crop scale) = "
+            f"{theirs}, but the config asks for {ours}"
+        )
     network.load_state_dict(imported.state_dict())
     # The heads are 1x1 convolutions, so the weights serve any grid: a model can be fine-tuned
     # at another input size with the same mean face and neighbour table.
@@ -137,7 +154,9 @@ def _start_from_onnx(cfg: Config, network, source: Path, out: Path) -> ModelInfo
     return replace(info, codec=codec, name=out.name)
 
 
-def _starting_point(cfg: Config, network, optimiser, scheduler, out: Path, resume: bool, train_samples, log) -> StartingPoint:
+def _starting_point(
+    cfg: Config, network, optimiser, scheduler, out: Path, resume: bool, train_samples, log
+) -> StartingPoint:
     """This run's last checkpoint (``resume``), another run's model (``[train] init``), or ImageNet weights."""
     t = cfg.train
     last_path = out / "last.pt"
@@ -168,11 +187,21 @@ def _starting_point(cfg: Config, network, optimiser, scheduler, out: Path, resum
     weights = find_pretrained(cfg.model.backbone, cfg.model.pretrained)
     if weights:
         load_imagenet_weights(network.backbone, weights)
-    return StartingPoint(ModelInfo(fit_codec(train_samples, cfg), cfg.model.crop_scale, cfg.model.backbone, name=out.name))
+    return StartingPoint(
+        ModelInfo(fit_codec(train_samples, cfg), cfg.model.crop_scale, cfg.model.backbone, name=out.name)
+    )
 
 
-def _train_epoch(network, loader: DataLoader, optimiser, cfg: Config, self_trainer: SelfTrainer | None,
-                 stride: int | None, label: str, workers: Workers) -> np.ndarray:
+def _train_epoch(
+    network,
+    loader: DataLoader,
+    optimiser,
+    cfg: Config,
+    self_trainer: SelfTrainer | None,
+    stride: int | None,
+    label: str,
+    workers: Workers,
+) -> np.ndarray:
     """One pass over the loader; returns mean (loss, score, offset, neighbour) losses."""
     from tqdm import tqdm
 
@@ -192,8 +221,9 @@ def _train_epoch(network, loader: DataLoader, optimiser, cfg: Config, self_train
     return distributed.mean_over_workers(totals / max(len(loader), 1), workers)
 
 
-def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_dir: str | None = None,
-          log=print) -> Path:
+def train(
+    cfg: Config, resume: bool = False, data_root: str | None = None, out_dir: str | None = None, log=print
+) -> Path:
     """Train to the configured epoch count; returns the best checkpoint's path. Under torchrun,
     every process runs this; see distributed.py."""
     t = cfg.train
@@ -221,8 +251,9 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
     images = preload(train_samples + val_samples)
     log(f"decoded {len(images)} images in {time.time() - began:.0f}s")
     train_set = LandmarkDataset(train_samples, images, start.info.codec, cfg, augment=True)
-    val_loader = DataLoader(LandmarkDataset(val_samples, images, start.info.codec, cfg, augment=False),
-                            batch_size=64, num_workers=0)
+    val_loader = DataLoader(
+        LandmarkDataset(val_samples, images, start.info.codec, cfg, augment=False), batch_size=64, num_workers=0
+    )
     model, trained = TorchLandmarkModel(network, start.info), distributed.wrap(network, workers)
     best_nme = start.best_nme
     for epoch in range(start.epoch, t.epochs):
@@ -231,18 +262,41 @@ def train(cfg: Config, resume: bool = False, data_root: str | None = None, out_d
         lr = optimiser.param_groups[0]["lr"]
         stride = self_trainer.begin_epoch(epoch, model, lr) if self_trainer is not None else None
         order = distributed.shard(epoch_indices(sources, epoch, t.seed), t.batch_size, workers)
-        loader = DataLoader(train_set, batch_size=t.batch_size // workers.world, sampler=order.tolist(),
-                            drop_last=True, num_workers=t.workers, persistent_workers=False)
+        loader = DataLoader(
+            train_set,
+            batch_size=t.batch_size // workers.world,
+            sampler=order.tolist(),
+            drop_last=True,
+            num_workers=t.workers,
+            persistent_workers=False,
+        )
         label = f"epoch {epoch + 1}/{t.epochs}" + (f" (STC stride {stride})" if stride else "")
         began = time.time()
         means = _train_epoch(trained, loader, optimiser, cfg, self_trainer, stride, label, workers)
         scheduler.step()
         if workers.main:
-            state = {"model": network.state_dict(), "optimiser": optimiser.state_dict(),
-                     "scheduler": scheduler.state_dict(), "epoch": epoch, "config": cfg.to_dict(),
-                     "info": start.info.to_json()}
-            best_nme = _end_epoch(model, val_loader, run, out, state, means, lr, time.time() - began,
-                                  len(loader) * t.batch_size, best_nme, epoch + 1 in t.save_epochs, log)
+            state = {
+                "model": network.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "config": cfg.to_dict(),
+                "info": start.info.to_json(),
+            }
+            best_nme = _end_epoch(
+                model,
+                val_loader,
+                run,
+                out,
+                state,
+                means,
+                lr,
+                time.time() - began,
+                len(loader) * t.batch_size,
+                best_nme,
+                epoch + 1 in t.save_epochs,
+                log,
+            )
         distributed.barrier(workers)
     if workers.main:
         run.finish()
@@ -259,16 +313,37 @@ def _self_trainer(cfg: Config, network, start: StartingPoint, data_root, out: Pa
     return SelfTrainer(cfg, network, start.info, Path(data_root or cfg.data.root), out, log)
 
 
-def _end_epoch(model: TorchLandmarkModel, val_loader: DataLoader, run: RunLog, out: Path, state: dict,
-               means: np.ndarray, lr: float, seconds: float, images: int, best_nme: float, keep: bool,
-               log) -> float:
+def _end_epoch(
+    model: TorchLandmarkModel,
+    val_loader: DataLoader,
+    run: RunLog,
+    out: Path,
+    state: dict,
+    means: np.ndarray,
+    lr: float,
+    seconds: float,
+    images: int,
+    best_nme: float,
+    keep: bool,
+    log,
+) -> float:
     """Validate, log, and checkpoint one finished epoch (``keep``: also as epoch_NNN.pt); returns
     the best validation NME so far."""
     val_nme = validate(model, val_loader)
     epoch = state["epoch"] + 1
-    run.append({"epoch": epoch, "lr": lr, "loss": means[0], "score": means[1], "offset": means[2],
-                "neighbour": means[3], "val_nme": val_nme, "seconds": round(seconds, 1),
-                "images_per_s": round(images / seconds, 1)})
+    run.append(
+        {
+            "epoch": epoch,
+            "lr": lr,
+            "loss": means[0],
+            "score": means[1],
+            "offset": means[2],
+            "neighbour": means[3],
+            "val_nme": val_nme,
+            "seconds": round(seconds, 1),
+            "images_per_s": round(images / seconds, 1),
+        }
+    )
     improved = val_nme < best_nme
     state["best_nme"] = best_nme = min(best_nme, val_nme)
     save_checkpoint(out / "last.pt", state)  # what --resume continues
@@ -276,6 +351,8 @@ def _end_epoch(model: TorchLandmarkModel, val_loader: DataLoader, run: RunLog, o
         save_checkpoint(out / "best.pt", state)
     if keep:
         save_checkpoint(out / f"epoch_{epoch:03d}.pt", state)
-    log(f"epoch {epoch}: loss {means[0]:.4f}, validation NME {100 * val_nme:.2f}%"
-        f"{' (best)' if improved else ''}, {seconds:.0f}s")
+    log(
+        f"epoch {epoch}: loss {means[0]:.4f}, validation NME {100 * val_nme:.2f}%"
+        f"{' (best)' if improved else ''}, {seconds:.0f}s"
+    )
     return best_nme
