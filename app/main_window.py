@@ -31,9 +31,9 @@ from PySide6.QtWidgets import (
 )
 
 from pipnet_core import OverlayOptions, PipnetError, __version__
-from pipnet_core.frames import CameraFormat, CameraInfo, list_cameras
-from pipnet_core.media import dialog_filter
-from pipnet_core.resources import asset, models_dir
+from pipnet_core.io.frames import CameraFormat, CameraInfo, list_cameras
+from pipnet_core.io.media import dialog_filter
+from pipnet_core.io.resources import asset, models_dir
 from pipnet_core.stream.command import StreamChoice
 
 from .platform_check import qt_platform_problem

@@ -23,12 +23,12 @@ import numpy as np
 from PySide6.QtCore import QThread, Signal
 
 from pipnet_core import Landmarker, OverlayOptions, PipnetError, SmoothingParams, draw_faces
-from pipnet_core.frames import CameraFormat, FrameSource, ImageSource, open_source
-from pipnet_core.live import Captured, LiveRunner, RateMeter, Sink
-from pipnet_core.onnx_runner import describe_model
-from pipnet_core.sample_clip import cached_clip
+from pipnet_core.export.writers import CsvWriter, JsonLinesWriter, export_header, video_writer
+from pipnet_core.io.frames import CameraFormat, FrameSource, ImageSource, open_source
+from pipnet_core.io.sample_clip import cached_clip
+from pipnet_core.model.interface import describe_model
 from pipnet_core.stream.command import StreamChoice, open_sinks
-from pipnet_core.writers import CsvWriter, JsonLinesWriter, export_header, video_writer
+from pipnet_core.stream.runner import Captured, LiveRunner, RateMeter, Sink
 
 MAX_FAILURES = 5  # consecutive frames the pipeline may fail on before processing stops
 
@@ -40,7 +40,7 @@ class Settings:
     overlay: OverlayOptions = OverlayOptions()
     smoothing: bool = True
     smoothing_strength: float = 0.5
-    detector: str = "blazeface"  # see pipnet_core.detect.DETECTORS
+    detector: str = "blazeface"  # see pipnet_core.detection.registry.DETECTORS
     detector_threshold: float = 0.5
     max_faces: int = 1  # video: one face unless asked (docs/api.md, "How many faces")
     model_path: str = ""  # empty: the shipped model
@@ -102,7 +102,7 @@ class ProcessingWorker(QThread):
     source_opened = Signal(str)  # the source's name
     source_state = Signal(str, str)  # "lost" / "live" / "ended", message
     settings_applied = Signal(object)  # the Settings in force (a model that failed is not among them)
-    model_loaded = Signal(object)  # the model's description (pipnet_core.onnx_runner.describe_model)
+    model_loaded = Signal(object)  # the model's description (pipnet_core.model.onnx.describe_model)
     output_stopped = Signal(str, str)  # "record" / "export", why: the UI unchecks its button
     stream_status = Signal(str)  # the streams' state for the status bar ("" when none is on)
 

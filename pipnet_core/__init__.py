@@ -9,14 +9,14 @@
 The package imports no torch: training and export load it on demand.
 """
 
-from .align import FaceAligner
-from .draw import OverlayOptions, draw_faces
-from .errors import PipnetError
-from .images import StillImage, read_image
-from .landmarker import Face, Landmarker
-from .smooth import SmoothingParams
-from .track import Tracker, TrackerConfig
-from .version import __version__
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.base.version import __version__
+from pipnet_core.export.draw import OverlayOptions, draw_faces
+from pipnet_core.io.images import StillImage, read_image
+from pipnet_core.pipeline.align import FaceAligner
+from pipnet_core.pipeline.landmarker import Face, Landmarker
+from pipnet_core.pipeline.smoothing import SmoothingParams
+from pipnet_core.pipeline.tracking import Tracker, TrackerConfig
 
 __all__ = [
     "Face",

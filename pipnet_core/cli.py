@@ -9,16 +9,16 @@ from collections import Counter
 from contextlib import nullcontext
 from pathlib import Path
 
-from .detect import DETECTORS
-from .errors import PipnetError
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.detection.registry import DETECTORS
 
 # Installed by requirements/dev.txt only: the runtime (app, detect, annotate, bench) never needs them.
 TRAINING_MODULES = {"torch", "onnx"}
 
 
 def _train(args) -> None:
-    from .training.config import Config
-    from .training.train import train
+    from pipnet_core.training.config import Config
+    from pipnet_core.training.train import train
 
     train(Config.load(args.config), resume=args.resume, data_root=args.data_root, out_dir=args.out)
 
@@ -30,13 +30,14 @@ def _scores(summary: dict) -> str:
 
 
 def _eval(args) -> None:
-    from .data import conflicting_labels, read_labeled
-    from .evaluate import evaluate, load_landmark_model, write_reports
+    from pipnet_core.evaluation.evaluate import evaluate, write_reports
+    from pipnet_core.io.labels import conflicting_labels, read_labeled
+    from pipnet_core.training.loading import load_landmark_model
 
     model = load_landmark_model(args.model, args.threads)
     if args.validation_of:
-        from .training.config import Config
-        from .training.sources import load_sources
+        from pipnet_core.training.config import Config
+        from pipnet_core.training.sources import load_sources
 
         cfg = Config.load(args.validation_of)
         samples = [s for source in load_sources(cfg.data, cfg.train.seed) for s in source.val]
@@ -51,8 +52,8 @@ def _eval(args) -> None:
     if args.roll_error:
         return _eval_roll_errors(args, model, samples)
     if args.detector:
-        from .evaluate import evaluate_pipeline
-        from .landmarker import Landmarker
+        from pipnet_core.evaluation.evaluate import evaluate_pipeline
+        from pipnet_core.pipeline.landmarker import Landmarker
 
         landmarker = Landmarker(
             model, detector=args.detector, still_detector=args.detector, smoothing=False, calibration=args.calibration
@@ -86,7 +87,7 @@ def _eval(args) -> None:
 
 
 def _eval_roll_errors(args, model, samples) -> None:
-    from .evaluate import evaluate, landmark_box_crops
+    from pipnet_core.evaluation.evaluate import evaluate, landmark_box_crops
 
     print(f"{args.data}: {len(samples)} faces, one pass from the ground-truth box turned away from upright")
     print("roll error   NME %   FR@0.10 %")
@@ -103,8 +104,8 @@ def _eval_views(args, model, samples) -> None:
 
     import numpy as np
 
-    from .evaluate import evaluate_pipeline, rotated_view, small_face_view
-    from .landmarker import Landmarker
+    from pipnet_core.evaluation.evaluate import evaluate_pipeline, rotated_view, small_face_view
+    from pipnet_core.pipeline.landmarker import Landmarker
 
     detector = args.detector or "blazeface-both"
     landmarker = Landmarker(
@@ -135,8 +136,8 @@ def _eval_views(args, model, samples) -> None:
 
 
 def _eval_clip(args) -> None:
-    from .evaluate import evaluate_clip
-    from .sample_clip import ClipSpec
+    from pipnet_core.evaluation.evaluate import evaluate_clip
+    from pipnet_core.io.sample_clip import ClipSpec
 
     with _landmarker(args, max_faces=1) as landmarker:
         frames = int(round(args.seconds * 30))
@@ -149,8 +150,9 @@ def _eval_clip(args) -> None:
 
 
 def _calibrate(args) -> None:
-    from .data import read_labeled
-    from .detect import calibrate, create_detector, save_calibration
+    from pipnet_core.detection.calibration import calibrate, save_calibration
+    from pipnet_core.detection.registry import create_detector
+    from pipnet_core.io.labels import read_labeled
 
     samples = [s for path in args.data for s in read_labeled(path)]
     with create_detector(args.detector) as detector:
@@ -162,7 +164,7 @@ def _calibrate(args) -> None:
 
 
 def _export(args) -> None:
-    from .training.export import PARITY_TOLERANCE, export_onnx
+    from pipnet_core.training.export import PARITY_TOLERANCE, export_onnx
 
     report = export_onnx(args.checkpoint, args.out, name=args.name, version=args.version, licence=args.licence)
     verdict = "verified" if report.verified else "PARITY FAILED"
@@ -175,9 +177,9 @@ def _export(args) -> None:
 
 
 def _quantize(args) -> None:
-    from .training.config import Config
-    from .training.quantize import evenly, int8_path, quantize
-    from .training.sources import load_sources
+    from pipnet_core.training.config import Config
+    from pipnet_core.training.quantize import evenly, int8_path, quantize
+    from pipnet_core.training.sources import load_sources
 
     cfg = Config.load(args.config)
     sources = load_sources(cfg.data, cfg.train.seed, args.data_root)
@@ -200,7 +202,7 @@ def _quantize(args) -> None:
 
 
 def _landmarker(args, **overrides):
-    from .landmarker import Landmarker
+    from pipnet_core.pipeline.landmarker import Landmarker
 
     options = dict(model=args.model, detector=args.detector, threads=args.threads, calibration=args.calibration)
     options.update(overrides)
@@ -208,8 +210,8 @@ def _landmarker(args, **overrides):
 
 
 def _detect(args) -> None:
-    from .annotate import output_names
-    from .media import expand
+    from pipnet_core.export.annotate import output_names
+    from pipnet_core.io.media import expand
 
     images = expand(args.images, kinds=("image",))
     if not images:
@@ -252,11 +254,11 @@ def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list, str | None
     image's damage (None, "truncated" or "damaged": its problem is printed as a warning)."""
     import cv2
 
-    from .draw import OverlayOptions, draw_faces
-    from .files import write_image, write_json
-    from .images import read_image
-    from .media import sniff
-    from .writers import face_to_dict
+    from pipnet_core.export.draw import OverlayOptions, draw_faces
+    from pipnet_core.export.writers import face_to_dict
+    from pipnet_core.io.files import write_image, write_json
+    from pipnet_core.io.images import read_image
+    from pipnet_core.io.media import sniff
 
     if sniff(path) == "video":
         raise PipnetError(f"{path}: is a video; `pipnet annotate` takes videos")
@@ -287,13 +289,13 @@ def _detect_one(landmarker, path, out_stem, args) -> tuple[int, list, str | None
 
 
 def _live(args) -> None:
-    from .stream.command import run_live
+    from pipnet_core.stream.command import run_live
 
     run_live(args)
 
 
 def _annotate(args) -> None:
-    from .annotate import AnnotateOptions, annotate
+    from pipnet_core.export.annotate import AnnotateOptions, annotate
 
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     if any(focal is not None and focal <= 0 for focal in (args.fx, args.fy)):
@@ -315,7 +317,12 @@ def _annotate(args) -> None:
         max_pixels=args.max_pixels,
     )
     if args.scheduler:
-        from .cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS, ClusterOptions, annotate_on_cluster
+        from pipnet_core.export.cluster import (
+            DEFAULT_CHUNK_SECONDS,
+            DEFAULT_OVERLAP_SECONDS,
+            ClusterOptions,
+            annotate_on_cluster,
+        )
 
         chunk = DEFAULT_CHUNK_SECONDS if args.chunk_seconds is None else args.chunk_seconds
         overlap = DEFAULT_OVERLAP_SECONDS if args.chunk_overlap is None else args.chunk_overlap
@@ -352,7 +359,7 @@ def _annotate(args) -> None:
 
 
 def _bench(args) -> None:
-    from .bench import (
+    from pipnet_core.evaluation.bench import (
         FaceMeshRival,
         bench_detectors,
         bench_dlib,
@@ -422,8 +429,8 @@ def _bench(args) -> None:
 
 
 def _bench_quality(args) -> None:
-    from .media import expand
-    from .quality import TABLE_HEADER, measure_clip, write_report
+    from pipnet_core.evaluation.quality import TABLE_HEADER, measure_clip, write_report
+    from pipnet_core.io.media import expand
 
     clips = expand(args.videos, kinds=("video",))
     if not clips:
@@ -445,8 +452,8 @@ def _bench_quality(args) -> None:
 
 
 def _bench_train(args) -> None:
-    from .training.config import Config
-    from .training.throughput import bench_training
+    from pipnet_core.training.config import Config
+    from pipnet_core.training.throughput import bench_training
 
     cfg = Config.load(args.config)
     if args.input_size:
@@ -475,11 +482,12 @@ def _progress(label: str):
 
 def version_text() -> str:
     """The package version and the shipped model's description (name, version, sha256, licence)."""
-    from .version import __version__
+    from pipnet_core.base.version import __version__
 
     lines = [f"pipnet-live {__version__}"]
     try:
-        from .onnx_runner import OnnxLandmarkModel, describe_model
+        from pipnet_core.model.interface import describe_model
+        from pipnet_core.model.onnx import OnnxLandmarkModel
 
         described = describe_model(OnnxLandmarkModel(threads=1))
         lines.append(
@@ -653,7 +661,7 @@ def _add_calibration_option(p) -> None:
 
 
 def _add_max_pixels_option(p) -> None:
-    from .images import DEFAULT_MAX_PIXELS
+    from pipnet_core.io.images import DEFAULT_MAX_PIXELS
 
     p.add_argument(
         "--max-pixels",

@@ -14,6 +14,6 @@ os.environ["XDG_CONFIG_HOME"] = os.path.join(_home, "config")
 
 @pytest.fixture(scope="module")
 def model():
-    from pipnet_core.onnx_runner import OnnxLandmarkModel
+    from pipnet_core.model.onnx import OnnxLandmarkModel
 
     return OnnxLandmarkModel()

@@ -26,7 +26,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipnet_core.sample_clip import face_photo
+from pipnet_core.io.sample_clip import face_photo
 
 SIDE = 128  # small: the corpus runs hundreds of files through the whole pipeline
 STILLS = ("jpg", "png", "webp", "tiff", "gif")

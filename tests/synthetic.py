@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from pipnet_core.codec import GridOutputs
-from pipnet_core.crop import invert, transform_points
-from pipnet_core.model_interface import METADATA_KEY, LandmarkModel, ModelInfo
+from pipnet_core.base.crop import invert, transform_points
+from pipnet_core.model.codec import GridOutputs
+from pipnet_core.model.interface import METADATA_KEY, LandmarkModel, ModelInfo
 
 REPO = Path(__file__).resolve().parent.parent
 # The developers' real data and clips, beside the checkout; a user's clone has none.
@@ -92,7 +92,7 @@ def drawn_face(rng: np.random.Generator, size: int = 256, vary_shape: bool = Fal
     points = (shape @ rot.T + centre).astype(np.float32)
     image = rng.integers(40, 90, size=(size, size, 3), dtype=np.uint8)
     cv2.fillPoly(image, [np.round(np.concatenate([points[:17], points[26:16:-1]])).astype(np.int32)], (150, 180, 210))
-    from pipnet_core.scheme import CONTOURS
+    from pipnet_core.base.scheme import CONTOURS
 
     for _, idx, closed in CONTOURS:
         cv2.polylines(image, [np.round(points[list(idx)]).astype(np.int32)], closed, (30, 30, 120), 2, cv2.LINE_AA)
@@ -152,7 +152,7 @@ def write_mean_face_onnx(path: Path, info: ModelInfo) -> Path:
 # of ours placed: MediaPipe Face Mesh's on the astronaut photo, at the 8 anatomical points both
 # schemes share (outer and inner eye corners, nose tip, mouth corners, chin).
 def _shared():
-    from pipnet_core.quality import SHARED_POINTS
+    from pipnet_core.evaluation.quality import SHARED_POINTS
 
     return [ours for ours, _ in SHARED_POINTS]
 
@@ -161,9 +161,9 @@ def _shared():
 def astronaut_reference() -> np.ndarray:
     """Face Mesh's 8 shared points on the astronaut photo, (8, 2) pixels."""
     pytest.importorskip("mediapipe")
-    from pipnet_core.mediapipe_reference import FaceMesh
-    from pipnet_core.quality import SHARED_POINTS
-    from pipnet_core.sample_clip import face_photo
+    from pipnet_core.evaluation.face_mesh import FaceMesh
+    from pipnet_core.evaluation.quality import SHARED_POINTS
+    from pipnet_core.io.sample_clip import face_photo
 
     with FaceMesh() as mesh:
         return mesh.points(face_photo(), [m for _, m in SHARED_POINTS])

@@ -6,10 +6,10 @@ import pytest
 from synthetic import MeanFaceModel, astronaut_reference, reference_error
 
 from pipnet_core import FaceAligner, Landmarker, TrackerConfig
-from pipnet_core.crop import CropBox
-from pipnet_core.detect import BlazeFaceDetector
-from pipnet_core.lifetime import Closing
-from pipnet_core.sample_clip import ClipSpec, face_photo, generate
+from pipnet_core.base.crop import CropBox
+from pipnet_core.base.lifetime import Closing
+from pipnet_core.detection.blazeface import BlazeFaceDetector
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, generate
 
 
 def upside_down(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,8 +20,8 @@ from synthetic import (
     write_mean_face_onnx,
 )
 
-from pipnet_core.sample_clip import ClipSpec, generate, write_clip
-from pipnet_core.writers import CSV_COLUMNS
+from pipnet_core.export.writers import CSV_COLUMNS
+from pipnet_core.io.sample_clip import ClipSpec, generate, write_clip
 
 
 def pipnet(*args, **kwargs):
@@ -223,7 +223,7 @@ def test_inputs_sharing_a_stem_get_their_own_outputs_and_say_which_model_made_th
     assert len(read_csv(out / "a_clip_avi.csv")) == len(read_csv(out / "b_clip_avi.csv")) == 60
     import hashlib
 
-    from pipnet_core.resources import shipped_model
+    from pipnet_core.io.resources import shipped_model
 
     digest = hashlib.sha256(shipped_model().read_bytes()).hexdigest()
     header = json.loads((out / "a_clip_avi.jsonl").read_text().splitlines()[0])

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 from synthetic import SHARED_DATA, SHARED_VIDEOS
 
-from pipnet_core.detect import BLAZEFACE, BlazeFaceDetector, ssd_anchor_centres
-from pipnet_core.errors import PipnetError
-from pipnet_core.sample_clip import ClipSpec, face_photo, generate
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.detection.blazeface import BLAZEFACE, BlazeFaceDetector, ssd_anchor_centres
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, generate
 
 
 def reference_or_skip(model_range):
-    from pipnet_core.mediapipe_reference import MediaPipeFaceDetection
+    from pipnet_core.evaluation.face_mesh import MediaPipeFaceDetection
 
     try:
         return MediaPipeFaceDetection(model_range)

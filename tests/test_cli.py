@@ -46,7 +46,7 @@ def test_model_and_data_errors(tmp_path):
 def test_detect_reports_unreadable_images_and_still_does_the_rest(tmp_path):
     import cv2
 
-    from pipnet_core.sample_clip import face_photo
+    from pipnet_core.io.sample_clip import face_photo
 
     good = tmp_path / "good.png"
     cv2.imwrite(str(good), face_photo())
@@ -72,9 +72,9 @@ def test_eval_rotate_prints_one_row_per_angle_with_found_rate_and_nme(tmp_path):
     # near 0% when the pipeline follows the turn and far above 10% when it does not.
     import cv2
 
-    from pipnet_core.data import write_pts
-    from pipnet_core.landmarker import Landmarker
-    from pipnet_core.sample_clip import face_photo
+    from pipnet_core.io.labels import write_pts
+    from pipnet_core.io.sample_clip import face_photo
+    from pipnet_core.pipeline.landmarker import Landmarker
 
     head = face_photo()[10:260, 110:340].copy()
     (tmp_path / "faces").mkdir()
@@ -94,7 +94,7 @@ def test_eval_rotate_prints_one_row_per_angle_with_found_rate_and_nme(tmp_path):
 def test_bench_runs_and_reports_every_stage():
     import re
 
-    from pipnet_core.landmarker import STAGES
+    from pipnet_core.pipeline.landmarker import STAGES
 
     result = pipnet("bench", "--frames", "5", "--faces", "1", "--no-compare")
     assert result.returncode == 0, result.stderr
@@ -111,8 +111,8 @@ def test_bench_runs_face_mesh_in_turns_with_ours_on_the_same_frames(model):
     time would fail."""
     import time
 
-    from pipnet_core.bench import bench_pipeline, load_frames
-    from pipnet_core.landmarker import Landmarker
+    from pipnet_core.evaluation.bench import bench_pipeline, load_frames
+    from pipnet_core.pipeline.landmarker import Landmarker
 
     turns = []
 
@@ -155,7 +155,7 @@ def test_bench_runs_face_mesh_in_turns_with_ours_on_the_same_frames(model):
 def test_detect_takes_folders_names_outputs_apart_and_reports_a_failed_write(tmp_path):
     import cv2
 
-    from pipnet_core.sample_clip import face_photo
+    from pipnet_core.io.sample_clip import face_photo
 
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
@@ -180,9 +180,9 @@ def labeled_faces(folder, count=12):
     """Crops of the astronaut photo at several sizes and places, labeled with the model's own points."""
     import cv2
 
-    from pipnet_core.data import write_pts
-    from pipnet_core.landmarker import Landmarker
-    from pipnet_core.sample_clip import face_photo
+    from pipnet_core.io.labels import write_pts
+    from pipnet_core.io.sample_clip import face_photo
+    from pipnet_core.pipeline.landmarker import Landmarker
 
     folder.mkdir()
     photo = face_photo()
@@ -198,7 +198,7 @@ def test_calibrate_writes_the_users_file_never_the_package_and_outputs_name_it(t
     import hashlib
     import json
 
-    from pipnet_core.resources import calibration_file
+    from pipnet_core.io.resources import calibration_file
 
     shipped = calibration_file().read_bytes()
     labeled_faces(tmp_path / "faces")

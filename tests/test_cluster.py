@@ -17,11 +17,11 @@ av = pytest.importorskip("av", reason="the cluster extra (PyAV) is not installed
 from distributed import Client  # noqa: E402
 from synthetic import SHARED_VIDEOS  # noqa: E402
 
-from pipnet_core.cluster import Chunk, match_ids, plan_chunks  # noqa: E402
-from pipnet_core.frames import VideoLayout, VideoRange, VideoSource  # noqa: E402
-from pipnet_core.landmarker import Face  # noqa: E402
-from pipnet_core.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
-from pipnet_core.writers import read_records  # noqa: E402
+from pipnet_core.export.cluster import Chunk, match_ids, plan_chunks  # noqa: E402
+from pipnet_core.export.writers import read_records  # noqa: E402
+from pipnet_core.io.frames import VideoLayout, VideoRange, VideoSource  # noqa: E402
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
+from pipnet_core.pipeline.landmarker import Face  # noqa: E402
 
 DASK = str(Path(sys.executable).with_name("dask"))
 SHORT_CLIPS = ("talking_head_turns_410.mp4", "face_then_cartoon_960x540.mov", "news_anchor_700.mp4")

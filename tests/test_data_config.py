@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from synthetic import SHARED_DATA, drawn_face, needs
 
-from pipnet_core.data import Sample, conflicting_labels, list_images, read_labeled, read_pts, write_pts
-from pipnet_core.errors import PipnetError
-from pipnet_core.images import load_image
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.io.images import load_image
+from pipnet_core.io.labels import Sample, conflicting_labels, list_images, read_labeled, read_pts, write_pts
 from pipnet_core.training.config import Config
 
 

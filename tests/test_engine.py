@@ -12,15 +12,15 @@ from synthetic import (
     shared_points,
 )
 
-from pipnet_core.crop import CropBox, crop_matrix, invert, transform_points
-from pipnet_core.detect import BlazeFaceDetector
-from pipnet_core.errors import PipnetError
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.onnx_runner import OnnxLandmarkModel
-from pipnet_core.sample_clip import ClipSpec, face_photo, generate
-from pipnet_core.smooth import SmoothingParams
-from pipnet_core.state_codec import decode_state, encode_state
-from pipnet_core.track import TrackerConfig
+from pipnet_core.base.crop import CropBox, crop_matrix, invert, transform_points
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.detection.blazeface import BlazeFaceDetector
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, generate
+from pipnet_core.io.state_codec import decode_state, encode_state
+from pipnet_core.model.onnx import OnnxLandmarkModel
+from pipnet_core.pipeline.landmarker import Landmarker
+from pipnet_core.pipeline.smoothing import SmoothingParams
+from pipnet_core.pipeline.tracking import TrackerConfig
 
 # The astronaut's face in scikit-image's photo (x0, y0, x1, y1), checked by eye.
 ASTRONAUT_FACE = (170, 75, 280, 200)
@@ -243,7 +243,7 @@ class CountingDetector:
 
 
 def test_a_landmarker_closes_the_detectors_it_made_and_not_the_callers(model, monkeypatch):
-    from pipnet_core import landmarker as landmarker_module
+    from pipnet_core.pipeline import landmarker as landmarker_module
 
     made = []
     monkeypatch.setattr(landmarker_module, "create_detector", lambda *args: made.append(CountingDetector()) or made[-1])

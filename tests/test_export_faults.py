@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pipnet_core.metrics import point_errors
-from pipnet_core.sample_clip import ClipSpec, face_photo, write_clip
+from pipnet_core.evaluation.metrics import point_errors
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, write_clip
 
 FORMATS = ("--format", "csv,json,pts", "--smooth", "live")
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from synthetic import MeanFaceModel, moved_reference, reference_error
 
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.sample_clip import FACE_CENTRE, HEAD_ELLIPSE, face_photo
+from pipnet_core.io.sample_clip import FACE_CENTRE, HEAD_ELLIPSE, face_photo
+from pipnet_core.pipeline.landmarker import Landmarker
 
 FPS = 30.0
 FACE_WIDTH = 110.0  # the photo's face, jaw to jaw, at scale 1

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fuzz_corpus import check_run, encode_still, png_bomb, run_pipnet, write_corpus
 
-from pipnet_core.errors import PipnetError
-from pipnet_core.frames import ImageSource, open_source
-from pipnet_core.images import read_image
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.media import sniff
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.io.frames import ImageSource, open_source
+from pipnet_core.io.images import read_image
+from pipnet_core.io.media import sniff
+from pipnet_core.pipeline.landmarker import Landmarker
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ from synthetic import MeanFaceModel, astronaut_reference, reference_error  # noq
 
 from pipnet_core.app.main_window import THRESHOLD_DEBOUNCE_MS  # noqa: E402
 from pipnet_core.app.worker import SAMPLE_CLIP as SAMPLE  # noqa: E402
-from pipnet_core.crop import transform_points  # noqa: E402
-from pipnet_core.frames import CameraInfo, Frame  # noqa: E402
-from pipnet_core.sample_clip import ClipSpec, face_photo, generate, photo_to_frame  # noqa: E402
+from pipnet_core.base.crop import transform_points  # noqa: E402
+from pipnet_core.io.frames import CameraInfo, Frame  # noqa: E402
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, generate, photo_to_frame  # noqa: E402
 
 ARTIFACTS = Path(__file__).parent / "artifacts"
 
@@ -145,7 +145,7 @@ def test_cameras_are_listed_by_name_and_the_first_one_opens(qtbot, monkeypatch):
 
 def test_a_model_that_always_outputs_the_mean_face_fails_the_landmark_check(qtbot, window):
     """The standing negative control for the check above: drawn on the face, but not on its points."""
-    from pipnet_core.landmarker import Landmarker
+    from pipnet_core.pipeline.landmarker import Landmarker
 
     wait_for_frames(qtbot, window, 5)
     shipped = window.worker._runner.landmarker
@@ -349,8 +349,8 @@ def test_outputs_stop_when_the_source_changes_and_a_writer_that_fails_unchecks_i
 
 
 def test_a_camera_is_asked_for_motion_jpeg_above_640x480_before_its_size(monkeypatch):
-    from pipnet_core import frames
-    from pipnet_core.frames import CameraFormat, CameraSource
+    from pipnet_core.io import frames
+    from pipnet_core.io.frames import CameraFormat, CameraSource
 
     class Device:
         calls: list = []
@@ -382,8 +382,8 @@ def test_a_camera_is_asked_for_motion_jpeg_above_640x480_before_its_size(monkeyp
 
 def opens_with_a_problem(path: Path) -> bool:
     """What the library says of a file: refused, a damaged still, or a video without a frame."""
-    from pipnet_core.errors import PipnetError
-    from pipnet_core.frames import ImageSource, open_source
+    from pipnet_core.base.errors import PipnetError
+    from pipnet_core.io.frames import ImageSource, open_source
 
     try:
         source = open_source(str(path))

@@ -76,12 +76,14 @@ def test_no_private_name_is_taken_from_another_module():
 
 def test_the_public_names_are_where_users_and_older_code_find_them():
     import pipnet_core
-    from pipnet_core import landmarker, records, writers
+    from pipnet_core.base import records
+    from pipnet_core.export import writers
+    from pipnet_core.pipeline import landmarker
 
     for name in pipnet_core.__all__:
         assert getattr(pipnet_core, name) is not None, name
     assert landmarker.Face is records.Face and landmarker.points_box is records.points_box
-    from pipnet_core import files
+    from pipnet_core.io import files
 
     assert writers.write_json is files.write_json  # an older import path still works
-    assert pipnet_core.__version__ == pipnet_core.version.__version__
+    assert pipnet_core.__version__ == pipnet_core.base.version.__version__

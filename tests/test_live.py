@@ -1,4 +1,4 @@
-"""The library's live loop (pipnet_core/live.py) on its own: any iterable of frames in, the newest
+"""The library's live loop (pipnet_core/stream/runner.py) on its own: any iterable of frames in, the newest
 processed, events out, everything closed; and live blink onsets from the past alone."""
 
 import time
@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from pipnet_core.landmarker import Face, Landmarker
-from pipnet_core.live import LiveRunner
-from pipnet_core.measures import LiveBlinks, eye_aspect_ratios
-from pipnet_core.sample_clip import ClipSpec, generate
+from pipnet_core.io.sample_clip import ClipSpec, generate
+from pipnet_core.offline.measures import LiveBlinks, eye_aspect_ratios
+from pipnet_core.pipeline.landmarker import Face, Landmarker
+from pipnet_core.stream.runner import LiveRunner
 
 
 class Collect:

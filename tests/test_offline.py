@@ -15,12 +15,13 @@ from synthetic import (
 )
 from test_fast_motion import head_frames
 
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.measures import detect_blinks, eye_aspect_ratios, mouth_aspect_ratio
-from pipnet_core.pose import camera_matrix
-from pipnet_core.sample_clip import ClipSpec, generate
-from pipnet_core.smooth import SmoothingParams
-from pipnet_core.tracks import smooth_offline
+from pipnet_core.base.records import FrameFaces
+from pipnet_core.io.sample_clip import ClipSpec, generate
+from pipnet_core.offline.measures import detect_blinks, eye_aspect_ratios, mouth_aspect_ratio
+from pipnet_core.offline.tracks import smooth_offline
+from pipnet_core.pipeline.landmarker import Landmarker
+from pipnet_core.pipeline.pose import camera_matrix
+from pipnet_core.pipeline.smoothing import SmoothingParams
 
 
 def known_motion_clip(name):
@@ -39,7 +40,7 @@ def known_motion_clip(name):
 
 def tracked(model, smoothing, images, times):
     landmarker = Landmarker(model, smoothing=smoothing)
-    return [(i, t, landmarker.process(image, t)) for i, (image, t) in enumerate(zip(images, times))]
+    return [FrameFaces(i, t, landmarker.process(image, t)) for i, (image, t) in enumerate(zip(images, times))]
 
 
 def only_face(frames):
@@ -139,7 +140,7 @@ def test_eye_and_mouth_aspect_ratios_of_a_drawn_face():
 def test_on_real_clips_offline_smoothing_keeps_blinks_and_agreement_and_cuts_jitter():
     """Four clips of ../shared/videos (the longest one left out for time), against Face Mesh as
     `pipnet bench-quality --smooth offline|live` measures them."""
-    from pipnet_core.quality import measure_clip
+    from pipnet_core.evaluation.quality import measure_clip
 
     clips = [
         "expressions_hand_occlusion_640x360.mp4",

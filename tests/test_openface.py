@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from synthetic import write_grey_video
 
-from pipnet_core.pose import camera_matrix, openface_angles
-from pipnet_core.sample_clip import ClipSpec, generate, write_clip
-from pipnet_core.writers import read_records
+from pipnet_core.export.writers import read_records
+from pipnet_core.io.sample_clip import ClipSpec, generate, write_clip
+from pipnet_core.pipeline.pose import camera_matrix, openface_angles
 
 FIXTURE = Path(__file__).parent / "fixtures" / "openface_2dfp_3dfp_pose_header.csv"
 

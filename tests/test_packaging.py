@@ -13,7 +13,7 @@ import cv2
 import pytest
 from synthetic import REPO
 
-from pipnet_core.sample_clip import ClipSpec, face_photo, write_clip
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, write_clip
 
 VENV_BIN = Path(sys.executable).parent
 

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from pipnet_core.pose import MODEL_3D, MODEL_INDEX, camera_matrix, estimate_pose
-from pipnet_core.smooth import LandmarkSmoother, MotionTracker, OneEuroFilter, centred, fit_similarity
+from pipnet_core.base.geometry import centred, fit_similarity
+from pipnet_core.pipeline.pose import MODEL_3D, MODEL_INDEX, camera_matrix, estimate_pose
+from pipnet_core.pipeline.smoothing import AlphaBetaFilter, LandmarkSmoother, OneEuroFilter
 
 
 def rotation(yaw, pitch, roll):
@@ -50,7 +51,7 @@ def test_one_euro_filter_removes_noise_on_a_still_signal():
 
 
 def test_motion_tracker_follows_constant_velocity_without_lag():
-    tracker = MotionTracker(0.5)
+    tracker = AlphaBetaFilter(0.5)
     for i in range(60):
         out = tracker(np.array([5.0 * i]), i / 30)
     assert out[0] == pytest.approx(5.0 * 59, abs=1e-3)
@@ -70,7 +71,7 @@ def test_similarity_fit_and_smoother_pass_a_rigidly_moving_shape_through():
 
 
 def test_the_middle_of_the_strength_knob_is_the_default_smoothing():
-    from pipnet_core.smooth import SmoothingParams
+    from pipnet_core.pipeline.smoothing import SmoothingParams
 
     middle = SmoothingParams.from_strength(0.5)
     assert middle.min_cutoff == pytest.approx(SmoothingParams().min_cutoff)
@@ -83,8 +84,8 @@ def test_the_middle_of_the_strength_knob_is_the_default_smoothing():
 
 
 def test_confidence_is_lowered_for_near_profile_views_and_implausible_shapes():
-    from pipnet_core.onnx_runner import OnnxLandmarkModel
-    from pipnet_core.plausibility import plausibility
+    from pipnet_core.model.onnx import OnnxLandmarkModel
+    from pipnet_core.pipeline.plausibility import plausibility
 
     mean_face = OnnxLandmarkModel().info.codec.mean_face
     reference = centred(mean_face)

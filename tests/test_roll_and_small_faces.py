@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from synthetic import MeanFaceModel, astronaut_reference, reference_error, template_points
 
-from pipnet_core.crop import CropBox, crop_matrix, face_roll, rotation, transform_points
-from pipnet_core.detect import BlazeFaceDetector, QuarterTurnDetector
-from pipnet_core.evaluate import evaluate_clip, rotated_view, small_face_view
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.metrics import point_errors
-from pipnet_core.sample_clip import ClipSpec, face_photo, render_frame
+from pipnet_core.base.crop import CropBox, crop_matrix, face_roll, rotation, transform_points
+from pipnet_core.detection.blazeface import BlazeFaceDetector
+from pipnet_core.detection.search import QuarterTurnDetector
+from pipnet_core.evaluation.evaluate import evaluate_clip, rotated_view, small_face_view
+from pipnet_core.evaluation.metrics import point_errors
+from pipnet_core.io.sample_clip import ClipSpec, face_photo, render_frame
+from pipnet_core.pipeline.landmarker import Landmarker
 
 CONTROL = pytest.mark.parametrize("control", [False, True], ids=["shipped model", "mean-face control"])
 
@@ -122,7 +123,7 @@ def test_a_photo_with_an_exif_orientation_is_read_upright(tmp_path, landmarker):
     # would hand the pipeline a face lying on its side.
     from PIL import Image
 
-    from pipnet_core.images import load_image
+    from pipnet_core.io.images import load_image
 
     stored = cv2.rotate(face_photo(), cv2.ROTATE_90_COUNTERCLOCKWISE)
     exif = Image.Exif()
@@ -144,7 +145,7 @@ class MarkerDetector:
     name = "marker"
 
     def detect(self, frame):
-        from pipnet_core.detect import Detection
+        from pipnet_core.detection.detector import Detection
 
         bright, dim = frame[..., 0] > 200, (frame[..., 0] > 100) & (frame[..., 0] <= 200)
         if not bright.any() or not dim.any():
@@ -173,7 +174,7 @@ def marker_frame(box, size=(1280, 720)):
 def test_quarter_turn_detections_come_back_to_the_frame_they_were_found_in(turn, roll):
     # The marker is upright only in one turned copy of the frame, so its box and eyes must be
     # mapped back through that turn; a wrong mapping puts them elsewhere or gives the wrong roll.
-    from pipnet_core.detect import QuarterTurnDetector
+    from pipnet_core.detection.search import QuarterTurnDetector
 
     frame = cv2.rotate(marker_frame((300, 200, 100, 60)), turn)
     assert MarkerDetector().detect(frame) == []
@@ -184,7 +185,7 @@ def test_quarter_turn_detections_come_back_to_the_frame_they_were_found_in(turn,
 
 
 def test_tiles_find_a_face_too_small_for_the_whole_frame():
-    from pipnet_core.detect import TiledDetector
+    from pipnet_core.detection.search import TiledDetector
 
     small = (700, 300, 40, 30)  # 3% of 1280: missed whole, found in a 540 px tile
     assert MarkerDetector().detect(marker_frame(small)) == []

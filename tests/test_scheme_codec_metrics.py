@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from synthetic import template_points
 
-from pipnet_core.codec import PIPCodec
-from pipnet_core.evaluate import Evaluation
-from pipnet_core.metrics import auc, failure_rate, nme, point_errors
-from pipnet_core.scheme import FLIP_INDEX, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from pipnet_core.base.scheme import FLIP_INDEX, LEFT_EYE_OUTER, RIGHT_EYE_OUTER
+from pipnet_core.evaluation.evaluate import Evaluation
+from pipnet_core.evaluation.metrics import auc, failure_rate, nme, point_errors
+from pipnet_core.model.codec import PIPCodec
 
 
 def test_flip_table_is_an_involution_that_swaps_the_eye_corners():

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 from synthetic import SHARED_DATA, needs
 
-from pipnet_core.crop import CropBox, crop_matrix, to_network_input, warp
-from pipnet_core.data import read_labeled
-from pipnet_core.evaluate import evaluate
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.onnx_runner import OnnxLandmarkModel
-from pipnet_core.resources import INT8_MODEL_FILE, MODEL_FILE, packaged_model, shipped_model
-from pipnet_core.sample_clip import face_photo
+from pipnet_core.base.crop import CropBox, crop_matrix, to_network_input, warp
+from pipnet_core.evaluation.evaluate import evaluate
+from pipnet_core.io.labels import read_labeled
+from pipnet_core.io.resources import INT8_MODEL_FILE, MODEL_FILE, packaged_model, shipped_model
+from pipnet_core.io.sample_clip import face_photo
+from pipnet_core.model.onnx import OnnxLandmarkModel
+from pipnet_core.pipeline.landmarker import Landmarker
 
 HELEN_TEST = SHARED_DATA / "300w_subset" / "helen" / "testset"
 

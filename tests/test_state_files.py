@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from fuzz_corpus import encode_video
 
-from pipnet_core.cluster import Chunk, read_piece
-from pipnet_core.crop import CropBox
-from pipnet_core.errors import PipnetError
-from pipnet_core.frames import ImageSource
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.state_codec import decode_state, encode_state, from_plain, to_plain
-from pipnet_core.track import TRACKER_STATE, Track, Tracker
+from pipnet_core.base.crop import CropBox
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.export.cluster import Chunk, read_piece
+from pipnet_core.io.frames import ImageSource
+from pipnet_core.io.state_codec import decode_state, encode_state, from_plain, to_plain
+from pipnet_core.pipeline.landmarker import Landmarker
+from pipnet_core.pipeline.tracking import TRACKER_STATE, Track, Tracker
 
 ROOT = Path(__file__).resolve().parent.parent
 

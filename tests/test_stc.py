@@ -7,10 +7,10 @@ import numpy as np
 from synthetic import drawn_face
 from test_training_export import NO_AUGMENTATION, log_rows
 
-from pipnet_core.data import write_pts
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.onnx_runner import OnnxLandmarkModel
-from pipnet_core.sample_clip import face_photo
+from pipnet_core.io.labels import write_pts
+from pipnet_core.io.sample_clip import face_photo
+from pipnet_core.model.onnx import OnnxLandmarkModel
+from pipnet_core.pipeline.landmarker import Landmarker
 from pipnet_core.training.config import Config, DataConfig, ModelConfig, STCConfig, TrainConfig
 from pipnet_core.training.stc import pseudo_label
 from pipnet_core.training.train import train
@@ -43,7 +43,7 @@ def test_pseudo_labels_on_a_network_mid_training_use_eval_mode_and_leave_it_trai
 
     import torch
 
-    from pipnet_core.resources import shipped_model
+    from pipnet_core.io.resources import shipped_model
     from pipnet_core.training.torch_runner import TorchLandmarkModel, network_from_onnx
 
     network, info = network_from_onnx(shipped_model(prefer_int8=False))

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipnet_core.errors import PipnetError
-from pipnet_core.frames import VideoSource
-from pipnet_core.landmarker import Landmarker
-from pipnet_core.live import LiveRunner
-from pipnet_core.sample_clip import cached_clip
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.io.frames import VideoSource
+from pipnet_core.io.sample_clip import cached_clip
+from pipnet_core.pipeline.landmarker import Landmarker
 from pipnet_core.stream import host_port
 from pipnet_core.stream.lsl import channels
+from pipnet_core.stream.runner import LiveRunner
 from pipnet_core.stream.websocket import WebSocketSink
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 from synthetic import MeanFaceModel, drawn_face
 
-from pipnet_core.data import read_labeled, write_pts
-from pipnet_core.evaluate import evaluate, load_landmark_model
+from pipnet_core.evaluation.evaluate import evaluate
+from pipnet_core.io.labels import read_labeled, write_pts
 from pipnet_core.training.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
 from pipnet_core.training.export import export_onnx
+from pipnet_core.training.loading import load_landmark_model
 from pipnet_core.training.train import RunLog, train
 
 EPOCHS = 60
@@ -131,7 +132,7 @@ def test_an_exported_model_fine_tunes_from_its_onnx_file_with_batch_norm_frozen(
     # the (identity) statistics alone: batch statistics would change what every layer computes.
     from torch import nn
 
-    from pipnet_core.onnx_runner import OnnxLandmarkModel
+    from pipnet_core.model.onnx import OnnxLandmarkModel
     from pipnet_core.training.export import verification_crops
     from pipnet_core.training.torch_runner import (
         TorchLandmarkModel,

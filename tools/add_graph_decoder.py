@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from pipnet_core.crop import to_network_input
-from pipnet_core.onnx_runner import OnnxLandmarkModel
+from pipnet_core.base.crop import to_network_input
+from pipnet_core.model.onnx import OnnxLandmarkModel
 from pipnet_core.training.export import PARITY_TOLERANCE, verification_crops
 from pipnet_core.training.graph_decode import append_decoder, without_decoder
 

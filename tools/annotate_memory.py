@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 
-from pipnet_core.sample_clip import face_photo
+from pipnet_core.io.sample_clip import face_photo
 
 
 def measure(command: list[str]) -> tuple[int, float, int]:

@@ -11,8 +11,8 @@ import argparse
 from time import perf_counter
 
 from pipnet_core import Landmarker
-from pipnet_core.bench import bench_pipeline, load_frames
-from pipnet_core.lifetime import Closing
+from pipnet_core.base.lifetime import Closing
+from pipnet_core.evaluation.bench import bench_pipeline, load_frames
 
 
 class PipelineRival(Closing):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from onnxruntime.quantization import QuantFormat
 
-from pipnet_core.evaluate import evaluate
-from pipnet_core.onnx_runner import OnnxLandmarkModel
-from pipnet_core.resources import shipped_model
+from pipnet_core.evaluation.evaluate import evaluate
+from pipnet_core.io.resources import shipped_model
+from pipnet_core.model.onnx import OnnxLandmarkModel
 from pipnet_core.training.config import Config
 from pipnet_core.training.quantize import evenly, milliseconds_per_face, write_int8
 from pipnet_core.training.sources import load_sources

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipnet_core.onnx_runner import OnnxLandmarkModel
-from pipnet_core.pose import MODEL_3D, MODEL_INDEX
+from pipnet_core.model.onnx import OnnxLandmarkModel
+from pipnet_core.pipeline.pose import MODEL_3D, MODEL_INDEX
 
 
 def main() -> None:

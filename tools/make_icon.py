@@ -8,8 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipnet_core.onnx_runner import OnnxLandmarkModel
-from pipnet_core.scheme import CONTOURS
+from pipnet_core.base.scheme import CONTOURS
+from pipnet_core.model.onnx import OnnxLandmarkModel
 
 SIZE = 256
 

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster_bench import frame_count, join_videos  # noqa: E402
 
-from pipnet_core.media import expand  # noqa: E402
+from pipnet_core.io.media import expand  # noqa: E402
 
 
 def measure(command: list[str]) -> tuple[int, float, float]:

@@ -21,9 +21,9 @@ import onnx
 import onnxruntime as ort
 
 from pipnet_core import Landmarker
-from pipnet_core.crop import landmark_crop, to_network_input
-from pipnet_core.images import load_image
-from pipnet_core.resources import asset, shipped_model
+from pipnet_core.base.crop import landmark_crop, to_network_input
+from pipnet_core.io.images import load_image
+from pipnet_core.io.resources import asset, shipped_model
 
 
 def face_crop(path: Path) -> np.ndarray:

@@ -9,11 +9,11 @@ import sys
 
 import numpy as np
 
-from pipnet_core.crop import landmark_crop_matrix, transform_points
-from pipnet_core.data import read_labeled
-from pipnet_core.evaluate import load_landmark_model
-from pipnet_core.images import load_image
-from pipnet_core.metrics import nme
+from pipnet_core.base.crop import landmark_crop_matrix, transform_points
+from pipnet_core.evaluation.metrics import nme
+from pipnet_core.io.images import load_image
+from pipnet_core.io.labels import read_labeled
+from pipnet_core.training.loading import load_landmark_model
 
 
 def main(model_path: str, probe: str = "../shared/data/ytf68/train", faces: int = 300) -> None:

@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pipnet_core.sample_clip import cached_clip  # noqa: E402
+from pipnet_core.io.sample_clip import cached_clip  # noqa: E402
 from pipnet_core.stream.lsl import channels  # noqa: E402
 
 

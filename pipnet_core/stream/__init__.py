@@ -11,8 +11,8 @@ from __future__ import annotations
 import importlib
 import os
 
-from ..errors import PipnetError
-from ..resources import asset
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.io.resources import asset
 
 
 def optional_module(name: str, package: str):

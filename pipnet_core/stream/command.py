@@ -9,10 +9,10 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from ..errors import PipnetError
-from ..live import LiveRunner, Sink
-from . import host_port
-from .websocket import LOOPBACK
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.stream import host_port
+from pipnet_core.stream.runner import LiveRunner, Sink
+from pipnet_core.stream.websocket import LOOPBACK
 
 STATUS_SECONDS = 2.0  # between two status lines on a terminal
 
@@ -47,8 +47,8 @@ def _report_state(state: str, text: str) -> None:
 def open_sinks(choice: StreamChoice, nominal_rate: float, face_slots: int, warn=_warn) -> list[Sink]:
     """The sinks ``choice`` names; each problem (a port in use, a host that does not resolve, a
     missing library) is a one-line PipnetError, and what was opened before it is closed."""
-    from .message import lsl_clock_offset
-    from .osc import VMC_PORT, OscSink, VmcSink
+    from pipnet_core.stream.message import lsl_clock_offset
+    from pipnet_core.stream.osc import VMC_PORT, OscSink, VmcSink
 
     lsl_clock_offset()  # every message has the LSL clock when pylsl is there: found now, not on a frame
     sinks: list[Sink] = []
@@ -58,11 +58,11 @@ def open_sinks(choice: StreamChoice, nominal_rate: float, face_slots: int, warn=
         if choice.vmc:
             sinks.append(VmcSink(*host_port(choice.vmc, default_port=VMC_PORT)))
         if choice.lsl:
-            from .lsl import LslSink
+            from pipnet_core.stream.lsl import LslSink
 
             sinks.append(LslSink(choice.lsl, face_slots, nominal_rate))
         if choice.ws:
-            from .websocket import WebSocketSink
+            from pipnet_core.stream.websocket import WebSocketSink
 
             named, port = host_port(choice.ws, default_host="", any_port=True)
             host = named or choice.host or "127.0.0.1"
@@ -82,8 +82,8 @@ def open_sinks(choice: StreamChoice, nominal_rate: float, face_slots: int, warn=
 def run_live(args) -> None:
     from pathlib import Path
 
-    from ..frames import open_source
-    from ..landmarker import Landmarker
+    from pipnet_core.io.frames import open_source
+    from pipnet_core.pipeline.landmarker import Landmarker
 
     for name in ("lsl", "vmc"):  # `--lsl clip.mp4`: argparse gave the source to the option's optional value
         value = getattr(args, name)
@@ -155,7 +155,7 @@ def _run_with_window(runner: LiveRunner, stop: threading.Event, frames: int | No
     from PySide6.QtGui import QImage, QPixmap
     from PySide6.QtWidgets import QApplication, QLabel
 
-    from ..draw import OverlayOptions, draw_faces
+    from pipnet_core.export.draw import OverlayOptions, draw_faces
 
     done, interrupted = [0], threading.Event()
 

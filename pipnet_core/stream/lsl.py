@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..live import LiveResult, RateMeter
-from ..scheme import NUM_POINTS
-from . import import_pylsl
-from .message import lsl_clock_offset
+from pipnet_core.base.scheme import NUM_POINTS
+from pipnet_core.stream import import_pylsl
+from pipnet_core.stream.message import lsl_clock_offset
+from pipnet_core.stream.runner import LiveResult, RateMeter
 
 # The channels before the face slots, once per sample.
 FRAME_CHANNELS = [("frame", "count", "Frame"), ("send_time", "seconds", "Time")]

@@ -14,9 +14,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..errors import PipnetError
-from ..measures import eye_aspect_ratios, mouth_aspect_ratio
-from . import import_pylsl
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.offline.measures import eye_aspect_ratios, mouth_aspect_ratio
+from pipnet_core.stream import import_pylsl
 
 SCHEMA = "pipnet-live/1"
 

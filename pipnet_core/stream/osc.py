@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from ..errors import PipnetError
-from ..live import LiveResult, RateMeter
-from . import optional_module
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.stream import optional_module
+from pipnet_core.stream.runner import LiveResult, RateMeter
 
 VMC_PORT = 39540  # what VMC receivers listen on unless told
 # Eye aspect ratios of an open and a closed eye (measures.py), for VMC's 0..1 blink weights.

@@ -33,10 +33,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import cv2
 
-from ..errors import PipnetError
-from ..live import LiveResult, RateMeter
-from ..resources import asset
-from . import optional_module
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.io.resources import asset
+from pipnet_core.stream import optional_module
+from pipnet_core.stream.runner import LiveResult, RateMeter
 
 QUEUE_FRAMES = 8  # per client: what a client may fall behind (267 ms at 30 FPS) before its oldest frames go
 MAX_INCOMING = 4096  # bytes: a request is a few dozen

@@ -10,9 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from ..crop import CropBox, crop_matrix, transform_points, warp
-from ..scheme import FLIP_INDEX
-from .config import AugmentConfig
+from pipnet_core.base.crop import CropBox, crop_matrix, transform_points, warp
+from pipnet_core.base.scheme import FLIP_INDEX
+from pipnet_core.training.config import AugmentConfig
 
 
 def training_crop(

@@ -8,13 +8,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..codec import PIPCodec
-from ..crop import landmark_crop, landmark_crop_matrix, transform_points
-from ..data import Sample
-from ..images import load_image
-from .augment import training_crop
-from .config import Config
-from .sources import Source
+from pipnet_core.base.crop import landmark_crop, landmark_crop_matrix, transform_points
+from pipnet_core.io.images import load_image
+from pipnet_core.io.labels import Sample
+from pipnet_core.model.codec import PIPCodec
+from pipnet_core.training.augment import training_crop
+from pipnet_core.training.config import Config
+from pipnet_core.training.sources import Source
 
 
 def preload(samples: list[Sample]) -> dict[Path, np.ndarray]:

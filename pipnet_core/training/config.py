@@ -13,7 +13,7 @@ from typing import Any, get_type_hints
 
 import tomllib
 
-from ..errors import PipnetError
+from pipnet_core.base.errors import PipnetError
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..errors import PipnetError
+from pipnet_core.base.errors import PipnetError
 
 
 @dataclass(frozen=True)

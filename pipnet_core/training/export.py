@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import PipnetError
-from ..model_interface import METADATA_KEY
-from ..onnx_runner import OnnxLandmarkModel
-from .graph_decode import append_decoder
-from .network import PIPNet
-from .torch_runner import TorchLandmarkModel, load_checkpoint
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.model.interface import METADATA_KEY
+from pipnet_core.model.onnx import OnnxLandmarkModel
+from pipnet_core.training.graph_decode import append_decoder
+from pipnet_core.training.network import PIPNet
+from pipnet_core.training.torch_runner import TorchLandmarkModel, load_checkpoint
 
 # Parity threshold: largest landmark difference between torch and ONNX Runtime, as a fraction of
 # the crop side.

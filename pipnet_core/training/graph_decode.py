@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codec import PIPCodec
-from ..errors import PipnetError
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.model.codec import PIPCodec
 
 PREFIX = "decode/"  # every node and initializer this module adds
 OUTPUTS = ("points", "confidence")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .config import Config
+from pipnet_core.training.config import Config
 
 
 def pip_loss(outputs, targets, cfg: Config) -> tuple[torch.Tensor, dict[str, float]]:

@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..crop import landmark_crop, to_network_input
-from ..data import Sample
-from ..evaluate import evaluate
-from ..images import load_image
-from ..model_interface import METADATA_KEY
-from ..onnx_runner import OnnxLandmarkModel
-from .graph_decode import append_decoder, without_decoder
+from pipnet_core.base.crop import landmark_crop, to_network_input
+from pipnet_core.evaluation.evaluate import evaluate
+from pipnet_core.io.images import load_image
+from pipnet_core.io.labels import Sample
+from pipnet_core.model.interface import METADATA_KEY
+from pipnet_core.model.onnx import OnnxLandmarkModel
+from pipnet_core.training.graph_decode import append_decoder, without_decoder
 
 
 @dataclass

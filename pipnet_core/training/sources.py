@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import Sample, conflicting_labels, read_labeled
-from ..errors import PipnetError
-from .config import DataConfig
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.io.labels import Sample, conflicting_labels, read_labeled
+from pipnet_core.training.config import DataConfig
 
 
 @dataclass

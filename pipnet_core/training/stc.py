@@ -20,15 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codec import PIPCodec
-from ..data import Sample, list_images, read_labeled
-from ..errors import PipnetError
-from ..images import load_image
-from ..metrics import nme
-from ..model_interface import LandmarkModel, ModelInfo
-from .batches import LandmarkDataset, preload, to_batch
-from .config import Config
-from .loss import pip_loss
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.evaluation.metrics import nme
+from pipnet_core.io.images import load_image
+from pipnet_core.io.labels import Sample, list_images, read_labeled
+from pipnet_core.model.codec import PIPCodec
+from pipnet_core.model.interface import LandmarkModel, ModelInfo
+from pipnet_core.training.batches import LandmarkDataset, preload, to_batch
+from pipnet_core.training.config import Config
+from pipnet_core.training.loss import pip_loss
 
 
 def codec_for_stride(codec: PIPCodec, stride: int) -> PIPCodec:
@@ -58,8 +58,8 @@ def pseudo_label(model: LandmarkModel, images: list[Path], detector, min_confide
 
 
 def _best_faces(model: LandmarkModel, images: list[Path], detector):
-    from ..landmarker import Landmarker
-    from ..track import TrackerConfig
+    from pipnet_core.pipeline.landmarker import Landmarker
+    from pipnet_core.pipeline.tracking import TrackerConfig
 
     landmarker = Landmarker(
         model,

@@ -7,10 +7,10 @@ from time import perf_counter
 import torch
 from torch.utils.data import DataLoader
 
-from .batches import LandmarkDataset, fit_codec, preload, to_batch
-from .loss import pip_loss
-from .sources import load_sources
-from .torch_runner import build_network
+from pipnet_core.training.batches import LandmarkDataset, fit_codec, preload, to_batch
+from pipnet_core.training.loss import pip_loss
+from pipnet_core.training.sources import load_sources
+from pipnet_core.training.torch_runner import build_network
 
 
 def bench_training(cfg, steps: int = 12, data_root: str | None = None, warmup: int = 3) -> tuple[float, float]:

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..codec import GridOutputs
-from ..errors import PipnetError
-from ..model_interface import METADATA_KEY, LandmarkModel, ModelInfo
-from .config import Config
-from .network import PIPNet
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.model.codec import GridOutputs
+from pipnet_core.model.interface import METADATA_KEY, LandmarkModel, ModelInfo
+from pipnet_core.training.config import Config
+from pipnet_core.training.network import PIPNet
 
 
 def build_network(cfg: Config) -> PIPNet:

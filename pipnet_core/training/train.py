@@ -12,19 +12,19 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from ..codec import PIPCodec
-from ..errors import PipnetError
-from ..metrics import nme
-from ..model_interface import ModelInfo
-from . import distributed
-from .batches import LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
-from .config import Config
-from .distributed import Workers
-from .loss import pip_loss
-from .network import find_pretrained, load_imagenet_weights
-from .sources import Source, load_sources
-from .stc import SelfTrainer
-from .torch_runner import (
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.evaluation.metrics import nme
+from pipnet_core.model.codec import PIPCodec
+from pipnet_core.model.interface import ModelInfo
+from pipnet_core.training import distributed
+from pipnet_core.training.batches import LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
+from pipnet_core.training.config import Config
+from pipnet_core.training.distributed import Workers
+from pipnet_core.training.loss import pip_loss
+from pipnet_core.training.network import find_pretrained, load_imagenet_weights
+from pipnet_core.training.sources import Source, load_sources
+from pipnet_core.training.stc import SelfTrainer
+from pipnet_core.training.torch_runner import (
     TorchLandmarkModel,
     build_network,
     load_checkpoint,
