@@ -9,7 +9,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     """The ``pipnet-live`` command: a one-line message when the GUI extra is not installed."""
     try:
-        from .main_window import main as run_app
+        from .launch import main as run_app
     except ImportError as exc:
         if not (exc.name or "").startswith("PySide6"):
             raise

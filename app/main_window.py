@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
 import threading
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QByteArray, QPoint, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QAction, QColor, QFont, QIcon, QImage, QKeySequence, QPainter
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import (
-    QApplication,
     QCheckBox,
     QComboBox,
     QDockWidget,
@@ -30,13 +27,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from pipnet_core import OverlayOptions, PipnetError, __version__
+from pipnet_core import OverlayOptions, __version__
 from pipnet_core.io.frames import CameraFormat, CameraInfo, list_cameras
 from pipnet_core.io.media import dialog_filter
 from pipnet_core.io.resources import asset, models_dir
 from pipnet_core.stream.command import StreamChoice
 
-from .platform_check import qt_platform_problem
+from .choices import DETECTOR_LABELS, FRAME_RATES, OVERLAY_KEYS, OVERLAY_LABELS, RESOLUTIONS
+from .frame_view import FrameView, to_qimage
 from .stream_dialog import STREAMS, StreamDialog
 from .worker import (
     SAMPLE_CLIP,
@@ -53,68 +51,7 @@ from .worker import (
 VIDEO_FILTER = dialog_filter("video")
 THRESHOLD_DEBOUNCE_MS = 300  # the detector threshold is applied once its spin box rests this long
 IMAGE_FILTER = dialog_filter("image")
-OVERLAY_LABELS = {
-    "points": "Points",
-    "contours": "Contours",
-    "indices": "Point indices",
-    "box": "Face box",
-    "face_id": "Face id",
-    "pose_axes": "Head pose axes",
-}
-# BlazeFace short range is the fastest and made for a webcam; full range finds small, far faces.
-DETECTOR_LABELS = {
-    "blazeface": "Near (webcam, fastest)",
-    "blazeface-full": "Far (small faces)",
-    "blazeface-both": "Near and far",
-}
-OVERLAY_KEYS = {"points": "P", "contours": "C", "indices": "N", "box": "B", "face_id": "I", "pose_axes": "H"}
-RESOLUTIONS = {
-    "Default resolution": (0, 0),
-    "640 x 480": (640, 480),
-    "1280 x 720": (1280, 720),
-    "1920 x 1080": (1920, 1080),
-}
-FRAME_RATES = {"Default frame rate": 0.0, "15 FPS": 15.0, "30 FPS": 30.0, "60 FPS": 60.0}
 STALE_SECONDS = 1.5  # no frame for this long: the view says so instead of showing a frozen FPS
-
-
-def to_qimage(bgr: np.ndarray) -> QImage:
-    h, w = bgr.shape[:2]
-    return QImage(bgr.data, w, h, bgr.strides[0], QImage.Format.Format_BGR888).copy()
-
-
-class FrameView(QWidget):
-    """The annotated frame, scaled to fit with its aspect ratio, with the FPS in a corner."""
-
-    def __init__(self):
-        super().__init__()
-        self.setMinimumSize(320, 240)
-        self.image: QImage | None = None
-        self.fps_text = ""
-        self.placeholder = "Starting..."
-
-    def show_frame(self, bgr: np.ndarray, fps_text: str) -> None:
-        self.image, self.fps_text = to_qimage(bgr), fps_text
-        self.update()
-
-    def paintEvent(self, event) -> None:
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), QColor(25, 25, 28))
-        if self.image is None:
-            painter.setPen(QColor(200, 200, 200))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
-            return
-        scaled = self.image.size().scaled(self.size(), Qt.AspectRatioMode.KeepAspectRatio)
-        x, y = (self.width() - scaled.width()) // 2, (self.height() - scaled.height()) // 2
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-        painter.drawImage(self.rect().adjusted(x, y, -x, -y), self.image)
-        if self.fps_text:
-            painter.setFont(QFont("monospace", 11, QFont.Weight.Bold))
-            box = painter.fontMetrics().boundingRect(self.fps_text).adjusted(-6, -4, 6, 4)
-            box.moveTopLeft(QPoint(x + 8, y + 8))
-            painter.fillRect(box, QColor(0, 0, 0, 150))
-            painter.setPen(QColor(120, 255, 120))
-            painter.drawText(box, Qt.AlignmentFlag.AlignCenter, self.fps_text)
 
 
 class MainWindow(QMainWindow):
@@ -549,38 +486,3 @@ class MainWindow(QMainWindow):
         self._save_settings()
         self.worker.stop()
         super().closeEvent(event)
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="pipnet-live",
-        description="The pipnet-live desktop app: 68 facial landmarks on a camera, a video or an image, in real time.",
-    )
-    parser.add_argument(
-        "source",
-        nargs="?",
-        help="a camera index, a video or an image (default: the first camera, or a sample clip when there is none)",
-    )
-    parser.add_argument("--version", action="version", version=f"pipnet-live {__version__}")
-    args = parser.parse_args(argv)
-    if args.source is not None and args.source.isdigit():
-        args.source = int(args.source)
-    return args
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv if argv is None else argv
-    args = parse_args(argv[1:])
-    problem = qt_platform_problem()
-    if problem:
-        print(f"pipnet-live: error: {problem}", file=sys.stderr)
-        return 1
-    app = QApplication(argv[:1])
-    app.setApplicationName("pipnet-live")
-    try:
-        window = MainWindow(args.source)
-    except PipnetError as exc:  # e.g. the shipped model is missing: say so in a dialog, not a traceback
-        QMessageBox.critical(None, "pipnet-live", str(exc))
-        return 1
-    window.show()
-    return app.exec()

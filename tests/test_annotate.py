@@ -20,7 +20,7 @@ from synthetic import (
     write_mean_face_onnx,
 )
 
-from pipnet_core.export.writers import CSV_COLUMNS
+from pipnet_core.export.rows import CSV_COLUMNS
 from pipnet_core.io.sample_clip import ClipSpec, generate, write_clip
 
 

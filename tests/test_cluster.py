@@ -17,8 +17,8 @@ av = pytest.importorskip("av", reason="the cluster extra (PyAV) is not installed
 from distributed import Client  # noqa: E402
 from synthetic import SHARED_VIDEOS  # noqa: E402
 
-from pipnet_core.export.cluster import Chunk, match_ids, plan_chunks  # noqa: E402
-from pipnet_core.export.writers import read_records  # noqa: E402
+from pipnet_core.export.chunks import Chunk, match_ids, plan_chunks  # noqa: E402
+from pipnet_core.export.read_back import read_records  # noqa: E402
 from pipnet_core.io.frames import VideoLayout, VideoRange, VideoSource  # noqa: E402
 from pipnet_core.io.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
 from pipnet_core.pipeline.landmarker import Face  # noqa: E402

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from synthetic import write_grey_video
 
-from pipnet_core.export.writers import read_records
+from pipnet_core.export.read_back import read_records
 from pipnet_core.io.sample_clip import ClipSpec, generate, write_clip
 from pipnet_core.pipeline.pose import camera_matrix, openface_angles
 

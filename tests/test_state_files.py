@@ -15,7 +15,7 @@ from fuzz_corpus import encode_video
 
 from pipnet_core.base.crop import CropBox
 from pipnet_core.base.errors import PipnetError
-from pipnet_core.export.cluster import Chunk, read_piece
+from pipnet_core.export.chunks import Chunk, read_piece
 from pipnet_core.io.frames import ImageSource
 from pipnet_core.io.state_codec import decode_state, encode_state, from_plain, to_plain
 from pipnet_core.pipeline.landmarker import Landmarker

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import av
 
-from pipnet_core.export.cluster import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
+from pipnet_core.export.chunks import DEFAULT_CHUNK_SECONDS, DEFAULT_OVERLAP_SECONDS
 
 REPO = Path(__file__).resolve().parent.parent
 DASK = str(Path(sys.executable).with_name("dask"))

@@ -3,8 +3,8 @@ BlazeFace short range) on the turned and small-face views that `pipnet eval --ro
 `--face-height` make today.
 
     git worktree add /tmp/pipnet-before 4696fe8
-    .venv/bin/python tools/views_before_upright_crops.py /tmp/pipnet-before rotate 0 45 90 135 180 -45 -90 -135
-    .venv/bin/python tools/views_before_upright_crops.py /tmp/pipnet-before height 40 60 90
+    .venv/bin/python experiments/upright-crops/views_before_upright_crops.py /tmp/pipnet-before rotate 0 45 90 135 180 -45 -90 -135
+    .venv/bin/python experiments/upright-crops/views_before_upright_crops.py /tmp/pipnet-before height 40 60 90
 
 The views come from this checkout's pipnet_core/evaluation/evaluate.py (their source is run against the old
 package), everything else from the old checkout, whose own model is used.
@@ -15,22 +15,23 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parents[2]  # this checkout: experiments/upright-crops/ is two below
 
 
 def main(old: str, mode: str, values: list[float], data: str = "../shared/data/300w_subset/helen/testset") -> None:
     sys.path.insert(0, old)
-    from pipnet_core.base.crop import CropBox, transform_points
-    from pipnet_core.evaluation.metrics import point_errors
-    from pipnet_core.io.images import load_image
-    from pipnet_core.io.labels import read_labeled
-    from pipnet_core.pipeline.landmarker import Landmarker
+    # The old checkout's modules, in its flat layout.
+    from pipnet_core.crop import CropBox, transform_points
+    from pipnet_core.data import read_labeled
+    from pipnet_core.images import load_image
+    from pipnet_core.landmarker import Landmarker
+    from pipnet_core.metrics import point_errors
 
-    source = (HERE / "pipnet_core" / "evaluate.py").read_text()
+    source = (HERE / "pipnet_core" / "evaluation" / "evaluate.py").read_text()
     views = {"np": np, "transform_points": transform_points}
     exec(
         "import cv2\nfrom typing import Callable\nView = Callable\n"
-        + source[source.index("BACKGROUND =") : source.index("def load_landmark_model")],
+        + source[source.index("BACKGROUND =") : source.index("@dataclass\nclass Evaluation")],
         views,
     )
     samples = read_labeled(Path(data))

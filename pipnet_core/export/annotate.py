@@ -17,10 +17,10 @@ from __future__ import annotations
 import shutil
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field, replace
+from contextlib import ExitStack
+from dataclasses import replace
 from multiprocessing import get_context, util
 from pathlib import Path
 
@@ -29,114 +29,36 @@ import cv2
 from pipnet_core.base.errors import PipnetError
 from pipnet_core.base.records import FrameFaces
 from pipnet_core.export.draw import OverlayOptions, draw_faces
-from pipnet_core.export.writers import (
-    CsvWriter,
-    JsonLinesWriter,
-    OpenFaceWriter,
-    PtsWriter,
-    RawTrackWriter,
-    export_header,
-    read_records,
-    video_writer,
-    write_blinks,
+from pipnet_core.export.outputs import (
+    CHECKPOINT_FRAMES,
+    FORMATS,
+    SMOOTHING,
+    WRITERS,
+    AnnotateOptions,
+    FileResult,
+    Progress,
+    check_settings,
+    move_outputs,
+    output_files,
+    output_names,
+    output_paths,
+    output_tables,
+    resume_point,
+    resume_settings,
+    run_settings,
+    staged_paths,
+    streamed_tables,
+    writer_for,
+    written_whole,
 )
-from pipnet_core.io.files import write_file
+from pipnet_core.export.read_back import read_records
+from pipnet_core.export.writers import RawTrackWriter, export_header, video_writer, write_blinks
 from pipnet_core.io.frames import ImageSource, VideoSource
-from pipnet_core.io.images import DEFAULT_MAX_PIXELS
 from pipnet_core.io.media import expand, media_kind
-from pipnet_core.io.state_codec import decode_state, encode_state
 from pipnet_core.offline.tracks import blinks, smooth_offline
 from pipnet_core.pipeline.landmarker import VIDEO_MAX_FACES, Landmarker
 from pipnet_core.pipeline.pose import camera_matrix
 from pipnet_core.pipeline.smoothing import SmoothingParams
-
-WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "pts": PtsWriter, "openface": OpenFaceWriter}
-FORMATS = tuple(WRITERS)
-SMOOTHING = ("offline", "live", "none")
-# The header fields that shape what is written: `--resume` continues only the same input made
-# with the same settings.
-RESUME_SETTINGS = (
-    "source_name",
-    "source_bytes",
-    "model_sha256",
-    "detector",
-    "detector_calibration_sha256",
-    "every",
-    "smoothing",
-    "max_faces",
-    "formats",
-    "camera",
-)
-# Processed frames between two saved video states: at most this many are run twice on --resume.
-CHECKPOINT_FRAMES = 30
-
-
-@dataclass(frozen=True)
-class AnnotateOptions:
-    out_dir: Path
-    formats: tuple[str, ...] = ("csv",)
-    video_out: Path | None = None
-    every: int = 1
-    max_faces: int | None = None  # None: every face in an image, VIDEO_MAX_FACES in a video
-    smooth: str = "offline"  # a video's: offline (whole tracks, no lag), live (the app's filter) or none
-    camera: tuple[float | None, float | None, float | None, float | None] = (None, None, None, None)  # fx fy cx cy
-    resume: bool = False
-    model: str | None = None
-    detector: str = "blazeface-both"  # video files come from anywhere: near and far faces
-    calibration: Path | None = None  # a detector calibration file of the user's; None: the shipped one
-    threads: int = 2
-    show_progress: bool = True
-    max_pixels: int = DEFAULT_MAX_PIXELS  # images and video frames above it are refused unread
-
-
-@dataclass
-class FileResult:
-    path: Path
-    frames: int = 0  # frames written this run
-    faces: int = 0
-    seconds: float = 0.0
-    resumed_from: int = 0
-    already_complete: bool = False  # --resume found it done: nothing was run
-    error: str | None = None  # one line; the file failed or is incomplete
-    warning: str | None = None  # one line; something deserves a look (with ``damage``: what is wrong with it)
-    damage: str | None = None  # "truncated" or "damaged": a still that decoded only in part is not complete
-    outputs: list[Path] = field(default_factory=list)
-
-
-def output_names(files: list[Path]) -> dict[Path, str]:
-    """A distinct output name per input: its stem, or for inputs sharing a stem (``a/clip.mp4``,
-    ``b/clip.mp4``, ``a/clip.avi``) folder_stem_suffix, numbered if even that repeats."""
-    stems = Counter(path.stem for path in files)
-    names: dict[Path, str] = {}
-    for path in files:
-        name = path.stem if stems[path.stem] == 1 else f"{path.parent.name}_{path.stem}_{path.suffix.lstrip('.')}"
-        unique, number = name, 2
-        while unique in names.values():
-            unique, number = f"{name}_{number}", number + 1
-        names[path] = unique
-    return names
-
-
-def output_paths(name: str, options: AnnotateOptions, several: bool, video: bool = True) -> dict[str, Path]:
-    """Where a file's outputs go, by kind: the formats, the annotated video, and (kinds that are
-    not outputs) the progress file and, for an offline-smoothed video, its working file."""
-    out = options.out_dir
-    paths = {
-        "csv": out / f"{name}.csv",
-        "json": out / f"{name}.jsonl",
-        "pts": out / f"{name}_pts",
-        "openface": out / f"{name}_openface.csv",
-    }
-    paths = {k: v for k, v in paths.items() if k in options.formats}
-    paths["progress"] = out / f"{name}.progress"
-    if video:
-        paths["raw"] = out / f"{name}.raw.jsonl"  # the working file of offline smoothing
-        if options.smooth == "offline":
-            paths["blinks"] = out / f"{name}_blinks.csv"
-    if options.video_out:
-        video = Path(options.video_out)
-        paths["video"] = video.with_name(f"{video.stem}_{name}{video.suffix}") if several else video
-    return paths
 
 
 def open_landmarker(options: AnnotateOptions) -> Landmarker:
@@ -150,167 +72,6 @@ def open_landmarker(options: AnnotateOptions) -> Landmarker:
     )
     landmarker.set_camera(*options.camera)
     return landmarker
-
-
-def run_settings(path: Path, options: AnnotateOptions, landmarker: Landmarker, frame_size: tuple[int, int]) -> dict:
-    """The input and settings an output records, beside the model's sha256 (see ``RESUME_SETTINGS``)."""
-    camera = landmarker.camera(frame_size)
-    return {
-        "source": str(path),
-        "source_name": path.name,
-        "source_bytes": path.stat().st_size,
-        "detector": options.detector,
-        **landmarker.calibration.fields(),
-        "every": options.every,
-        "smoothing": options.smooth,
-        "max_faces": options.max_faces,
-        "formats": sorted(options.formats),
-        "camera": [camera[0, 0], camera[1, 1], camera[0, 2], camera[1, 2]],
-    }
-
-
-def output_files(paths: dict[str, Path]) -> list[Path]:
-    return [path for kind, path in paths.items() if kind not in ("progress", "raw")]
-
-
-def output_tables(paths: dict[str, Path]) -> dict[str, Path]:
-    """The landmark tables among a file's paths, by format."""
-    return {fmt: path for fmt, path in paths.items() if fmt in WRITERS}
-
-
-def streamed_tables(paths: dict[str, Path], options: AnnotateOptions) -> dict[str, Path]:
-    """The tables written frame by frame while a file runs: the working file of an offline-smoothed
-    video, else the outputs themselves."""
-    return {"raw": paths["raw"]} if "raw" in paths and options.smooth == "offline" else output_tables(paths)
-
-
-def _writer(fmt: str):
-    return RawTrackWriter if fmt == "raw" else WRITERS[fmt]
-
-
-def check_settings(tables: dict[str, Path], header: dict) -> dict[str, Path]:
-    """The tables that hold records (a table killed before its first frame has nothing to
-    continue); refuses, with the setting named, any made with other settings than ``header``'s."""
-    present = {fmt: path for fmt, path in tables.items() if _writer(fmt).has_records(path)}
-    for fmt, path in present.items():
-        written = _writer(fmt).read_header(path)
-        if written is None:
-            raise PipnetError(
-                f"{path}: records no settings to resume with (an older pipnet-live?); run without --resume"
-            )
-        for key in RESUME_SETTINGS:
-            if written.get(key) != header[key]:
-                raise PipnetError(
-                    f"{path}: cannot resume: made with {key} {written.get(key)!r}, this run has {header[key]!r}"
-                )
-    return present
-
-
-def resume_point(tables: dict[str, Path], header: dict) -> int:
-    """The first frame that some streamed table of a file lacks (0: start afresh). Refuses tables
-    made with other settings, and a format missing from a run that wrote the others (it would be
-    half a file)."""
-    present = check_settings(tables, header)
-    start = min((_writer(fmt).last_complete(path) for fmt, path in present.items()), default=-1) + 1
-    missing = [path for fmt, path in tables.items() if fmt not in present]
-    if start and missing:
-        raise PipnetError(
-            f"{missing[0]}: missing while the other outputs go to frame {start}; "
-            "run without --resume to write every format from the first frame"
-        )
-    return start
-
-
-class Progress:
-    """Where a video's run is, in NAME.progress beside its outputs: while unfinished, the
-    landmarker's video state after every ``CHECKPOINT_FRAMES``-th processed frame (the last two:
-    the newest may be past what every output completed); once complete, the last frame. A
-    ``state_codec`` file (no code in it) that records the input and settings it was made with: one
-    made with others, or not by this version, is refused in one line."""
-
-    KIND = "annotate progress"
-
-    def __init__(self, path: Path, settings: dict, start: int):
-        self.path, self.settings = path, settings
-        self.states: dict[int, dict] = {}
-        self.complete_at: int | None = None  # the last frame of a finished run
-        if not start:
-            path.unlink(missing_ok=True)  # an earlier run's states would not belong to this one
-            return
-        saved = self.read(path, settings)
-        if saved is not None:
-            self.states = {frame: state for frame, state in saved["states"].items() if frame < start}
-            self.complete_at = saved["complete_at"]
-
-    @classmethod
-    def read(cls, path: Path, settings: dict) -> dict | None:
-        """The saved progress (None: there is none, and the video runs again from its start,
-        unwritten); refuses a file that is not this program's or was made with other settings."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
-        saved = decode_state(data, cls.KIND, str(path))
-        if (
-            not isinstance(saved, dict)
-            or set(saved) != {"settings", "states", "complete_at"}
-            or not isinstance(saved["settings"], dict)
-            or not isinstance(saved["states"], dict)
-            or not all(isinstance(frame, int) and isinstance(state, dict) for frame, state in saved["states"].items())
-            or not isinstance(saved["complete_at"], (int, type(None)))
-        ):
-            raise PipnetError(f"{path}: a damaged progress file; delete it, or run without --resume")
-        for key in RESUME_SETTINGS:
-            if saved["settings"].get(key) != settings[key]:
-                raise PipnetError(
-                    f"{path}: cannot resume: made with {key} {saved['settings'].get(key)!r}, "
-                    f"this run has {settings[key]!r}"
-                )
-        return saved
-
-    @classmethod
-    def completed_at(cls, path: Path, settings: dict) -> int | None:
-        """The last frame of the finished run this file records; None if it records none."""
-        saved = cls.read(path, settings)
-        return None if saved is None else saved["complete_at"]
-
-    def latest(self) -> tuple[int, dict | None]:
-        """The newest state and its frame (-1 and None when there is none)."""
-        frame = max(self.states, default=-1)
-        return frame, self.states.get(frame)
-
-    def save(self, frame: int, state: dict) -> None:
-        newest = sorted(self.states)[-1:]
-        self.states = {f: self.states[f] for f in newest} | {frame: state}
-        self._write(None)
-
-    def finish(self, last_frame: int) -> None:
-        self.states = {}
-        self._write(last_frame)
-
-    def _write(self, complete_at: int | None) -> None:
-        document = {"settings": self.settings, "states": self.states, "complete_at": complete_at}
-        write_file(self.path, encode_state(self.KIND, document))
-
-
-def resume_settings(header: dict) -> dict:
-    """The header fields an output must share to be continued (``RESUME_SETTINGS``)."""
-    return {key: header[key] for key in RESUME_SETTINGS}
-
-
-def written_whole(paths: dict[str, Path], header: dict) -> bool:
-    """Were a video's outputs written whole (offline smoothing, a cluster's merge) and marked
-    complete? (A .pts folder may be empty: a video without a face.) Outputs made with other
-    settings are refused."""
-    outputs = output_tables(paths)
-    if Progress.completed_at(paths["progress"], resume_settings(header)) is None or not all(
-        path.exists() for path in outputs.values()
-    ):
-        return False
-    check_settings(outputs, header)
-    return True
 
 
 class _Outputs:
@@ -330,7 +91,7 @@ class _Outputs:
         self.writers, self.video, self.video_path = [], None, video_path
         try:
             for fmt, path in tables.items():
-                self.writers.append(_writer(fmt)(path, header, start))
+                self.writers.append(writer_for(fmt)(path, header, start))
             if self.video_path is not None:
                 self.video = video_writer(self._partial_video(), fps, video_size)
         except Exception:
@@ -379,81 +140,9 @@ def annotate_file(
     """One input file, start to end (or from where an interrupted run stopped)."""
     result = FileResult(path)
     started = time.monotonic()
-    source = outputs = bar = None
     try:
-        is_image = media_kind(path) == "image"
-        source = ImageSource(path, options.max_pixels) if is_image else VideoSource(path, max_pixels=options.max_pixels)
-        if is_image and source.problem:
-            result.warning, result.damage = source.problem, source.damage
-        first = source.read()
-        if first is None:
-            raise PipnetError(f"{path}: no frame could be decoded")
-        height, width = first.image.shape[:2]
-        header = export_header(
-            landmarker.model,
-            fps=source.fps,
-            width=width,
-            height=height,
-            frame_count=source.frame_count,
-            time_offset=source.start_offset,
-            **run_settings(path, options, landmarker, (width, height)),
-        )
-        name = name or path.stem
-        paths = output_paths(name, options, several, video=not is_image)
-        result.outputs = output_files(paths)
-        tables = streamed_tables(paths, options)
-        offline = "raw" in tables  # outputs written whole at the end, the video drawn then
-        start = 0
-        if options.resume:
-            if offline and written_whole(paths, header):
-                paths["raw"].unlink(missing_ok=True)  # a run killed just before it removed its working file
-                result.already_complete = True
-                return result
-            # What another run left beside the tables this one continues (its outputs, or its working
-            # file) is not overwritten unasked.
-            others = output_tables(paths) | ({"raw": paths["raw"]} if "raw" in paths else {})
-            check_settings({kind: path for kind, path in others.items() if kind not in tables}, header)
-            start = result.resumed_from = resume_point(tables, header)
-        elif "raw" in paths and not offline:
-            paths["raw"].unlink(missing_ok=True)  # an offline run's, killed: these settings replace it
-        progress = None if is_image else Progress(paths["progress"], resume_settings(header), start)
-        if progress is not None and progress.complete_at is not None and start >= progress.complete_at:
-            result.already_complete = True
-            return result
-        fps = source.fps / options.every
-        outputs = _Outputs(tables, header, start, None if offline else paths.get("video"), (width, height), fps)
-        if options.show_progress:
-            from tqdm import tqdm
-
-            bar = tqdm(
-                total=source.frame_count or None,
-                desc=path.name,
-                unit="frame",
-                position=position,
-                leave=True,
-                dynamic_ncols=True,
-                mininterval=0.5,
-                file=sys.stderr,
-            )
-        decoded, last = _run(source, first, landmarker, outputs, options, progress, result, bar)
-        outputs.close(complete=True)
-        if offline:
-            write_whole_video(
-                name, options, header, RawTrackWriter.read_frames(paths["raw"]), landmarker.model.info.codec.mean_face
-            )
-            if "video" in paths:
-                _draw_video(path, read_records(next(iter(output_tables(paths).values()))), paths["video"], fps)
-        if progress is not None:
-            progress.finish(last)
-        if offline:
-            paths["raw"].unlink(missing_ok=True)
-        if not is_image and source.frame_count > decoded + 1:
-            # The header's count is often wrong (variable frame rate, edited files): not an error, but
-            # the user should know in case the file is cut short.
-            result.warning = (
-                f"{path}: decoded {decoded} frames where the container announces {source.frame_count}; "
-                "all decodable frames were exported (a truncated file also looks like this)"
-            )
+        with ExitStack() as resources:  # closed before the error is recorded, outputs first
+            _annotate_into(result, resources, options, landmarker, name or path.stem, several, position)
     except PipnetError as exc:
         result.error = str(exc)
     except OSError as exc:  # a sidecar, a folder: anything the writers' own messages do not cover
@@ -464,39 +153,100 @@ def annotate_file(
         result.error = f"{path}: interrupted; what was written is complete up to a frame (--resume continues)"
         raise
     finally:
-        if outputs is not None:
-            outputs.close(complete=False)  # after a failure; a no-op after success
-        if source is not None:
-            source.close()
-        if bar is not None:
-            bar.close()
         result.seconds = time.monotonic() - started
         if result.error:
             result.outputs = [output for output in result.outputs if output.exists()]
     return result
 
 
-def staged_paths(name: str, options: AnnotateOptions, staging: Path, video: bool = True) -> dict[str, Path]:
-    return output_paths(name, replace(options, out_dir=staging), several=False, video=video)
+def _annotate_into(result: FileResult, resources: ExitStack, options, landmarker, name, several, position) -> None:
+    path = result.path
+    is_image = media_kind(path) == "image"
+    source = ImageSource(path, options.max_pixels) if is_image else VideoSource(path, max_pixels=options.max_pixels)
+    resources.callback(source.close)
+    if is_image and source.problem:
+        result.warning, result.damage = source.problem, source.damage
+    first = source.read()
+    if first is None:
+        raise PipnetError(f"{path}: no frame could be decoded")
+    height, width = first.image.shape[:2]
+    header = export_header(
+        landmarker.model,
+        fps=source.fps,
+        width=width,
+        height=height,
+        frame_count=source.frame_count,
+        time_offset=source.start_offset,
+        **run_settings(path, options, landmarker, (width, height)),
+    )
+    paths = output_paths(name, options, several, video=not is_image)
+    result.outputs = output_files(paths)
+    tables = streamed_tables(paths, options)
+    offline = "raw" in tables  # outputs written whole at the end, the video drawn then
+    start = _start_frame(result, paths, tables, header, options)
+    if result.already_complete:
+        return
+    progress = None if is_image else Progress(paths["progress"], resume_settings(header), start)
+    if progress is not None and progress.complete_at is not None and start >= progress.complete_at:
+        result.already_complete = True
+        return
+    fps = source.fps / options.every
+    outputs = _Outputs(tables, header, start, None if offline else paths.get("video"), (width, height), fps)
+    resources.callback(outputs.close, complete=False)  # after a failure; a no-op after success
+    bar = resources.enter_context(_progress_bar(source, path, position)) if options.show_progress else None
+    decoded, last = _run(source, first, landmarker, outputs, options, progress, result, bar)
+    outputs.close(complete=True)
+    if offline:
+        write_whole_video(
+            name, options, header, RawTrackWriter.read_frames(paths["raw"]), landmarker.model.info.codec.mean_face
+        )
+        if "video" in paths:
+            _draw_video(path, read_records(next(iter(output_tables(paths).values()))), paths["video"], fps)
+    if progress is not None:
+        progress.finish(last)
+    if offline:
+        paths["raw"].unlink(missing_ok=True)
+    if not is_image and source.frame_count > decoded + 1:
+        # The header's count is often wrong (variable frame rate, edited files): not an error, but
+        # the user should know in case the file is cut short.
+        result.warning = (
+            f"{path}: decoded {decoded} frames where the container announces {source.frame_count}; "
+            "all decodable frames were exported (a truncated file also looks like this)"
+        )
 
 
-def move_outputs(name: str, options: AnnotateOptions, staging: Path, video: bool = True) -> list[Path]:
-    """The finished tables of ``name`` (and its blinks) from ``staging`` into the output folder (a
-    .pts folder replaces the old one; a CSV brings its sidecar); returns where they are now."""
-    paths = output_paths(name, options, several=False, video=video)
-    moved = []
-    for kind, source in staged_paths(name, options, staging, video).items():
-        if kind not in WRITERS and kind != "blinks" or not source.exists():
-            continue
-        target = paths[kind]
-        if source.is_dir():
-            shutil.rmtree(target, ignore_errors=True)
-        source.replace(target)
-        sidecar = source.with_name(source.name + ".json")
-        if sidecar.is_file():
-            sidecar.replace(target.with_name(target.name + ".json"))
-        moved.append(target)
-    return moved
+def _start_frame(result: FileResult, paths: dict[str, Path], tables: dict[str, Path], header: dict, options) -> int:
+    """The first frame to run: 0, or with --resume where the outputs stop (``result.already_complete``
+    when a video's outputs were written whole and marked complete)."""
+    if not options.resume:
+        if "raw" in paths and "raw" not in tables:
+            paths["raw"].unlink(missing_ok=True)  # an offline run's, killed: these settings replace it
+        return 0
+    if "raw" in tables and written_whole(paths, header):
+        paths["raw"].unlink(missing_ok=True)  # a run killed just before it removed its working file
+        result.already_complete = True
+        return 0
+    # What another run left beside the tables this one continues (its outputs, or its working
+    # file) is not overwritten unasked.
+    others = output_tables(paths) | ({"raw": paths["raw"]} if "raw" in paths else {})
+    check_settings({kind: path for kind, path in others.items() if kind not in tables}, header)
+    result.resumed_from = resume_point(tables, header)
+    return result.resumed_from
+
+
+def _progress_bar(source, path: Path, position: int):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=source.frame_count or None,
+        desc=path.name,
+        unit="frame",
+        position=position,
+        leave=True,
+        dynamic_ncols=True,
+        mininterval=0.5,
+        file=sys.stderr,
+    )
 
 
 def write_whole_video(

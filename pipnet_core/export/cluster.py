@@ -30,25 +30,35 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
-
 from pipnet_core.base.errors import PipnetError
-from pipnet_core.base.records import Face, FrameFaces, HeadPose
+from pipnet_core.base.records import Face, FrameFaces
 from pipnet_core.base.version import __version__
 from pipnet_core.export.annotate import (
+    annotate_file,
+    input_files,
+    open_landmarker,
+    prepare_for_video,
+    write_whole_video,
+)
+from pipnet_core.export.chunks import (
+    DEFAULT_CHUNK_SECONDS,
+    DEFAULT_OVERLAP_SECONDS,
+    PIECE_KIND,
+    PIECE_STATE,
+    ChunkDone,
+    VideoPlan,
+    match_ids,
+    plan_chunks,
+    read_piece,
+)
+from pipnet_core.export.outputs import (
     AnnotateOptions,
     FileResult,
     Progress,
-    annotate_file,
-    input_files,
     move_outputs,
-    open_landmarker,
     output_files,
     output_paths,
-    prepare_for_video,
-    resume_settings,
     run_settings,
-    write_whole_video,
     written_whole,
 )
 from pipnet_core.export.writers import export_header
@@ -56,31 +66,14 @@ from pipnet_core.io.files import write_file
 from pipnet_core.io.frames import VideoLayout, VideoRange
 from pipnet_core.io.images import check_pixels
 from pipnet_core.io.media import media_kind
-from pipnet_core.io.state_codec import (
-    NUMBER,
-    decode_state,
-    encode_state,
-    float_array,
-    from_plain,
-    holds,
-    optional,
-    to_plain,
-    tuple_of,
-)
+from pipnet_core.io.state_codec import encode_state, to_plain
 from pipnet_core.pipeline.landmarker import Landmarker
 
 PLUGIN = "pipnet-landmarker"
-DEFAULT_CHUNK_SECONDS = 60.0
-# The warm-up that took every chunk of five of the six clips of ../shared/videos (5 s chunks) to
-# the single-process run's points bit for bit; 2 s left one chunk start 2 px off for 20 frames.
-DEFAULT_OVERLAP_SECONDS = 4.0
 # Dask's retries are for exceptions a task raises (a flaky network filesystem); a worker that dies
 # is Dask's own business: its tasks run again elsewhere, up to `distributed.scheduler.allowed-failures`.
 RETRIES = 2
 PROGRESS_EVERY = 30  # frames between two progress events of a chunk
-# Two faces are one when their points lie this close (mean distance over the larger box side).
-SAME_FACE = 0.1
-PIECE_KIND = "cluster chunk"
 
 
 @dataclass(frozen=True)
@@ -88,109 +81,6 @@ class ClusterOptions:
     scheduler: str  # "tcp://host:8786", or "local:N" for N single-threaded workers on this machine
     chunk_seconds: float = DEFAULT_CHUNK_SECONDS  # 0: a video is one chunk
     overlap_seconds: float = DEFAULT_OVERLAP_SECONDS
-
-
-@dataclass(frozen=True)
-class Chunk:
-    warmup: int  # the first frame decoded: [warmup, first) warm the tracker and smoother up
-    first: int  # the first frame this chunk writes
-    end: int  # one past the last
-
-
-@dataclass(frozen=True)
-class VideoPlan:
-    path: Path
-    name: str
-    header: dict
-    layout: VideoLayout
-    chunks: list[Chunk]
-    mean_face: np.ndarray  # the model's, for offline smoothing in the merge
-
-    @property
-    def settings(self) -> dict:
-        return resume_settings(self.header)
-
-    def piece(self, out_dir: Path, number: int) -> Path:
-        return out_dir / f"{self.name}.chunks" / f"{number:05d}.chunk"
-
-    def frames(self, every: int) -> int:
-        """How many frames a run processes and writes."""
-        return len(range(0, len(self.layout.times), every))
-
-
-@dataclass(frozen=True)
-class ChunkDone:
-    frames: int = 0
-    faces: int = 0
-    seconds: float = 0.0
-    error: str | None = None
-
-
-def _faces(value) -> bool:
-    return isinstance(value, list) and all(isinstance(face, Face) for face in value)
-
-
-# What a chunk piece may hold besides plain values, and what their fields may hold.
-PIECE_STATE = {
-    Chunk: {"warmup": int, "first": int, "end": int},
-    Face: {
-        "id": int,
-        "box": tuple_of(*[NUMBER] * 4),
-        "score": NUMBER,
-        "points": float_array(None, 2),
-        "confidence": float_array(None),
-        "pose": optional(HeadPose),
-        "success": bool,
-    },
-    HeadPose: {
-        "yaw": NUMBER,
-        "pitch": NUMBER,
-        "roll": NUMBER,
-        "rotation": float_array(3, 3),
-        "translation": float_array(3),
-    },
-}
-# A piece: {"settings": dict, "chunk": Chunk, "frames": [(index, timestamp, faces)], "warmup": {index: faces}}.
-_PIECE = {
-    "settings": dict,
-    "chunk": Chunk,
-    "frames": lambda v: isinstance(v, list) and all(tuple_of(int, NUMBER, _faces)(frame) for frame in v),
-    "warmup": lambda v: isinstance(v, dict) and all(isinstance(k, int) and _faces(f) for k, f in v.items()),
-}
-
-
-def plan_chunks(layout: VideoLayout, chunk_seconds: float, overlap_seconds: float) -> list[Chunk]:
-    """Chunks of ``chunk_seconds`` of presentation time (the whole video for 0); each but the
-    first decodes from ``overlap_seconds`` (at most a chunk) before its first frame, and at least
-    one frame before it: the faces of that frame are how ids are matched."""
-    count = len(layout.times)
-    starts = [0]
-    while chunk_seconds > 0 and (nxt := layout.first_at(layout.seconds(starts[-1]) + chunk_seconds)) < count:
-        starts.append(max(nxt, starts[-1] + 1))
-    overlap = min(overlap_seconds, chunk_seconds)
-    return [
-        Chunk(min(layout.first_at(max(layout.seconds(first) - overlap, 0.0)), first - 1) if first else 0, first, end)
-        for first, end in zip(starts, starts[1:] + [count])
-    ]
-
-
-def match_ids(before: dict[int, list[Face]], warmup: dict[int, list[Face]]) -> dict[int, int]:
-    """Which of a chunk's own face ids (in its warm-up frames) are which ids of the chunk before
-    (on the same frames): pairs whose points lie within ``SAME_FACE`` on their median frame,
-    closest first, each id used once."""
-    distances: dict[tuple[int, int], list[float]] = {}
-    for frame, faces in warmup.items():
-        for new in (f for f in faces if f.success):
-            for old in (f for f in before.get(frame, []) if f.success):
-                scale = max(old.box[2], old.box[3], 1.0)
-                gap = float(np.linalg.norm(new.points - old.points, axis=1).mean()) / scale
-                distances.setdefault((new.id, old.id), []).append(gap)
-    medians = sorted((float(np.median(gaps)), new, old) for (new, old), gaps in distances.items())
-    matched: dict[int, int] = {}
-    for gap, new, old in medians:
-        if gap < SAME_FACE and new not in matched and old not in matched.values():
-            matched[new] = old
-    return matched
 
 
 # -- on the workers -------------------------------------------------------------------------------------
@@ -283,31 +173,6 @@ def _plan_video(path: Path, name: str, options: AnnotateOptions, cluster: Cluste
         return FileResult(path, error=f"{exc.filename or path}: {exc.strerror or exc}")
 
 
-def read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
-    """A finished chunk of this video and these settings; None when there is none, or when it is
-    another plan's chunk (other --chunk-seconds): it runs again. A file that is not a piece of
-    this program, or was made with other settings, is refused in one line."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
-    try:
-        piece = from_plain(decode_state(data, PIECE_KIND, str(path)), PIECE_STATE)
-    except ValueError:
-        piece = None
-    if (
-        not isinstance(piece, dict)
-        or set(piece) != set(_PIECE)
-        or not all(holds(piece[k], kind) for k, kind in _PIECE.items())
-    ):
-        raise PipnetError(f"{path}: a damaged chunk piece; delete it, or run without --resume")
-    if piece["settings"] != plan.settings:
-        raise PipnetError(f"{path}: a chunk made with other settings; delete {path.parent}, or run without --resume")
-    return piece if piece["chunk"] == chunk else None
-
-
 def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: str) -> ChunkDone:
     from distributed import get_worker
 
@@ -331,7 +196,7 @@ def _run_chunk(plan: VideoPlan, number: int, options: AnnotateOptions, topic: st
                     if frame.index < chunk.first:
                         warmup[frame.index] = faces
                         continue
-                    frames.append(FrameFaces(frame.index, frame.timestamp, faces))
+                    frames.append((frame.index, frame.timestamp, faces))  # a piece holds plain tuples (PIECE_STATE)
                     if len(frames) % PROGRESS_EVERY == 0:
                         worker.log_event(topic, (plan.name, number, len(frames)))
             finally:
@@ -394,7 +259,7 @@ def _merged_frames(plan: VideoPlan, options: AnnotateOptions) -> Iterator[FrameF
                 if face.id not in ids:
                     ids[face.id], next_id = next_id, next_id + 1
             faces = sorted((replace(face, id=ids[face.id]) for face in faces), key=lambda face: face.id)
-            yield index, timestamp, faces
+            yield FrameFaces(index, timestamp, faces)
             before[index] = faces
 
 

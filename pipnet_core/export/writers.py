@@ -10,143 +10,21 @@ continues from a given frame after trimming what came later (a torn tail include
 from __future__ import annotations
 
 import base64
-import csv
-import io
 import json
-import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipnet_core.base.errors import PipnetError
 from pipnet_core.base.records import Face, FrameFaces, points_box
-from pipnet_core.base.scheme import NUM_POINTS
+from pipnet_core.export import rows
+from pipnet_core.export.line_files import LineFile, Table, csv_line, read_json, sidecar_path
 from pipnet_core.io.files import write_file, write_json
 from pipnet_core.io.labels import write_pts
 from pipnet_core.model.interface import describe_model
-from pipnet_core.offline.measures import Blink, eye_aspect_ratios, mouth_aspect_ratio
-from pipnet_core.pipeline.pose import camera_matrix, estimate_pose, openface_angles, openface_geometry
-
-CSV_COLUMNS = (
-    [
-        "frame",
-        "timestamp",
-        "face_id",
-        "confidence",
-        "success",
-        "box_x",
-        "box_y",
-        "box_w",
-        "box_h",
-        "pose_yaw",
-        "pose_pitch",
-        "pose_roll",
-        "ear_right",
-        "ear_left",
-        "mar",
-    ]
-    + [f"x_{i}" for i in range(NUM_POINTS)]
-    + [f"y_{i}" for i in range(NUM_POINTS)]
-    + [f"c_{i}" for i in range(NUM_POINTS)]
-)
-# What OpenFace 2.x FeatureExtraction writes with -2Dfp -3Dfp -pose (RecorderCSV.cpp), in order.
-OPENFACE_COLUMNS = [
-    "frame",
-    "face_id",
-    "timestamp",
-    "confidence",
-    "success",
-    "pose_Tx",
-    "pose_Ty",
-    "pose_Tz",
-    "pose_Rx",
-    "pose_Ry",
-    "pose_Rz",
-] + [f"{axis}_{i}" for axis in ("x", "y", "X", "Y", "Z") for i in range(NUM_POINTS)]
-BLINK_COLUMNS = ["face_id", "eye", "start_frame", "end_frame", "start_time", "end_time", "min_ear"]
-
-
-def face_to_dict(face: Face) -> dict:
-    pose = face.pose
-    right, left = eye_aspect_ratios(face.points)
-    return {
-        "face_id": face.id,
-        "success": face.success,
-        "confidence": round(face.mean_confidence, 4),
-        "detector_score": round(face.score, 4),
-        "box": [round(v, 2) for v in face.box],
-        "pose": None
-        if pose is None
-        else {"yaw": round(pose.yaw, 2), "pitch": round(pose.pitch, 2), "roll": round(pose.roll, 2)},
-        "eye_aspect_ratio": {"right": round(right, 4), "left": round(left, 4)},
-        "mouth_aspect_ratio": round(mouth_aspect_ratio(face.points), 4),
-        "points": [[round(float(x), 2), round(float(y), 2)] for x, y in face.points],
-        "point_confidence": [round(float(c), 3) for c in face.confidence],
-    }
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """A face as read back from a written file (enough to redraw it)."""
-
-    id: int
-    box: tuple[float, float, float, float]
-    points: np.ndarray
-    confidence: np.ndarray
-    success: bool = True  # False: the frame where the face was lost (drawing skips it)
-    pose = None
-
-    @property
-    def mean_confidence(self) -> float:
-        return float(self.confidence.mean())
-
-
-class _LineFile:
-    """An append-only text file written one whole frame per call. Short writes are looped; a
-    write that fails (no space, quota, file-size limit) is undone by truncating back to where the
-    frame began, so the file never ends in a torn line."""
-
-    def __init__(self, path: Path, append: bool):
-        self.path = path
-        try:
-            self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC), 0o644)
-            self._size = os.fstat(self._fd).st_size
-        except OSError as exc:
-            raise PipnetError(f"{path}: cannot write ({exc.strerror})") from None
-
-    def write(self, text: str) -> None:
-        encoded = text.encode()
-        data = memoryview(encoded)
-        try:
-            while data:
-                data = data[os.write(self._fd, data) :]
-        except OSError as exc:
-            try:
-                os.ftruncate(self._fd, self._size)
-            except OSError:
-                pass
-            raise PipnetError(
-                f"{self.path}: cannot write ({exc.strerror}); complete up to the frame before (--resume continues it)"
-            ) from None
-        self._size += len(encoded)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def _csv_line(values: list) -> str:
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(values)
-    return buffer.getvalue()
-
-
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+from pipnet_core.offline.measures import Blink
+from pipnet_core.pipeline.pose import camera_matrix
 
 
 def export_header(model, **fields) -> dict:
@@ -158,61 +36,11 @@ def export_header(model, **fields) -> dict:
     return {key: described[key] for key in ("model", "model_version", "model_precision", "model_sha256")} | fields
 
 
-def sidecar_path(table: Path) -> Path:
-    """Where a CSV table's header lives: ``name.csv`` -> ``name.csv.json`` (CSV has no comment syntax
-    every reader accepts, so the header is not inside the table)."""
-    return table.with_name(table.name + ".json")
-
-
-class _Table:
-    """A header line, then records in frame order, each starting with its frame number."""
-
-    @staticmethod
-    def _parse_frame(line: bytes) -> int:
-        raise NotImplementedError
-
-    @classmethod
-    def _frame_of(cls, line: bytes, path: Path) -> int:
-        try:
-            return cls._parse_frame(line)
-        except (ValueError, KeyError, TypeError):
-            raise PipnetError(
-                f"{path}: a line that is not a record of this program ({line[:40]!r}); cannot resume it"
-            ) from None
-
-    @classmethod
-    def has_records(cls, path: Path) -> bool:
-        return len(cls._complete_lines(path)) > 1
-
-    @classmethod
-    def _complete_lines(cls, path: Path) -> list[bytes]:
-        """The file's complete lines (a torn tail left by a crash is not one)."""
-        try:
-            data = path.read_bytes()
-        except OSError:
-            return []
-        return data[: data.rfind(b"\n") + 1].splitlines(keepends=True)
-
-    @classmethod
-    def trim(cls, path: Path, start: int) -> None:
-        """Keep the header and the records of frames before ``start``; drop the rest, torn tail included."""
-        lines = cls._complete_lines(path)
-        keep = len(lines[0]) if lines else 0
-        for line in lines[1:]:
-            if cls._frame_of(line, path) >= start:
-                break
-            keep += len(line)
-        try:
-            os.truncate(path, keep)
-        except OSError as exc:
-            raise PipnetError(f"{path}: cannot trim to frame {start} ({exc.strerror})") from None
-
-
-class CsvWriter(_Table):
+class CsvWriter(Table):
     """OpenFace-style columns, one row per face per frame; ``header`` goes to the sidecar.
     ``start`` > 0 continues a file: it is trimmed to the frames before ``start`` and appended to."""
 
-    COLUMNS = CSV_COLUMNS
+    COLUMNS = rows.CSV_COLUMNS
     FIRST_FRAME = 0  # the number a video's first frame has in the file
 
     def __init__(self, path: Path, header: dict | None = None, start: int = 0):
@@ -222,7 +50,7 @@ class CsvWriter(_Table):
             # Old sidecar gone before the table is emptied, new one after: a kill in between
             # leaves no table whose rows disagree with its header.
             sidecar_path(path).unlink(missing_ok=True)
-        self.file = _LineFile(path, append=bool(start))
+        self.file = LineFile(path, append=bool(start))
         if not start:
             self.file.write(self._line(self.COLUMNS))
             if header is not None:
@@ -242,32 +70,21 @@ class CsvWriter(_Table):
 
     @staticmethod
     def read_header(path: Path) -> dict | None:
-        return _read_json(sidecar_path(path))
+        return read_json(sidecar_path(path))
 
     @staticmethod
     def _line(values: list) -> str:
-        return _csv_line(values)
+        return csv_line(values)
 
     def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
-        rows = [self._row(frame, timestamp, f) for f in faces] or [self._empty_row(frame, timestamp)]
-        self.file.write("".join(self._line(row) for row in rows))
+        lines = [self._row(frame, timestamp, f) for f in faces] or [self._empty_row(frame, timestamp)]
+        self.file.write("".join(self._line(row) for row in lines))
 
     def _empty_row(self, frame: int, timestamp: float) -> list:
-        return [frame, f"{timestamp:.4f}", -1, 0, 0] + [""] * (len(self.COLUMNS) - 5)
+        return rows.csv_empty_row(frame, timestamp)
 
     def _row(self, frame: int, timestamp: float, face: Face) -> list:
-        pose = face.pose
-        angles = [f"{pose.yaw:.2f}", f"{pose.pitch:.2f}", f"{pose.roll:.2f}"] if pose else ["", "", ""]
-        measures = [*eye_aspect_ratios(face.points), mouth_aspect_ratio(face.points)]
-        return (
-            [frame, f"{timestamp:.4f}", face.id, f"{face.mean_confidence:.4f}", int(face.success)]
-            + [f"{v:.2f}" for v in face.box]
-            + angles
-            + [f"{v:.4f}" for v in measures]
-            + [f"{v:.2f}" for v in face.points[:, 0]]
-            + [f"{v:.2f}" for v in face.points[:, 1]]
-            + [f"{v:.3f}" for v in face.confidence]
-        )
+        return rows.csv_row(frame, timestamp, face)
 
     def close(self) -> None:
         self.file.close()
@@ -280,7 +97,7 @@ class OpenFaceWriter(CsvWriter):
     (``camera``: fx, fy, cx, cy; OpenFace's own guess unless given). A frame without a face gets one
     row with success 0 and zeros."""
 
-    COLUMNS = OPENFACE_COLUMNS
+    COLUMNS = rows.OPENFACE_COLUMNS
     FIRST_FRAME = 1
 
     def __init__(self, path: Path, header: dict, start: int = 0):
@@ -292,47 +109,26 @@ class OpenFaceWriter(CsvWriter):
         return ", ".join(map(str, values)) + "\n"
 
     def _empty_row(self, frame: int, timestamp: float) -> list:
-        return (
-            [frame + self.FIRST_FRAME, 0, f"{timestamp:.3f}", "0.00", 0]
-            + ["0.0"] * 3
-            + ["0.000"] * 3
-            + ["0.0"] * (5 * NUM_POINTS)
-        )
+        return rows.openface_empty_row(frame + self.FIRST_FRAME, timestamp)
 
     def _row(self, frame: int, timestamp: float, face: Face) -> list:
-        # Faces come with their pose fitted with these intrinsics (the run's landmarker has them).
-        pose = face.pose if face.pose is not None else estimate_pose(face.points, self.camera)
-        if pose is None:  # no fit: the 2D points, zeros for the rest
-            centre, angles, landmarks = np.zeros(3), (0.0, 0.0, 0.0), np.zeros((NUM_POINTS, 3))
-        else:
-            centre, landmarks = openface_geometry(face.points, pose, self.camera)
-            angles = openface_angles(pose.rotation)
-        return (
-            [frame + self.FIRST_FRAME, face.id, f"{timestamp:.3f}", f"{face.mean_confidence:.2f}", int(face.success)]
-            + [f"{v:.1f}" for v in centre]
-            + [f"{v:.3f}" for v in angles]
-            + [f"{v:.1f}" for v in face.points.T.ravel()]
-            + [f"{v:.1f}" for v in landmarks.T.ravel()]
-        )
+        return rows.openface_row(frame + self.FIRST_FRAME, timestamp, face, self.camera)
 
 
 def write_blinks(path: Path, blinks: list[Blink]) -> None:
     """A video's blink events, one row each (written whole)."""
-    rows = [
-        [b.face_id, b.eye, b.start_frame, b.end_frame, f"{b.start_time:.4f}", f"{b.end_time:.4f}", f"{b.min_ear:.4f}"]
-        for b in blinks
-    ]
-    write_file(path, "".join(_csv_line(row) for row in [BLINK_COLUMNS] + rows).encode())
+    table = [rows.BLINK_COLUMNS] + [rows.blink_row(b) for b in blinks]
+    write_file(path, "".join(csv_line(row) for row in table).encode())
 
 
-class JsonLinesWriter(_Table):
+class JsonLinesWriter(Table):
     """First line: the file's header (model, frame rate, size, frame count); then one line per
     frame. ``start`` as for ``CsvWriter``."""
 
     def __init__(self, path: Path, header: dict, start: int = 0):
         if start:
             self.trim(path, start)
-        self.file = _LineFile(path, append=bool(start))
+        self.file = LineFile(path, append=bool(start))
         if not start:
             self.file.write(json.dumps({"type": "header", **header}) + "\n")
 
@@ -356,7 +152,7 @@ class JsonLinesWriter(_Table):
         return header if isinstance(header, dict) and header.get("type") == "header" else None
 
     def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
-        record = {"frame": frame, "timestamp": round(timestamp, 4), "faces": [face_to_dict(f) for f in faces]}
+        record = {"frame": frame, "timestamp": round(timestamp, 4), "faces": [rows.face_to_dict(f) for f in faces]}
         self.file.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     def close(self) -> None:
@@ -426,7 +222,7 @@ class RawTrackWriter(JsonLinesWriter):
         return frames
 
 
-_PTS_NAME = re.compile(r"(\d+)_(\d+)\.pts")  # FRAME_FACEID.pts
+PTS_NAME = re.compile(r"(\d+)_(\d+)\.pts")  # FRAME_FACEID.pts
 
 
 class PtsWriter:
@@ -442,7 +238,7 @@ class PtsWriter:
             folder.mkdir(parents=True, exist_ok=True)
             for path in folder.glob("*.pts.partial"):
                 path.unlink()
-            for path, frame in self._written(folder):
+            for path, frame in self.written(folder):
                 if frame >= start:
                     path.unlink()
         except OSError as exc:
@@ -451,24 +247,24 @@ class PtsWriter:
             write_json(folder / self.HEADER, header)
 
     @staticmethod
-    def _written(folder: Path) -> list[tuple[Path, int]]:
+    def written(folder: Path) -> list[tuple[Path, int]]:
         """This writer's files and their frames (anything else in the folder is left alone)."""
-        found = (_PTS_NAME.fullmatch(path.name) for path in folder.glob("*.pts")) if folder.is_dir() else ()
+        found = (PTS_NAME.fullmatch(path.name) for path in folder.glob("*.pts")) if folder.is_dir() else ()
         return [(folder / match.group(0), int(match.group(1))) for match in found if match]
 
     @classmethod
     def last_complete(cls, folder: Path) -> int:
         """As ``CsvWriter.last_complete``: the last frame with a file is taken as unfinished."""
-        frames = [frame for _, frame in cls._written(folder)]
+        frames = [frame for _, frame in cls.written(folder)]
         return max(frames) - 1 if frames else -1
 
     @classmethod
     def has_records(cls, folder: Path) -> bool:
-        return bool(cls._written(folder))
+        return bool(cls.written(folder))
 
     @classmethod
     def read_header(cls, folder: Path) -> dict | None:
-        return _read_json(folder / cls.HEADER)
+        return read_json(folder / cls.HEADER)
 
     def write_frame(self, frame: int, timestamp: float, faces: list[Face]) -> None:
         for face in faces:
@@ -495,76 +291,3 @@ def video_writer(path: Path, fps: float, size: tuple[int, int]):
     if not writer.isOpened():
         raise PipnetError(f"{path}: cannot write a video there")
     return writer
-
-
-def read_records(path: Path) -> dict[int, list[FaceRecord]]:
-    """Faces per frame from a CSV, JSON Lines or .pts folder written above, lost ones (``success``
-    False) included; frames with no face map to [] (in a .pts folder they are absent)."""
-    if path.is_dir():
-        return _read_pts_folder(path)
-    frames: dict[int, list[FaceRecord]] = {}
-    with path.open() as handle:
-        if path.suffix == ".csv":
-            reader = csv.DictReader(handle, skipinitialspace=True)  # OpenFace's: ", " between fields
-            if reader.fieldnames and "pose_Tx" in reader.fieldnames:
-                return _read_openface(reader)
-            for row in reader:
-                faces = frames.setdefault(int(row["frame"]), [])
-                if row["face_id"] != "-1":
-                    xs = [float(row[f"x_{i}"]) for i in range(NUM_POINTS)]
-                    ys = [float(row[f"y_{i}"]) for i in range(NUM_POINTS)]
-                    faces.append(
-                        FaceRecord(
-                            int(row["face_id"]),
-                            tuple(float(row[k]) for k in ("box_x", "box_y", "box_w", "box_h")),
-                            np.stack([xs, ys], axis=1),
-                            np.array([float(row[f"c_{i}"]) for i in range(NUM_POINTS)]),
-                            row["success"] == "1",
-                        )
-                    )
-        else:
-            next(handle)  # header
-            for line in handle:
-                record = json.loads(line)
-                frames[record["frame"]] = [
-                    FaceRecord(
-                        f["face_id"],
-                        tuple(f["box"]),
-                        np.array(f["points"]),
-                        np.array(f["point_confidence"]),
-                        f["success"],
-                    )
-                    for f in record["faces"]
-                ]
-    return frames
-
-
-def _read_openface(reader) -> dict[int, list[FaceRecord]]:
-    frames: dict[int, list[FaceRecord]] = {}
-    for row in reader:
-        faces = frames.setdefault(int(row["frame"]) - OpenFaceWriter.FIRST_FRAME, [])
-        points = np.array([[float(row[f"x_{i}"]), float(row[f"y_{i}"])] for i in range(NUM_POINTS)])
-        if row["success"] == "1" or points.any():  # a frame without a face: one row of zeros
-            faces.append(
-                FaceRecord(
-                    int(row["face_id"]),
-                    points_box(points),
-                    points,
-                    np.full(NUM_POINTS, float(row["confidence"])),
-                    row["success"] == "1",
-                )
-            )
-    return frames
-
-
-def _read_pts_folder(folder: Path) -> dict[int, list[FaceRecord]]:
-    from pipnet_core.io.labels import read_pts
-
-    frames: dict[int, list[FaceRecord]] = {}
-    for path, frame in sorted(PtsWriter._written(folder)):
-        face_id = int(path.stem.split("_", 1)[1])
-        points = read_pts(path)
-        frames.setdefault(frame, []).append(
-            FaceRecord(face_id, points_box(points), points, np.ones(NUM_POINTS, np.float32))
-        )
-    return frames

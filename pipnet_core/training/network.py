@@ -17,10 +17,7 @@ from pipnet_core.base.errors import PipnetError
 IMAGENET_MEAN_RGB = (0.485, 0.456, 0.406)
 IMAGENET_STD_RGB = (0.229, 0.224, 0.225)
 
-PRETRAINED_FILES = {
-    "mobilenet_v2": "mobilenet_v2-b0353104.pth",
-    "resnet18": "resnet18-f37072fd.pth",
-}
+PRETRAINED_FILES = {"mobilenet_v2": "mobilenet_v2-b0353104.pth", "resnet18": "resnet18-f37072fd.pth"}
 _DOWNLOAD_ROOT = "https://download.pytorch.org/models/"
 
 
