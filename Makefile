@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
 PIP := $(PY) -m pip install --disable-pip-version-check -q $(FIND_LINKS)
 
-.PHONY: run test lint bench install install-dev clean
+.PHONY: run test lint bench model install install-dev clean
 
 $(VENV)/.runtime: requirements/runtime.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,24 @@ test: lint
 
 bench: $(VENV)/.runtime
 	$(VENV)/bin/pipnet bench
+
+# The shipped model rebuilt from HEAD (models/README.md, "Training"): the recipe's steps in order,
+# each resuming where it stopped, then the ONNX export, its INT8 twin and the detector calibration,
+# into build/model/ (never over the shipped files). Hours on a 2-core CPU; `pipnet train` uses CUDA
+# when there is one.
+RECIPE := $(sort $(wildcard configs/pipnet_mbv2_68/*.toml))
+MODEL_OUT := build/model
+DATA := ../shared/data
+LICENCE := non-commercial research use only: trained on 300-W (HELEN, AFW) and YouTube Faces, which are licensed for non-commercial research
+
+model: $(VENV)/.dev
+	for step in $(RECIPE); do $(VENV)/bin/pipnet train --config $$step --resume || exit 1; done
+	mkdir -p $(MODEL_OUT)
+	$(VENV)/bin/pipnet export --checkpoint runs/pipnet_mbv2_68_roll_lowres/best.pt --out $(MODEL_OUT)/pipnet_mbv2_68.onnx \
+		--name pipnet_mbv2_68 --version 1.1.1 --licence "$(LICENCE)"
+	$(VENV)/bin/pipnet quantize --model $(MODEL_OUT)/pipnet_mbv2_68.onnx --config $(lastword $(RECIPE))
+	$(VENV)/bin/pipnet calibrate --data $(DATA)/300w_subset/helen/trainset $(DATA)/300w_subset/afw $(DATA)/ytf68/train \
+		--out $(MODEL_OUT)/detector_calibration.json
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

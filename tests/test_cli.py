@@ -60,7 +60,10 @@ def test_detect_reports_unreadable_images_and_still_does_the_rest(tmp_path):
 
 @pytest.mark.parametrize(
     "command",
-    [["train", "--config", "configs/pipnet_mbv2_68.toml"], ["export", "--checkpoint", "x.pt", "--out", "x.onnx"]],
+    [
+        ["train", "--config", "configs/pipnet_mbv2_68/1_from_imagenet.toml"],
+        ["export", "--checkpoint", "x.pt", "--out", "x.onnx"],
+    ],
 )
 def test_training_commands_without_torch_say_what_to_install(command):
     code = f"import sys; sys.modules['torch'] = None; from pipnet_core.cli import main; sys.exit(main({command!r}))"

@@ -25,7 +25,7 @@ VARIANTS = {
 
 
 def main() -> None:
-    cfg = Config.load("configs/pipnet_mbv2_68_roll_lowres.toml")
+    cfg = Config.load("configs/pipnet_mbv2_68/3_roll_lowres.toml")
     sources = load_sources(cfg.data, cfg.train.seed)
     calibration = evenly([s for src in sources for s in src.train], 120)
     check = [s for src in sources for s in src.val]

@@ -69,14 +69,14 @@ def _bench_train(args) -> None:
 
 def add_commands(sub) -> None:
     p = sub.add_parser("train", help="train a model from a TOML config")
-    p.add_argument("--config", required=True, help="TOML file, e.g. configs/pipnet_mbv2_68.toml")
+    p.add_argument("--config", required=True, help="TOML file, e.g. configs/pipnet_mbv2_68/1_from_imagenet.toml")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--data-root", help="override [data] root")
     p.add_argument("--out", help="override [train] out_dir")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("bench-train", help="training images/s: network alone and with the data pipeline")
-    p.add_argument("--config", default="configs/pipnet_mbv2_68.toml")
+    p.add_argument("--config", default="configs/pipnet_mbv2_68/1_from_imagenet.toml")
     p.add_argument("--input-size", type=int, help="override [model] input_size, e.g. 256")
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--data-root", help="override [data] root")

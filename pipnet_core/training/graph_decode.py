@@ -1,12 +1,12 @@
 """PIPNet's decode as ONNX graph ops, appended to an exported model (`pipnet export`, `pipnet
-quantize`, tools/add_graph_decoder.py for older files).
+quantize`, experiments/graph-decode/add_graph_decoder.py for older files).
 
 The graph then also outputs ``points`` (B, N, 2, crop pixels) and ``confidence`` (B, N), the same
 as ``codec.PIPCodec.decode`` of its five maps: argmax cell, the offsets gathered there, and the
 neighbour vote as one MatMul with a 0/1 table. ``codec.py`` stays the reference (and the training
 path); the five maps stay outputs too, so parity can always be checked. The runtime asks for the
 two decoded outputs alone, which saves copying the maps out and some fifteen numpy calls per
-batch (tools/add_graph_decoder.py measures it). The input stays float32 NCHW: a uint8 NHWC input
+batch (experiments/graph-decode/add_graph_decoder.py measures it). The input stays float32 NCHW: a uint8 NHWC input
 with the cast and transpose inside the graph measured slower through ONNX Runtime here.
 """
 

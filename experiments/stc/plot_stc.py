@@ -1,8 +1,8 @@
 """Pseudo-label error per STC round (docs/stc_pseudo_label_error.png) from the runs of
-tools/run_stc_experiment.sh: NME of the pseudo-labels of 300 labeled ytf68/train frames, treated
+experiments/stc/run.sh: NME of the pseudo-labels of 300 labeled ytf68/train frames, treated
 as unlabeled, overall and for the least and most confident quarter.
 
-    .venv/bin/python tools/plot_stc.py
+    .venv/bin/python experiments/stc/plot_stc.py
 """
 
 import json

@@ -1,7 +1,7 @@
 """Give model files exported before the decode moved into the graph their in-graph decode
 (training/graph_decode.py), and time the network call with and without it.
 
-    .venv/bin/python tools/add_graph_decoder.py models/pipnet_mbv2_68.onnx models/pipnet_mbv2_68_int8.onnx
+    .venv/bin/python experiments/graph-decode/add_graph_decoder.py models/pipnet_mbv2_68.onnx models/pipnet_mbv2_68_int8.onnx
 
 Each file is replaced only once its decode agrees with codec.decode within the export's parity
 tolerance. Such files keep working without it (the runtime decodes their maps with numpy). The

@@ -2,7 +2,7 @@
 offset for a landmark on every face) rather than noise: NME on labeled ytf68/train frames before
 and after removing each landmark's mean offset (in the face's own upright, eye-distance frame).
 
-    .venv/bin/python tools/stc_convention_gap.py models/experiments/stc_paper_baseline_s0.onnx
+    .venv/bin/python experiments/stc/stc_convention_gap.py models/experiments/stc_paper_baseline_s0.onnx
 """
 
 import sys
