@@ -48,13 +48,15 @@ bench: $(VENV)/.runtime
 # when there is one.
 RECIPE := $(sort $(wildcard configs/pipnet_mbv2_68/*.toml))
 MODEL_OUT := build/model
+# The steps' out_dir (configs/pipnet_mbv2_68/*.toml).
+RUNS := runs/pipnet_mbv2_68_recipe
 DATA := ../shared/data
 LICENCE := non-commercial research use only: trained on 300-W (HELEN, AFW) and YouTube Faces, which are licensed for non-commercial research
 
 model: $(VENV)/.dev
 	for step in $(RECIPE); do $(VENV)/bin/pipnet train --config $$step --resume || exit 1; done
 	mkdir -p $(MODEL_OUT)
-	$(VENV)/bin/pipnet export --checkpoint runs/pipnet_mbv2_68_roll_lowres/best.pt --out $(MODEL_OUT)/pipnet_mbv2_68.onnx \
+	$(VENV)/bin/pipnet export --checkpoint $(RUNS)/3_roll_lowres/best.pt --out $(MODEL_OUT)/pipnet_mbv2_68.onnx \
 		--name pipnet_mbv2_68 --version 1.1.1 --licence "$(LICENCE)"
 	$(VENV)/bin/pipnet quantize --model $(MODEL_OUT)/pipnet_mbv2_68.onnx --config $(lastword $(RECIPE))
 	$(VENV)/bin/pipnet calibrate --data $(DATA)/300w_subset/helen/trainset $(DATA)/300w_subset/afw $(DATA)/ytf68/train \

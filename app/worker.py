@@ -2,7 +2,7 @@
 
 The UI talks to the worker only through messages (``ProcessingWorker.post``) and hears back only
 through Qt signals, so no object is used by two threads at once. The worker runs the library's
-``live.LiveRunner``: a capture thread reads frames at the source's own pace (a file plays in real
+``stream.runner.LiveRunner``: a capture thread reads frames at the source's own pace (a file plays in real
 time) and keeps only the newest one; the worker always takes the newest, so when processing is
 slower than the source, old frames are dropped and latency stays one frame deep; the runner's
 sinks stream each result (Output > Stream). Opening a camera, loading a model and making the

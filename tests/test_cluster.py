@@ -17,11 +17,11 @@ av = pytest.importorskip("av", reason="the cluster extra (PyAV) is not installed
 from distributed import Client  # noqa: E402
 from synthetic import SHARED_VIDEOS  # noqa: E402
 
+from pipnet_core.base.records import Face  # noqa: E402
 from pipnet_core.export.chunks import Chunk, match_ids, plan_chunks  # noqa: E402
 from pipnet_core.export.read_back import read_records  # noqa: E402
 from pipnet_core.io.frames import VideoLayout, VideoRange, VideoSource  # noqa: E402
 from pipnet_core.io.sample_clip import ClipSpec, face_photo, generate  # noqa: E402
-from pipnet_core.pipeline.landmarker import Face  # noqa: E402
 
 DASK = str(Path(sys.executable).with_name("dask"))
 SHORT_CLIPS = ("talking_head_turns_410.mp4", "face_then_cartoon_960x540.mov", "news_anchor_700.mp4")
@@ -220,6 +220,19 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
         address,
         *CHUNK,
     ]
+    _interrupt_then_resume(command, out, inputs, tmp_path / "single")
+    _lose_worker_b_mid_chunk(command, tmp_path / "fresh", address, workers, inputs, tmp_path / "single")
+
+    # The single-process --resume takes the cluster's files as its own: every video finished (the
+    # photo, which keeps no progress file, is annotated again).
+    done = [path for path in inputs if path.name != "broken.mp4"]
+    again = pipnet("annotate", *done, "--out", out, *options, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("already complete") == len(done) - 1, again.stdout
+
+
+def _interrupt_then_resume(command, out, inputs, single):
+    """Ctrl-C once the first chunk of the long clip is done, then --resume: the single process's outputs."""
     client = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,
@@ -235,11 +248,12 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
     assert kept and not (out / "two_faces.csv").exists()
 
     resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True, timeout=300)
-    _check_run(resumed, inputs, tmp_path / "single", out)
+    _check_run(resumed, inputs, single, out)
 
+
+def _lose_worker_b_mid_chunk(command, fresh, address, workers, inputs, single):
     # A fresh run with worker b SIGKILLed while the scheduler reports it running a chunk: Dask
     # runs that chunk again on worker a.
-    fresh = tmp_path / "fresh"
     client = subprocess.Popen(
         [*command[: command.index("--out") + 1], str(fresh), *command[command.index("--out") + 2 :]],
         stdout=subprocess.PIPE,
@@ -259,16 +273,7 @@ def test_a_cluster_run_equals_one_process_through_a_lost_worker_and_a_ctrl_c(clu
         workers[1].send_signal(signal.SIGKILL)
         workers[1].wait(timeout=10)
     stdout, stderr = client.communicate(timeout=300)
-    _check_run(
-        subprocess.CompletedProcess(client.args, client.returncode, stdout, stderr), inputs, tmp_path / "single", fresh
-    )
-
-    # The single-process --resume takes the cluster's files as its own: every video finished (the
-    # photo, which keeps no progress file, is annotated again).
-    done = [path for path in inputs if path.name != "broken.mp4"]
-    again = pipnet("annotate", *done, "--out", out, *options, "--resume")
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.count("already complete") == len(done) - 1, again.stdout
+    _check_run(subprocess.CompletedProcess(client.args, client.returncode, stdout, stderr), inputs, single, fresh)
 
 
 def test_a_local_cluster_of_this_machine(tmp_path):

@@ -6,9 +6,10 @@ from dataclasses import replace
 
 import numpy as np
 
+from pipnet_core.base.records import Face
 from pipnet_core.io.sample_clip import ClipSpec, generate
 from pipnet_core.offline.measures import LiveBlinks, eye_aspect_ratios
-from pipnet_core.pipeline.landmarker import Face, Landmarker
+from pipnet_core.pipeline.landmarker import Landmarker
 from pipnet_core.stream.runner import LiveRunner
 
 

@@ -15,7 +15,6 @@ from synthetic import (
 )
 from test_fast_motion import head_frames
 
-from pipnet_core.base.records import FrameFaces
 from pipnet_core.io.sample_clip import ClipSpec, generate
 from pipnet_core.offline.measures import detect_blinks, eye_aspect_ratios, mouth_aspect_ratio
 from pipnet_core.offline.tracks import smooth_offline
@@ -40,7 +39,8 @@ def known_motion_clip(name):
 
 def tracked(model, smoothing, images, times):
     landmarker = Landmarker(model, smoothing=smoothing)
-    return [FrameFaces(i, t, landmarker.process(image, t)) for i, (image, t) in enumerate(zip(images, times))]
+    # Plain tuples, as the public API documents them (FrameFaces is one too).
+    return [(i, t, landmarker.process(image, t)) for i, (image, t) in enumerate(zip(images, times))]
 
 
 def only_face(frames):

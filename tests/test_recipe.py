@@ -2,7 +2,7 @@
 the ImageNet weights and the data alone, each step starting from the one before (never from a
 shipped model file, which a rebuild would then need in order to make itself)."""
 
-import re
+import subprocess
 from pathlib import Path
 
 from pipnet_core.training.config import Config
@@ -35,8 +35,17 @@ def test_each_step_starts_from_imagenet_weights_or_an_earlier_steps_run():
 
 
 def test_make_model_trains_the_steps_in_order_and_exports_the_last_one():
-    makefile = (ROOT / "Makefile").read_text()
-    recipe = re.search(r"^RECIPE := (.+)$", makefile, re.M).group(1)
-    assert "configs/pipnet_mbv2_68/*.toml" in recipe and "sort" in recipe  # steps in file-name order
+    # What make would run (-n prints the commands, runs none), with every variable expanded.
+    commands = subprocess.run(["make", "-n", "model"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    loop = next(line for line in commands.splitlines() if line.startswith("for step in"))
+    assert loop.split(" in ", 1)[1].split(";", 1)[0].split() == [str(p.relative_to(ROOT)) for p in steps()]
+    assert "pipnet train --config $step --resume" in loop
     last = Config.load(steps()[-1]).train.out_dir
-    assert re.search(rf"pipnet export --checkpoint {re.escape(last)}/best\.pt", makefile), "export the last step"
+    assert f"pipnet export --checkpoint {last}/best.pt --out build/model/" in commands
+    assert (
+        f"pipnet quantize --model build/model/pipnet_mbv2_68.onnx --config {steps()[-1].relative_to(ROOT)}" in commands
+    )
+
+
+def test_the_steps_after_the_first_take_no_imagenet_weights():
+    assert all(Config.load(path).model.pretrained == "" for path in steps()[1:])

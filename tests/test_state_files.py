@@ -186,3 +186,16 @@ def test_no_reader_of_user_files_unpickles():
                 if unpickles or torch_load and "weights_only=True" not in line:
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, found
+
+
+def test_saved_video_states_keep_the_class_names_they_were_written_with():
+    """The live smoother's motion filter was renamed (MotionTracker -> AlphaBetaFilter): a video
+    state saved before the rename names the old class, and still reads."""
+    from pipnet_core.pipeline.smoothing import AlphaBetaFilter
+
+    motion = AlphaBetaFilter(0.5)
+    motion(np.array([1.0, 2.0]), 0.0)
+    plain = to_plain(motion, TRACKER_STATE)
+    assert plain["$object"] == "MotionTracker"
+    back = from_plain(decode_state(encode_state("video state", plain), "video state", "test"), TRACKER_STATE)
+    assert type(back) is AlphaBetaFilter and np.array_equal(back(np.array([1.0, 2.0]), 1 / 30), [1.0, 2.0])

@@ -119,6 +119,9 @@ def join_videos(videos: list[Path], target: Path, repeats: int) -> Path:
     return target
 
 
+OVERHEAD_CHUNK_SECONDS = 1  # the per-task overhead run: many tasks, so the overhead stands out of the noise
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=Path, default=REPO.parent / "shared" / "videos")
@@ -135,64 +138,52 @@ def main() -> None:
         f"corpus: {len(corpus)} videos, {frames} frames; long video: {long_frames} frames "
         f"({long_frames / 30 / 60:.1f} min at 30 FPS)"
     )
+    print("| run | wall time | frames per second |\n|---|---|---|")
+    runs = run_all(corpus, frames, long_video, long_frames, args.out)
+    report_costs(runs, long_frames)
+
+
+def run_all(corpus: list[Path], frames: int, long_video: Path, long_frames: int, out: Path) -> dict[str, float]:
+    """Each run's wall time by its label, printed as a table row as it ends."""
     runs = {}
 
     def report(label: str, seconds: float, count: int) -> None:
         runs[label] = seconds
         print(f"| {label} | {seconds:.1f} s | {count / seconds:.1f} |", flush=True)
 
-    print("| run | wall time | frames per second |\n|---|---|---|")
-    report("corpus, one process", annotate(corpus, args.out / "one"), frames)
-    report("corpus, --jobs 2", annotate(corpus, args.out / "jobs2", "--jobs", "2"), frames)
-    with Cluster(2, args.out) as cluster:
+    dask = ("--threads", "1")
+    report("corpus, one process", annotate(corpus, out / "one"), frames)
+    report("corpus, --jobs 2", annotate(corpus, out / "jobs2", "--jobs", "2"), frames)
+    with Cluster(2, out) as cluster:
         report(
-            "corpus, two Dask workers",
-            annotate(corpus, args.out / "dask2", "--scheduler", cluster.address, "--threads", "1"),
-            frames,
+            "corpus, two Dask workers", annotate(corpus, out / "dask2", "--scheduler", cluster.address, *dask), frames
         )
-        report(
-            "long video, two Dask workers, 30 s chunks",
-            annotate(
-                [long_video],
-                args.out / "long_dask2",
-                "--scheduler",
-                cluster.address,
-                "--threads",
-                "1",
-                "--chunk-seconds",
-                "30",
-            ),
-            long_frames,
+        chunked = annotate(
+            [long_video], out / "long_dask2", "--scheduler", cluster.address, *dask, "--chunk-seconds", "30"
         )
-    report("long video, one process", annotate([long_video], args.out / "long_one"), long_frames)
-    with Cluster(1, args.out) as cluster:
+        report("long video, two Dask workers, 30 s chunks", chunked, long_frames)
+    report("long video, one process", annotate([long_video], out / "long_one"), long_frames)
+    with Cluster(1, out) as cluster:
         whole = annotate(
-            [long_video],
-            args.out / "long_whole",
-            "--scheduler",
-            cluster.address,
-            "--threads",
-            "1",
-            "--chunk-seconds",
-            "0",
+            [long_video], out / "long_whole", "--scheduler", cluster.address, *dask, "--chunk-seconds", "0"
         )
         report("long video, one Dask worker, one task", whole, long_frames)
-        chunk_seconds = 1  # many tasks: the overhead stands out of the noise
-        chunked = annotate(
-            [long_video],
-            args.out / "long_chunks",
-            "--scheduler",
-            cluster.address,
-            "--threads",
-            "1",
-            "--chunk-seconds",
-            str(chunk_seconds),
-            "--chunk-overlap",
-            "0",
-        )
-        tasks = -(-long_frames // (30 * chunk_seconds))
-        report(f"long video, one Dask worker, {tasks} chunks of {chunk_seconds} s, no overlap", chunked, long_frames)
-    overhead = (chunked - whole) / (tasks - 1)
+        many = ("--chunk-seconds", str(OVERHEAD_CHUNK_SECONDS), "--chunk-overlap", "0")
+        chunked = annotate([long_video], out / "long_chunks", "--scheduler", cluster.address, *dask, *many)
+        label = f"long video, one Dask worker, {overhead_tasks(long_frames)} chunks of {OVERHEAD_CHUNK_SECONDS} s, no overlap"
+        report(label, chunked, long_frames)
+        runs["one worker, many chunks"] = chunked
+    return runs
+
+
+def overhead_tasks(long_frames: int) -> int:
+    return -(-long_frames // (30 * OVERHEAD_CHUNK_SECONDS))
+
+
+def report_costs(runs: dict[str, float], long_frames: int) -> None:
+    """Speed-ups over one process, the per-task overhead, and what 1,000 hours would cost."""
+    whole, chunked = runs["long video, one Dask worker, one task"], runs["one worker, many chunks"]
+    overhead = (chunked - whole) / (overhead_tasks(long_frames) - 1)
     per_frame = whole / long_frames  # one worker, one task: start-up and merge included
     one, long_one = runs["corpus, one process"], runs["long video, one process"]
     print(

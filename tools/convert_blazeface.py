@@ -117,33 +117,8 @@ class Converter:
         out = self.name(output)
         if kind in CONSTANT_PRODUCERS:
             return  # their outputs are read back dense from LiteRT where an op uses them
-        if kind == "CONV_2D":
-            o = options(op, tflite.Conv2DOptions)
-            weights = self.value(inputs[1]).transpose(0, 3, 1, 2)  # OHWI -> OIHW
-            args = [self.name(inputs[0]), self.constant(weights, "w"), self.constant(self.value(inputs[2]), "b")]
-            conv = self.node(
-                "Conv",
-                args,
-                out + "_conv",
-                strides=[o.StrideH(), o.StrideW()],
-                dilations=[o.DilationHFactor(), o.DilationWFactor()],
-                pads=self.pads(op, weights.shape[2:], (o.StrideH(), o.StrideW()), o.Padding()),
-            )
-            self.activation(conv, o.FusedActivationFunction(), out)
-        elif kind == "DEPTHWISE_CONV_2D":
-            o = options(op, tflite.DepthwiseConv2DOptions)
-            weights = self.value(inputs[1]).transpose(3, 0, 1, 2)  # 1HWO -> O1HW
-            args = [self.name(inputs[0]), self.constant(weights, "w"), self.constant(self.value(inputs[2]), "b")]
-            conv = self.node(
-                "Conv",
-                args,
-                out + "_conv",
-                group=weights.shape[0],
-                strides=[o.StrideH(), o.StrideW()],
-                dilations=[o.DilationHFactor(), o.DilationWFactor()],
-                pads=self.pads(op, weights.shape[2:], (o.StrideH(), o.StrideW()), o.Padding()),
-            )
-            self.activation(conv, o.FusedActivationFunction(), out)
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            self.convolution(op, kind, inputs, out)
         elif kind == "ADD":
             o = options(op, tflite.AddOptions)
             added = self.node("Add", [self.name(i) for i in inputs], out + "_add")
@@ -190,6 +165,24 @@ class Converter:
             self.node("Concat", [self.name(i) for i in inputs], out, axis=o.Axis())
         else:
             raise NotImplementedError(f"TFLite op {kind}")
+
+    def convolution(self, op, kind: str, inputs: list, out: str) -> None:
+        """CONV_2D (OHWI weights) and DEPTHWISE_CONV_2D (1HWO) as an ONNX Conv, then its fused activation."""
+        depthwise = kind == "DEPTHWISE_CONV_2D"
+        o = options(op, tflite.DepthwiseConv2DOptions if depthwise else tflite.Conv2DOptions)
+        # OHWI -> OIHW; 1HWO -> O1HW
+        weights = self.value(inputs[1]).transpose((3, 0, 1, 2) if depthwise else (0, 3, 1, 2))
+        args = [self.name(inputs[0]), self.constant(weights, "w"), self.constant(self.value(inputs[2]), "b")]
+        conv = self.node(
+            "Conv",
+            args,
+            out + "_conv",
+            **({"group": weights.shape[0]} if depthwise else {}),
+            strides=[o.StrideH(), o.StrideW()],
+            dilations=[o.DilationHFactor(), o.DilationWFactor()],
+            pads=self.pads(op, weights.shape[2:], (o.StrideH(), o.StrideW()), o.Padding()),
+        )
+        self.activation(conv, o.FusedActivationFunction(), out)
 
     def convert(self, output_names: tuple[str, str]) -> onnx.ModelProto:
         graph_input = self.graph.Inputs(0)

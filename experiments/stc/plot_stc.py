@@ -1,4 +1,4 @@
-"""Pseudo-label error per STC round (docs/stc_pseudo_label_error.png) from the runs of
+"""Pseudo-label error per STC round (experiments/stc/stc_pseudo_label_error.png) from the runs of
 experiments/stc/run.sh: NME of the pseudo-labels of 300 labeled ytf68/train frames, treated
 as unlabeled, overall and for the least and most confident quarter.
 
@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 RUNS = Path("runs")
-OUT = Path("docs/stc_pseudo_label_error.png")
+OUT = Path("experiments/stc/stc_pseudo_label_error.png")
 
 
 def main() -> None:

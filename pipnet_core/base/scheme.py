@@ -15,6 +15,12 @@ NUM_POINTS = 68
 RIGHT_EYE = (36, 37, 38, 39, 40, 41)
 LEFT_EYE = (42, 43, 44, 45, 46, 47)
 
+# The inner lip: its two corners, then its upper points left to right and the lower points facing
+# them (measures.mouth_aspect_ratio pairs 61-67, 62-66, 63-65).
+INNER_LIP_CORNERS = (60, 64)
+INNER_LIP_UPPER = (61, 62, 63)
+INNER_LIP_LOWER = (67, 66, 65)
+
 # Outer eye corners: NME is divided by their distance (0-based indices).
 RIGHT_EYE_OUTER = 36
 LEFT_EYE_OUTER = 45

@@ -86,7 +86,6 @@ def _eval_roll_errors(args, model, samples) -> None:
 def _eval_views(args, model, samples) -> None:
     """The still-image pipeline on turned pictures (--rotate) or small faces in a large frame
     (--face-height): one table row per angle or height."""
-    import json
 
     import numpy as np
 
@@ -116,9 +115,9 @@ def _eval_views(args, model, samples) -> None:
     worst = max(rows, key=lambda r: r["nme"] if np.isfinite(r["nme"]) else np.inf)
     print(f"worst row: {worst['view']} (NME {100 * worst['nme']:.2f}%, found {100 * worst['found']:.1f}%)")
     if args.json:
-        Path(args.json).write_text(
-            json.dumps({"model": str(args.model), "data": str(args.data), "rows": rows}, indent=2)
-        )
+        from pipnet_core.io.files import write_json
+
+        write_json(Path(args.json), {"model": str(args.model), "data": str(args.data), "rows": rows})
 
 
 def _eval_clip(args) -> None:

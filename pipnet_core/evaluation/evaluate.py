@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 from pipnet_core.base.crop import CropBox, crop_matrix, transform_points
 from pipnet_core.base.errors import PipnetError
 from pipnet_core.evaluation.metrics import auc, ced, failure_rate, point_errors
+from pipnet_core.io.files import write_json
 from pipnet_core.io.images import load_image
 from pipnet_core.io.labels import Sample
 from pipnet_core.model.interface import LandmarkModel
@@ -240,7 +240,7 @@ def write_reports(
             writer.writerow(["image", "nme"])
             writer.writerows((name, f"{err:.6f}") for name, err in zip(result.names, result.per_face))
     if json_path:
-        Path(json_path).write_text(json.dumps({"model": model_path, "data": data_path, **result.summary()}, indent=2))
+        write_json(Path(json_path), {"model": model_path, "data": data_path, **result.summary()})
     if plot_path:
         plot_ced({Path(model_path).name: result.per_face}, plot_path)
 

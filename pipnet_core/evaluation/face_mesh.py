@@ -79,7 +79,7 @@ class FaceMesh(Closing):
 
 class MediaPipeFaceDetection:
     """MediaPipe's BlazeFace through mp.solutions: boxes, eye keypoints and scores in frame pixels,
-    the reference that ``detect.BlazeFaceDetector`` is measured against."""
+    the reference that ``detection.blazeface.BlazeFaceDetector`` is measured against."""
 
     def __init__(self, model_range: str = "short", min_score: float = 0.5):
         mp_solutions = solutions()

@@ -141,7 +141,7 @@ def annotate_file(
     result = FileResult(path)
     started = time.monotonic()
     try:
-        with ExitStack() as resources:  # closed before the error is recorded, outputs first
+        with ExitStack() as resources:  # closed before the error is recorded, the last opened first
             _annotate_into(result, resources, options, landmarker, name or path.stem, several, position)
     except PipnetError as exc:
         result.error = str(exc)

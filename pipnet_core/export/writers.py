@@ -1,7 +1,8 @@
 """Landmark records out: CSV (OpenFace-style columns), OpenFace 2.x's own CSV, JSON Lines, 300-W
 .pts files and blink events.
 
-Shared by `pipnet detect`, `pipnet annotate` and the GUI's export. Each frame is written with one
+Shared by `pipnet annotate`, the cluster and the GUI's export; the values of each row come from
+rows.py, which `pipnet detect`'s JSON uses too. Each frame is written with one
 unbuffered write as soon as it is done, so a killed run leaves files whose every complete line
 parses. For `--resume`, each writer says which frame it surely completed (``last_complete``) and
 continues from a given frame after trimming what came later (a torn tail included).

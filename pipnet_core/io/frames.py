@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from pipnet_core.base.errors import PipnetError
+from pipnet_core.base.lifetime import Closing
 from pipnet_core.io.images import DEFAULT_MAX_PIXELS, check_pixels, image_size, read_image
 from pipnet_core.io.media import media_kind
 
@@ -76,7 +77,7 @@ class FrameSource(Protocol):
     def close(self) -> None: ...
 
 
-class VideoSource:
+class VideoSource(Closing):
     """A video file through OpenCV. Timestamps are the container's own presentation times (so a
     variable-frame-rate phone video gets its real times) counted from the first frame: OpenCV
     counts from the stream's start, and what remains (a first frame presented at -0.017 s) is
@@ -276,7 +277,7 @@ class CameraInfo:
     name: str
 
 
-class CameraSource:
+class CameraSource(Closing):
     """A camera through OpenCV, timestamped by the clock. ``reopen()`` lets a reader recover from a
     camera that stopped delivering (unplugged and plugged back, taken by another app)."""
 
@@ -337,7 +338,7 @@ class CameraSource:
             self.capture = None
 
 
-class ImageSource:
+class ImageSource(Closing):
     """A still image as a one-frame source; ``problem``: what went wrong decoding it (one line:
     a truncated or damaged file still gives the pixels it has), None when nothing did."""
 
@@ -362,7 +363,7 @@ class ImageSource:
         pass
 
 
-class IteratorSource:
+class IteratorSource(Closing):
     """Frames from any iterable of images (BGR arrays, or ``Frame``s): another capture library's,
     a network stream's, frames already in memory. Timestamps are the frames' own or counted at
     ``fps``; ``paced``: play them at ``fps`` (frames in memory), else as they come (a live feed)."""

@@ -147,20 +147,27 @@ def holds(value: Any, kind: Any) -> bool:
     return isinstance(value, kind) if isinstance(kind, (type, tuple)) else kind(value)
 
 
+def state_name(cls: type) -> str:
+    """The name a class's objects carry in state files: its own, or ``STATE_NAME`` for a class
+    renamed since (so that files written before the rename still read)."""
+    return getattr(cls, "STATE_NAME", cls.__name__)
+
+
 def to_plain(value: Any, schema: Schema) -> Any:
     """Objects of the classes of ``schema`` (nested in lists, tuples and dicts) as ``{"$object":
-    name, "fields": ...}``; anything else as it is."""
-    known = {cls.__name__: cls for cls in schema}
+    name, "fields": ...}``; anything else as it is (a named tuple as a plain tuple)."""
+    known = {state_name(cls): cls for cls in schema}
     return _to_plain(value, known)
 
 
 def _to_plain(value: Any, known: dict[str, type]) -> Any:
-    if type(value).__name__ in known and type(value) is known[type(value).__name__]:
-        return {"$object": type(value).__name__, "fields": _to_plain(dict(vars(value)), known)}
+    name = state_name(type(value))
+    if name in known and type(value) is known[name]:
+        return {"$object": name, "fields": _to_plain(dict(vars(value)), known)}
     if isinstance(value, dict):
         return {key: _to_plain(item, known) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return type(value)(_to_plain(item, known) for item in value)
+        return (list if isinstance(value, list) else tuple)(_to_plain(item, known) for item in value)
     return value.copy() if isinstance(value, np.ndarray) else value  # a state, not a view of live arrays
 
 
@@ -168,7 +175,7 @@ def from_plain(value: Any, schema: Schema) -> Any:
     """The inverse of ``to_plain``: each object made without calling its constructor, its fields
     set from the plain values once they match the class's entry in ``schema`` (the same names,
     each of its kind). A class not in ``schema``, or fields that do not match, is a ValueError."""
-    known = {cls.__name__: cls for cls in schema}
+    known = {state_name(cls): cls for cls in schema}
     return _from_plain(value, known, schema)
 
 

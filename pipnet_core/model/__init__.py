@@ -1,0 +1,1 @@
+"""The landmark network: what every runner offers, the PIPNet codec, and ONNX Runtime."""

@@ -56,7 +56,8 @@ class PIPCodec:
         self._voter_slots = np.full((n, max(width, 1)), n * c, dtype=np.int64)
         for j, v in enumerate(voters):
             self._voter_slots[j, : len(v)] = v
-        self._votes_per_point = np.array([1.0 + len(v) for v in voters], dtype=np.float32)
+        # Each point is its own estimate averaged with its voters': how many estimates each averages.
+        self.votes_per_point = np.array([1.0 + len(v) for v in voters], dtype=np.float32)
 
     @property
     def num_points(self) -> int:
@@ -144,7 +145,7 @@ class PIPCodec:
             padded = np.concatenate([votes, np.zeros((b, 1), np.float32)], axis=1)
             return padded[:, self._voter_slots].sum(axis=2)
 
-        x = (own_x + vote_sums(cell_x, out.neighbour_x)) / self._votes_per_point
-        y = (own_y + vote_sums(cell_y, out.neighbour_y)) / self._votes_per_point
+        x = (own_x + vote_sums(cell_x, out.neighbour_x)) / self.votes_per_point
+        y = (own_y + vote_sums(cell_y, out.neighbour_y)) / self.votes_per_point
         points = np.stack([x, y], axis=-1) * self.stride - 0.5
         return points.astype(np.float32), confidence.astype(np.float32)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipnet_core.base.scheme import LEFT_EYE, RIGHT_EYE
+from pipnet_core.base.scheme import INNER_LIP_CORNERS, INNER_LIP_LOWER, INNER_LIP_UPPER, LEFT_EYE, RIGHT_EYE
 
 # A blink: the mean eye aspect ratio of both eyes this fraction below the track's open-eye level
 # (its running median over BASELINE_SECONDS on each side). How well it finds the blinks of Face
@@ -38,8 +38,10 @@ def eye_aspect_ratios(points: np.ndarray) -> tuple[float, float]:
 def mouth_aspect_ratio(points: np.ndarray) -> float:
     """Inner-lip opening over mouth width: about 0 closed, 0.5 and more wide open."""
     p = points
-    width = float(np.linalg.norm(p[64] - p[60]))
-    height = float(np.linalg.norm(p[61] - p[67]) + np.linalg.norm(p[62] - p[66]) + np.linalg.norm(p[63] - p[65]))
+    width = float(np.linalg.norm(p[INNER_LIP_CORNERS[1]] - p[INNER_LIP_CORNERS[0]]))
+    # Added in the points' own precision, then made a float (as the tables have always had it).
+    a, b, c = (np.linalg.norm(p[up] - p[down]) for up, down in zip(INNER_LIP_UPPER, INNER_LIP_LOWER))
+    height = float(a + b + c)
     return height / (2 * width) if width > 0 else 0.0
 
 

@@ -18,7 +18,9 @@ from pipnet_core.offline.measures import Blink, detect_blinks, eye_aspect_ratios
 from pipnet_core.offline.smoothing import smooth_track
 from pipnet_core.pipeline.pose import estimate_pose
 
-Frames = list[FrameFaces]  # a video's processed frames, in order
+# A video's processed frames, in order. Read by position, so that plain (index, timestamp, faces)
+# tuples, as the API documented before FrameFaces, work too.
+Frames = list[FrameFaces]
 
 
 def tracks(frames: Frames) -> list[list[tuple[int, int]]]:
@@ -40,10 +42,10 @@ def smooth_offline(frames: Frames, mean_face: np.ndarray, camera: np.ndarray) ->
     these intrinsics) follow the new points, and every face has a pose. The frames' face lists
     are updated in place (a long video's faces are not held twice) and returned."""
     for track in tracks(frames):
-        points = np.stack([frames[p].faces[s].points for p, s in track])
-        times = np.array([frames[p].timestamp for p, _ in track])
+        points = np.stack([frames[p][2][s].points for p, s in track])
+        times = np.array([frames[p][1] for p, _ in track])
         for (p, s), smoothed in zip(track, smooth_track(points, times, mean_face, SMOOTHING_REGIONS)):
-            frames[p].faces[s] = replace(frames[p].faces[s], points=smoothed, box=points_box(smoothed))
+            frames[p][2][s] = replace(frames[p][2][s], points=smoothed, box=points_box(smoothed))
     for _, _, faces in frames:
         faces[:] = [replace(face, pose=estimate_pose(face.points, camera)) for face in faces]
     return frames
@@ -53,11 +55,11 @@ def blinks(frames: Frames) -> list[Blink]:
     """Every track's blinks, in order of their start."""
     found = []
     for track in tracks(frames):
-        ratios = np.array([eye_aspect_ratios(frames[p].faces[s].points) for p, s in track])
+        ratios = np.array([eye_aspect_ratios(frames[p][2][s].points) for p, s in track])
         found += detect_blinks(
-            frames[track[0][0]].faces[track[0][1]].id,
-            np.array([frames[p].index for p, _ in track]),
-            np.array([frames[p].timestamp for p, _ in track]),
+            frames[track[0][0]][2][track[0][1]].id,
+            np.array([frames[p][0] for p, _ in track]),
+            np.array([frames[p][1] for p, _ in track]),
             ratios[:, 0],
             ratios[:, 1],
         )

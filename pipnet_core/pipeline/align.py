@@ -1,7 +1,7 @@
 """Landmarks of faces whose crops are known: image + crops or detections -> 68 points, batched.
 
 The aligner keeps nothing between calls; following faces from frame to frame is the tracker's
-job (track.py), and ``Landmarker`` joins the two.
+job (tracking.py), and ``Landmarker`` joins the two.
 
     aligner = FaceAligner(model)
     points, confidence = aligner.align(frame, [aligner.crop_for(d) for d in detector.detect(frame)])

@@ -6,7 +6,7 @@
             print(face.id, face.points[36], face.pose.yaw)
 
 ``Landmarker`` joins a ``FaceAligner`` (crops -> points, no state; align.py) and a ``Tracker``
-(which faces, where next, ids: a video's state; track.py), and adds smoothing and head pose.
+(which faces, where next, ids: a video's state; tracking.py), and adds smoothing and head pose.
 """
 
 from __future__ import annotations

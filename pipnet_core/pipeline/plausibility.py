@@ -32,7 +32,7 @@ def shape_residual(points: np.ndarray, reference: np.ndarray, fit=None) -> float
 def plausibility(points: np.ndarray, reference: np.ndarray, yaw: float | None, fit=None) -> float:
     """A factor in [0.5, 1] for the reported confidence: 1 for an ordinary frontal face, down to
     0.5 at 70 degrees of yaw or at 1.5 times the typical shape residual. ``reference``: the mean
-    face, centred (``smooth.centred``); ``fit``: the points' similarity fit to it, if known."""
+    face, centred (``base.geometry.centred``); ``fit``: the points' similarity fit to it, if known."""
     shape = 1.0 - (shape_residual(points, reference, fit) - TYPICAL_SHAPE_RESIDUAL) / TYPICAL_SHAPE_RESIDUAL
     view = 1.0 if yaw is None else 1.0 - (abs(yaw) - PROFILE_YAW) / 60.0
     return float(np.clip(min(shape, view), 0.5, 1.0))

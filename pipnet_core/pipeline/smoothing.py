@@ -74,6 +74,7 @@ class AlphaBetaFilter:
     face size): the gain then rises towards 1 so a sudden move or a fast start is followed at once
     instead of being smoothed into a lag."""
 
+    STATE_NAME = "MotionTracker"  # its name before 2026-12-03, which saved video states carry
     NOISE = 0.01  # residual (in face sizes) below which the configured gain applies
     FOLLOW = 0.04  # residual above NOISE by this much: follow the measurement fully
 

@@ -1,6 +1,6 @@
 """Live results into other programs: one message per processed frame (``message``), sent by OSC
 and VMC over UDP (``osc``), Lab Streaming Layer (``lsl``) and WebSocket with a browser view
-(``websocket``). Each sink is a ``live.Sink``: sending never waits for a receiver.
+(``websocket``). Each sink is a ``runner.Sink``: sending never waits for a receiver.
 
 The protocols' libraries are the ``stream`` extra (pip install 'pipnet-live[stream]'); a sink
 whose library is missing says so in one line when it is made.

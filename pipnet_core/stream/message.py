@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from pipnet_core.base.errors import PipnetError
-from pipnet_core.offline.measures import eye_aspect_ratios, mouth_aspect_ratio
+from pipnet_core.export.rows import measure
 from pipnet_core.stream import import_pylsl
 
 SCHEMA = "pipnet-live/1"
@@ -36,7 +36,7 @@ def lsl_clock_offset() -> float | None:
 
 def face_entry(face, width: int, height: int, blinked: bool) -> dict:
     points = np.asarray(face.points, np.float64)
-    right, left = eye_aspect_ratios(points)
+    measured = measure(face)  # the values the files write, measured the same way
     pose = face.pose
     return {
         "id": face.id,
@@ -55,14 +55,14 @@ def face_entry(face, width: int, height: int, blinked: bool) -> dict:
             "roll": round(pose.roll, 2),
             "translation": np.round(pose.translation, 1).tolist(),
         },
-        "eye_aspect_ratio": {"right": round(right, 4), "left": round(left, 4)},
-        "mouth_aspect_ratio": round(mouth_aspect_ratio(points), 4),
+        "eye_aspect_ratio": {"right": round(measured.ear_right, 4), "left": round(measured.ear_left, 4)},
+        "mouth_aspect_ratio": round(measured.mar, 4),
         "blink": blinked,
     }
 
 
 def frame_message(result) -> dict:
-    """A ``live.LiveResult`` as the message (send_time is the sink's to add)."""
+    """A ``runner.LiveResult`` as the message (send_time is the sink's to add)."""
     height, width = result.frame.image.shape[:2]
     offset = lsl_clock_offset()
     blinked = {face_id for kind, face_id in result.events if kind == "blink"}

@@ -47,7 +47,7 @@ def append_decoder(proto, codec: PIPCodec) -> None:
         "per_neighbour": np.array([1, 1, c, 1], np.int64),
         "votes_shape": np.array([0, n * c], np.int64),
         "vote": vote,
-        "inverse_votes": (1.0 / codec._votes_per_point).astype(np.float32),
+        "inverse_votes": (1.0 / codec.votes_per_point).astype(np.float32),
         "stride": np.array(codec.stride, np.float32),
         "half": np.array(0.5, np.float32),
     }

@@ -8,7 +8,7 @@ it: a coarse task is the score map alone on a coarser grid, computed by the same
 same score layer from max-pooled stride-32 features (stride 96 at a 192 input: a 2x2 grid, few
 negatives, a forgiving target), so everything it learns lands in the exported model; the last
 rounds train the full task (score, offsets, neighbours) on the pseudo-labels. Differences from the
-paper (compute, data) are listed in docs/stc.md.
+paper (compute, data) are listed in experiments/stc/write-up.md.
 """
 
 from __future__ import annotations
