@@ -151,7 +151,16 @@ window.close()
 """
 
 
+def _xcb_missing() -> list[str]:
+    """The libraries Qt's X11 plugin lacks here (a machine with Xvfb but without Qt's xcb libraries)."""
+    from pipnet_core.app.platform_check import missing_libraries, xcb_plugin
+
+    plugin = xcb_plugin()
+    return missing_libraries(plugin) if plugin else ["Qt's xcb plugin"]
+
+
 @pytest.mark.skipif(shutil.which("Xvfb") is None, reason="Xvfb is not installed (apt-get install xvfb)")
+@pytest.mark.skipif(bool(_xcb_missing()), reason=f"Qt's X11 plugin lacks {', '.join(_xcb_missing())} here")
 def test_the_app_draws_landmarks_in_a_real_x11_window(tmp_path):
     display = ":97"
     server = subprocess.Popen(

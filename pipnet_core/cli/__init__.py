@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from pipnet_core.base.errors import PipnetError
-from pipnet_core.cli import annotate, bench, evaluate, live, train
+from pipnet_core.cli import annotate, bench, data, evaluate, live, train
 
 # Installed by requirements/dev.txt only: the runtime (app, detect, annotate, bench) never needs them.
 TRAINING_MODULES = {"torch", "onnx"}
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipnet", description="68-point facial landmarks with PIPNet.")
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for commands in (train, evaluate, annotate, live, bench):
+    for commands in (train, data, evaluate, annotate, live, bench):
         commands.add_commands(sub)
     return parser
 

@@ -27,10 +27,10 @@ def _eval(args) -> None:
 
         cfg = Config.load(args.validation_of)
         samples = [s for source in load_sources(cfg.data, cfg.train.seed) for s in source.val]
-        args.data = f"validation faces of {args.validation_of}"
+        args.data_paths, args.data = [], f"validation faces of {args.validation_of}"
     else:
         samples = [s for path in args.data for s in read_labeled(path)]
-        args.data = " + ".join(args.data)
+        args.data_paths, args.data = args.data, " + ".join(args.data)
     if args.limit:
         samples = samples[:: max(len(samples) // args.limit, 1)][: args.limit]
     if args.rotate or args.face_height:
@@ -69,7 +69,33 @@ def _eval(args) -> None:
             f"note: {len(conflicting)} images carry {rows} rows that label the same face differently, so some "
             f"labels belong to another picture; without them ({kept['faces']} faces): {_scores(kept)}"
         )
+    if args.yaw:
+        _print_yaw_bins(result, samples, args.data_paths)
     write_reports(result, str(args.model), str(args.data), args.csv, args.json, args.plot)
+
+
+def _print_yaw_bins(result, samples, folders) -> None:
+    from pipnet_core.evaluation.evaluate import by_yaw
+    from pipnet_core.io.labels import read_turns
+
+    if not folders:
+        raise PipnetError("--yaw reads the turns.csv of --data folders made by `pipnet prepare-data`")
+    yaws = {name: yaw for folder in folders for name, yaw in read_turns(Path(folder)).items()}
+    unknown = [s.image_path.name for s in samples if s.image_path.name not in yaws]
+    if unknown:
+        raise PipnetError(f"{unknown[0]}: not in the turns.csv of {', '.join(map(str, folders))}")
+    rows = by_yaw(result, samples, yaws)
+    print("   |yaw|  faces  missed   NME % by eye distance: 68 / inner 51   by face box: 68 / inner 51")
+    for row in rows:
+        print(
+            f"{row['bin']:>8}  {row['faces']:5d}  {row['missed']:6d}   {100 * row['eye_68']:18.2f} / {100 * row['eye_51']:5.2f}"
+            f"   {100 * row['box_68']:17.2f} / {100 * row['box_51']:5.2f}"
+        )
+    first = rows[0]["eye_68"]
+    print(
+        "by eye distance against the 0-30 bin: "
+        + ", ".join(f"{row['bin']} {row['eye_68'] / first:.2f}x" for row in rows[1:])
+    )
 
 
 def _eval_roll_errors(args, model, samples) -> None:
@@ -203,6 +229,12 @@ def _add_eval(sub) -> None:
         help="one pass from the ground-truth box turned this far from upright: how far off a first crop's roll may be",
     )
     p.add_argument("--limit", type=int, help="evaluate an evenly spread subset of this many faces")
+    p.add_argument(
+        "--yaw",
+        action="store_true",
+        help="also NME per yaw bin (0-30, 30-60, 60-90 degrees) of folders made by `pipnet prepare-data`: by "
+        "the eye distance and by the face box, all 68 points and the inner 51",
+    )
     p.set_defaults(run=_eval)
 
 

@@ -54,10 +54,11 @@ class FaceMesh(Closing):
     """Face Mesh (468 points) in video mode, warmed up, its graph's first-run chatter hidden: the
     one wrapper the benchmarks, the quality measures and the tests use."""
 
-    def __init__(self, max_faces: int = 1):
+    def __init__(self, max_faces: int = 1, stills: bool = False):
+        """``stills``: every image on its own (no tracking between calls), as for a data set."""
         mp_solutions = solutions()
         with quiet_native_stderr():
-            self._mesh = mp_solutions.face_mesh.FaceMesh(static_image_mode=False, max_num_faces=max_faces)
+            self._mesh = mp_solutions.face_mesh.FaceMesh(static_image_mode=stills, max_num_faces=max_faces)
             self._mesh.process(np.zeros((64, 64, 3), np.uint8))
 
     def process_rgb(self, rgb: np.ndarray):
@@ -72,6 +73,16 @@ class FaceMesh(Closing):
         height, width = frame_bgr.shape[:2]
         marks = result.multi_face_landmarks[0].landmark
         return np.array([[marks[m].x * width, marks[m].y * height] for m in indices], np.float32)
+
+    def meshes_3d(self, frame_bgr: np.ndarray) -> list[np.ndarray]:
+        """Every face's 468 points (468, 3) in frame pixels, depth in the scale of x, from the head's
+        centre (smaller: nearer the camera)."""
+        result = self._mesh.process(cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB))
+        width, height = frame_bgr.shape[1], frame_bgr.shape[0]
+        return [
+            np.array([[m.x * width, m.y * height, m.z * width] for m in face.landmark])
+            for face in result.multi_face_landmarks or ()
+        ]
 
     def close(self) -> None:
         self._mesh.close()

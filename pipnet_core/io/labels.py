@@ -127,3 +127,15 @@ def list_images(folder: Path) -> list[Path]:
     if not images:
         raise PipnetError(f"{folder}: no images found")
     return images
+
+
+TURNS_FILE = "turns.csv"  # beside a folder of turned faces (`pipnet prepare-data`): what each image is
+
+
+def read_turns(folder: Path) -> dict[str, float]:
+    """The yaw (degrees) each image of a folder of turned faces ends at, by image name."""
+    try:
+        with (Path(folder) / TURNS_FILE).open() as handle:
+            return {row["image"]: float(row["yaw"]) for row in csv.DictReader(handle)}
+    except (OSError, KeyError, ValueError) as exc:
+        raise PipnetError(f"{folder}: no readable {TURNS_FILE} (`pipnet prepare-data` writes one): {exc}") from None

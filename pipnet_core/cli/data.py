@@ -1,0 +1,54 @@
+"""`pipnet prepare-data`: data made from labelled folders, for training or evaluation (turned faces)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipnet_core.base.errors import PipnetError
+from pipnet_core.cli.options import progress_counter
+
+
+def _prepare(args) -> None:
+    from pipnet_core.io.labels import read_labeled
+    from pipnet_core.training.prepare import TurnPlan, prepare_turned
+
+    tests = [path for path in args.data if "test" in Path(path).name.lower()]
+    if tests and not args.for_evaluation:
+        raise PipnetError(
+            f"{tests[0]}: a test set; turned copies of it are for evaluation only: give --for-evaluation, "
+            "and never train on the output"
+        )
+    if args.per_face < 1 or not 0 <= args.yaw_range[0] <= args.yaw_range[1] <= 90:
+        raise PipnetError("--per-face is at least 1, and --yaw-range MIN MAX lies within 0-90 degrees")
+    samples = [s for path in args.data for s in read_labeled(path)]
+    plan = TurnPlan(args.per_face, tuple(args.yaw_range), args.stratify, args.pitch, args.seed)
+    lifted = prepare_turned(samples, Path(args.out), plan, progress=progress_counter("turning"))
+    print(
+        f"{len(samples)} faces -> {len(samples) * args.per_face} turned copies in {args.out} (with turns.csv); "
+        f"lifted to 3D by Face Mesh: {lifted['face mesh']}, by the generic face: {lifted['generic face']}"
+    )
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser(
+        "prepare-data",
+        help="turned copies (3/4 and profile views) of labelled faces, for training or evaluation (needs MediaPipe)",
+    )
+    p.add_argument("--data", nargs="+", required=True, help="labelled folders or CSVs, as `pipnet eval --data`")
+    p.add_argument("--out", required=True, help="the folder to write (images, .pts labels, turns.csv)")
+    p.add_argument("--per-face", type=int, default=2, help="turned copies of each face (default 2)")
+    p.add_argument(
+        "--yaw-range",
+        type=float,
+        nargs=2,
+        default=(15.0, 75.0),
+        metavar=("MIN", "MAX"),
+        help="how far from frontal each copy ends, degrees (default 15 75)",
+    )
+    p.add_argument(
+        "--stratify", action="store_true", help="one copy in each of --per-face equal parts of the range (bins)"
+    )
+    p.add_argument("--pitch", type=float, default=10.0, help="at most this much pitch either way (default 10)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--for-evaluation", action="store_true", help="allow test sets: the output is for `eval` only")
+    p.set_defaults(run=_prepare)

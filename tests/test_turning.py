@@ -1,0 +1,138 @@
+"""Turned faces made from labelled ones (`pipnet prepare-data`, training/turning.py), and the
+per-yaw evaluation that reads them (`pipnet eval --yaw`)."""
+
+import csv
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from synthetic import SHARED_DATA, needs
+
+from pipnet_core import Landmarker
+from pipnet_core.evaluation.evaluate import Evaluation, by_yaw
+from pipnet_core.io.labels import Sample, read_labeled
+from pipnet_core.io.sample_clip import face_photo
+from pipnet_core.training.turning import lift, turn
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """The astronaut photo and its 68 points (the shipped model's: labels for geometry, not accuracy)."""
+    image = face_photo()
+    with Landmarker() as landmarker:
+        return image, landmarker.process_image(image)[0].points
+
+
+@pytest.fixture(scope="module", params=["generic face", "face mesh"])
+def lifted(request, photo):
+    image, points = photo
+    mesh = None
+    if request.param == "face mesh":
+        pytest.importorskip("mediapipe")
+        from pipnet_core.evaluation.face_mesh import FaceMesh
+
+        with FaceMesh(stills=True) as face_mesh:
+            mesh = face_mesh.meshes_3d(image)[0]
+    face = lift(image, points, mesh)
+    assert face.lifted_by == request.param
+    return face
+
+
+def test_a_turn_by_nothing_gives_the_picture_and_its_labels_back(lifted, photo):
+    turned, labels = turn(lifted, 0.0, 0.0)
+    assert np.abs(turned.astype(int) - photo[0]).mean() < 0.5
+    assert np.abs(labels - photo[1]).max() < 1e-3
+
+
+def test_the_nose_moves_the_way_the_face_is_turned_and_further_the_more_it_turns(lifted):
+    """+yaw turns the face towards the image's right (the pose convention): the nose tip moves
+    right of the eyes' midpoint, by more at 60 degrees than at 30."""
+
+    def nose_offset(yaw: float) -> float:
+        labels = turn(lifted, yaw)[1]
+        return float((labels[30, 0] - (labels[36, 0] + labels[45, 0]) / 2) / np.ptp(labels[:, 0]))
+
+    frontal = nose_offset(0.0)
+    offsets = [nose_offset(yaw) - frontal for yaw in (-60, -30, 30, 60)]
+    assert offsets[0] < offsets[1] < -0.05 and 0.05 < offsets[2] < offsets[3], offsets
+
+
+@pytest.mark.parametrize("yaw", [-60.0, 45.0])
+def test_the_far_jaw_is_labelled_on_the_visible_outline(lifted, yaw):
+    """The jaw points on the side the face turns away from lie on the outline of their row: no
+    brow, eye, nose or mouth point of that row is further out (the hidden jaw would be behind them)."""
+    labels = turn(lifted, yaw)[1]
+    far = np.sign(yaw)
+    band = 0.04 * np.ptp(labels[:, 1])
+    for j in range(17):
+        if (labels[j, 0] - labels[8, 0]) * far <= 0:
+            continue
+        row = [far * labels[k, 0] for k in range(17, 68) if abs(labels[k, 1] - labels[j, 1]) <= band]
+        assert not row or far * labels[j, 0] >= max(row) - 1.0, (j, labels[j], max(row))
+
+
+def test_by_yaw_bins_faces_and_divides_by_the_eye_distance_and_the_face_box():
+    # Two faces with the same points: eye distance 50 px, landmark box 100 x 100 px; errors of 10%
+    # of the eye distance are 5% of the box.
+    points = np.zeros((68, 2))
+    points[:, 0], points[:, 1] = np.linspace(0, 100, 68), np.linspace(0, 100, 68)[::-1]
+    points[36], points[45] = (25, 50), (75, 50)
+    samples = [Sample(__import__("pathlib").Path(f"{name}.jpg"), points) for name in ("a", "b", "c")]
+    errors = np.full((2, 68), 0.10)
+    errors[1, :17] = 0.40  # the second face's jaw is off: the inner 51 do not see it
+    result = Evaluation(["a.jpg", "b.jpg"], errors, missed=["c.jpg"])
+    rows = by_yaw(result, samples, {"a.jpg": 10.0, "b.jpg": -70.0, "c.jpg": 90.0})
+    assert [row["faces"] for row in rows] == [1, 0, 1] and [row["missed"] for row in rows] == [0, 0, 1]
+    assert rows[0]["eye_68"] == pytest.approx(0.10) and rows[0]["box_68"] == pytest.approx(0.05)
+    assert rows[2]["eye_51"] == pytest.approx(0.10) and rows[2]["eye_68"] == pytest.approx((17 * 0.4 + 51 * 0.1) / 68)
+    assert rows[2]["box_51"] == pytest.approx(0.05)
+
+
+@needs(SHARED_DATA / "300w_subset" / "helen" / "trainset")
+def test_prepare_data_writes_turned_faces_that_eval_reads_per_yaw_bin(tmp_path):
+    pytest.importorskip("mediapipe")
+    source = tmp_path / "faces"
+    source.mkdir()
+    for sample in read_labeled(SHARED_DATA / "300w_subset" / "helen" / "trainset")[:4]:
+        (source / sample.image_path.name).write_bytes(sample.image_path.read_bytes())
+        (source / sample.image_path.with_suffix(".pts").name).write_bytes(
+            sample.image_path.with_suffix(".pts").read_bytes()
+        )
+    out = tmp_path / "turned"
+
+    def pipnet(*args):
+        command = [sys.executable, "-m", "pipnet_core", *map(str, args)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300)
+
+    made = pipnet("prepare-data", "--data", source, "--out", out, "--per-face", "3", "--yaw-range", "0", "90",
+                  "--stratify")  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    assert "4 faces -> 12 turned copies" in made.stdout and "by Face Mesh: 4" in made.stdout, made.stdout
+    with (out / "turns.csv").open() as handle:
+        turns = list(csv.DictReader(handle))
+    assert len(turns) == 12 and len(read_labeled(out)) == 12
+    # One copy in each 30-degree bin per face (stratified), on the side the face already looks to.
+    for start in range(0, 12, 3):
+        sizes = sorted(abs(float(row["yaw"])) for row in turns[start : start + 3])
+        assert [int(size // 30) for size in sizes] == [0, 1, 2], sizes
+    evaluated = pipnet("eval", "--model", "models/pipnet_mbv2_68.onnx", "--data", out, "--yaw")
+    assert evaluated.returncode == 0, evaluated.stderr
+    bins = [
+        line.split() for line in evaluated.stdout.splitlines() if line.strip().startswith(("0-30", "30-60", "60-90"))
+    ]
+    assert [(row[0], row[1]) for row in bins] == [("0-30", "4"), ("30-60", "4"), ("60-90", "4")], evaluated.stdout
+    # The same copies again from the same seed: the folder is reproducible.
+    again = pipnet("prepare-data", "--data", source, "--out", tmp_path / "again", "--per-face", "3", "--yaw-range",
+                   "0", "90", "--stratify")  # fmt: skip
+    assert again.returncode == 0 and (tmp_path / "again" / "turns.csv").read_text() == (out / "turns.csv").read_text()
+
+
+def test_prepare_data_keeps_test_sets_for_evaluation(tmp_path):
+    made = subprocess.run(
+        [sys.executable, "-m", "pipnet_core", "prepare-data", "--data", str(tmp_path / "testset"), "--out",
+         str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert made.returncode == 2 and "--for-evaluation" in made.stderr and "Traceback" not in made.stderr
+    assert len(made.stderr.strip().splitlines()) == 1
