@@ -4,6 +4,7 @@ per-yaw evaluation that reads them (`pipnet eval --yaw`)."""
 import csv
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from synthetic import SHARED_DATA, needs
 
 from pipnet_core import Landmarker
 from pipnet_core.evaluation.evaluate import Evaluation, by_yaw
-from pipnet_core.io.labels import Sample, read_labeled
+from pipnet_core.io.labels import Sample, TurnedFace, read_labeled
 from pipnet_core.io.sample_clip import face_photo
 from pipnet_core.training.turning import lift, turn
 
@@ -72,21 +73,23 @@ def test_the_far_jaw_is_labelled_on_the_visible_outline(lifted, yaw):
         assert not row or far * labels[j, 0] >= max(row) - 1.0, (j, labels[j], max(row))
 
 
-def test_by_yaw_bins_faces_and_divides_by_the_eye_distance_and_the_face_box():
-    # Two faces with the same points: eye distance 50 px, landmark box 100 x 100 px; errors of 10%
-    # of the eye distance are 5% of the box.
+def test_by_yaw_bins_faces_and_divides_by_the_3d_eye_distance_and_the_face_box():
+    # Faces with the same points: outer eye corners 50 px apart in the picture, a 100 x 100 px
+    # landmark box. Errors of 10% of the picture's eye distance are 5 px: 5% of the box, and 5% of
+    # an eye distance of 100 px in 3D (a face turned far enough to halve it in the picture).
     points = np.zeros((68, 2))
     points[:, 0], points[:, 1] = np.linspace(0, 100, 68), np.linspace(0, 100, 68)[::-1]
     points[36], points[45] = (25, 50), (75, 50)
-    samples = [Sample(__import__("pathlib").Path(f"{name}.jpg"), points) for name in ("a", "b", "c")]
+    samples = [Sample(Path(f"{name}.jpg"), points) for name in ("a", "b", "c")]
     errors = np.full((2, 68), 0.10)
     errors[1, :17] = 0.40  # the second face's jaw is off: the inner 51 do not see it
     result = Evaluation(["a.jpg", "b.jpg"], errors, missed=["c.jpg"])
-    rows = by_yaw(result, samples, {"a.jpg": 10.0, "b.jpg": -70.0, "c.jpg": 90.0})
+    turns = {"a.jpg": TurnedFace(10.0, 50.0), "b.jpg": TurnedFace(-70.0, 100.0), "c.jpg": TurnedFace(90.0, 50.0)}
+    rows = by_yaw(result, samples, turns)
     assert [row["faces"] for row in rows] == [1, 0, 1] and [row["missed"] for row in rows] == [0, 0, 1]
     assert rows[0]["eye_68"] == pytest.approx(0.10) and rows[0]["box_68"] == pytest.approx(0.05)
-    assert rows[2]["eye_51"] == pytest.approx(0.10) and rows[2]["eye_68"] == pytest.approx((17 * 0.4 + 51 * 0.1) / 68)
-    assert rows[2]["box_51"] == pytest.approx(0.05)
+    assert rows[2]["eye_51"] == pytest.approx(0.05) and rows[2]["box_51"] == pytest.approx(0.05)
+    assert rows[2]["eye_68"] == pytest.approx((17 * 0.4 + 51 * 0.1) / 68 / 2)
 
 
 @needs(SHARED_DATA / "300w_subset" / "helen" / "trainset")

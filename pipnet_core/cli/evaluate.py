@@ -80,15 +80,15 @@ def _print_yaw_bins(result, samples, folders) -> None:
 
     if not folders:
         raise PipnetError("--yaw reads the turns.csv of --data folders made by `pipnet prepare-data`")
-    yaws = {name: yaw for folder in folders for name, yaw in read_turns(Path(folder)).items()}
-    unknown = [s.image_path.name for s in samples if s.image_path.name not in yaws]
+    turns = {name: turned for folder in folders for name, turned in read_turns(Path(folder)).items()}
+    unknown = [s.image_path.name for s in samples if s.image_path.name not in turns]
     if unknown:
         raise PipnetError(f"{unknown[0]}: not in the turns.csv of {', '.join(map(str, folders))}")
-    rows = by_yaw(result, samples, yaws)
-    print("   |yaw|  faces  missed   NME % by eye distance: 68 / inner 51   by face box: 68 / inner 51")
+    rows = by_yaw(result, samples, turns)
+    print("   |yaw|  faces  missed   NME % by 3D eye distance: 68 / inner 51   by face box: 68 / inner 51")
     for row in rows:
         print(
-            f"{row['bin']:>8}  {row['faces']:5d}  {row['missed']:6d}   {100 * row['eye_68']:18.2f} / {100 * row['eye_51']:5.2f}"
+            f"{row['bin']:>8}  {row['faces']:5d}  {row['missed']:6d}   {100 * row['eye_68']:21.2f} / {100 * row['eye_51']:5.2f}"
             f"   {100 * row['box_68']:17.2f} / {100 * row['box_51']:5.2f}"
         )
     first = rows[0]["eye_68"]

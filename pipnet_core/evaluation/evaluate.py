@@ -122,30 +122,31 @@ YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 INNER = slice(17, 68)  # brows, nose, eyes and mouth: the points without the jaw's outline
 
 
-def by_yaw(result: Evaluation, samples: list[Sample], yaws: dict[str, float]) -> list[dict]:
-    """NME per yaw bin of |yaw|: by the outer-eye distance (which shrinks towards profile) and by
-    the face box (the square root of the labels' box area), over all 68 points and the inner 51.
-    A face the detector missed counts in ``missed``."""
+def by_yaw(result: Evaluation, samples: list[Sample], turns: dict) -> list[dict]:
+    """NME per bin of |yaw| (``turns``: image name -> ``io.labels.TurnedFace``): by the outer-eye
+    distance of the face in 3D (the picture's shrinks towards profile, where dividing by it would
+    blow every error up) and by the face box (the square root of the labels' box area), over all
+    68 points and the inner 51. A face the detector missed counts in ``missed``."""
     truth = {s.image_path.name: s.points for s in samples}
     rows = []
     for low, high in YAW_BINS:
 
         def inside(name: str, low: float = low, high: float = high) -> bool:
-            size = abs(yaws[name])
+            size = abs(turns[name].yaw)
             return low <= size < high or size == high == YAW_BINS[-1][1]  # profile itself: the last bin
 
-        keep = [i for i, name in enumerate(result.names) if inside(name)]
-        errors = result.point_errors[keep]
-        eyes = np.array([_eye_distance(truth[result.names[i]]) for i in keep])
-        boxes = np.array([_box_size(truth[result.names[i]]) for i in keep])
-        by_box = errors * (eyes / boxes)[:, None] if keep else errors
+        keep = [name for name in result.names if inside(name)]
+        rows_of = [result.names.index(name) for name in keep]
+        in_pixels = result.point_errors[rows_of] * np.array([[_eye_distance(truth[n])] for n in keep]).reshape(-1, 1)
+        by_eyes = in_pixels / np.array([turns[n].eye_distance for n in keep]).reshape(-1, 1)
+        by_box = in_pixels / np.array([_box_size(truth[n]) for n in keep]).reshape(-1, 1)
         rows.append(
             {
                 "bin": f"{low:g}-{high:g}",
                 "faces": len(keep),
                 "missed": sum(inside(name) for name in result.missed),
-                "eye_68": float(errors.mean()) if keep else float("nan"),
-                "eye_51": float(errors[:, INNER].mean()) if keep else float("nan"),
+                "eye_68": float(by_eyes.mean()) if keep else float("nan"),
+                "eye_51": float(by_eyes[:, INNER].mean()) if keep else float("nan"),
                 "box_68": float(by_box.mean()) if keep else float("nan"),
                 "box_51": float(by_box[:, INNER].mean()) if keep else float("nan"),
             }

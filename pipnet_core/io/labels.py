@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -132,10 +133,18 @@ def list_images(folder: Path) -> list[Path]:
 TURNS_FILE = "turns.csv"  # beside a folder of turned faces (`pipnet prepare-data`): what each image is
 
 
-def read_turns(folder: Path) -> dict[str, float]:
-    """The yaw (degrees) each image of a folder of turned faces ends at, by image name."""
+class TurnedFace(NamedTuple):
+    yaw: float  # degrees the face ends at (+: towards the image's right)
+    eye_distance: float  # between the outer eye corners in 3D, pixels: what the turn leaves unchanged
+
+
+def read_turns(folder: Path) -> dict[str, TurnedFace]:
+    """What each image of a folder of turned faces is, by image name."""
     try:
         with (Path(folder) / TURNS_FILE).open() as handle:
-            return {row["image"]: float(row["yaw"]) for row in csv.DictReader(handle)}
+            return {
+                row["image"]: TurnedFace(float(row["yaw"]), float(row["eye_distance"]))
+                for row in csv.DictReader(handle)
+            }
     except (OSError, KeyError, ValueError) as exc:
         raise PipnetError(f"{folder}: no readable {TURNS_FILE} (`pipnet prepare-data` writes one): {exc}") from None

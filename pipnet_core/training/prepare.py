@@ -20,7 +20,7 @@ from pipnet_core.io.images import load_image
 from pipnet_core.io.labels import TURNS_FILE, Sample, write_pts
 from pipnet_core.training.turning import lift, turn
 
-TURNS_COLUMNS = ["image", "source", "lifted_by", "own_yaw", "turn_yaw", "turn_pitch", "yaw"]
+TURNS_COLUMNS = ["image", "source", "lifted_by", "own_yaw", "turn_yaw", "turn_pitch", "yaw", "eye_distance"]
 MAX_YAW = 90.0  # a turn never takes a face past profile
 FRONTAL = 5.0  # degrees of yaw within which a face is turned either way
 
@@ -71,7 +71,7 @@ def prepare_turned(
                 write_pts(out / f"{name}.pts", labels)
                 rows.append(
                     [f"{name}.jpg", str(sample.image_path), face.lifted_by, f"{face.yaw:.2f}", f"{turn_yaw:.2f}",
-                     f"{turn_pitch:.2f}", f"{face.yaw + turn_yaw:.2f}"]
+                     f"{turn_pitch:.2f}", f"{face.yaw + turn_yaw:.2f}", f"{face.eye_distance:.2f}"]
                 )  # fmt: skip
             if progress:
                 progress(number, len(samples))

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipnet_core.base.scheme import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from pipnet_core.pipeline.pose import camera_matrix, estimate_pose, face_model_3d
 
 JAW = np.arange(17)
@@ -40,6 +41,11 @@ class Lifted:
     centre: np.ndarray  # (3,) what the head turns about
     yaw: float  # the face's own yaw before turning, degrees (+: towards the image's right)
     lifted_by: str  # "face mesh" or "generic face"
+
+    @property
+    def eye_distance(self) -> float:
+        """The outer eye corners' distance in 3D: the same at any turn, unlike the picture's."""
+        return float(np.linalg.norm(self.points[RIGHT_EYE_OUTER] - self.points[LEFT_EYE_OUTER]))
 
 
 def lift(image: np.ndarray, points: np.ndarray, mesh: np.ndarray | None) -> Lifted:
