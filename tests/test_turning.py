@@ -11,9 +11,11 @@ import pytest
 from synthetic import SHARED_DATA, needs
 
 from pipnet_core import Landmarker
+from pipnet_core.base.errors import PipnetError
 from pipnet_core.evaluation.evaluate import Evaluation, by_yaw
 from pipnet_core.io.labels import Sample, TurnedFace, read_labeled
 from pipnet_core.io.sample_clip import face_photo
+from pipnet_core.training.prepare import TurnPlan, target_yaws
 from pipnet_core.training.turning import lift, turn
 
 
@@ -59,18 +61,20 @@ def test_the_nose_moves_the_way_the_face_is_turned_and_further_the_more_it_turns
     assert offsets[0] < offsets[1] < -0.05 and 0.05 < offsets[2] < offsets[3], offsets
 
 
-@pytest.mark.parametrize("yaw", [-60.0, 45.0])
-def test_the_far_jaw_is_labelled_on_the_visible_outline(lifted, yaw):
-    """The jaw points on the side the face turns away from lie on the outline of their row: no
-    brow, eye, nose or mouth point of that row is further out (the hidden jaw would be behind them)."""
+@pytest.mark.parametrize("yaw", [-75.0, -60.0, 45.0, 75.0])
+def test_the_far_jaw_is_labelled_on_the_visible_outline(lifted, photo, yaw):
+    """The jaw points of the half the face turns away from (0-7 or 9-16 of the upright photo) lie on
+    the outline of their row: no brow, eye, nose or mouth point of that row is further out (the
+    hidden jaw would be behind them)."""
     labels = turn(lifted, yaw)[1]
     far = np.sign(yaw)
     band = 0.04 * np.ptp(labels[:, 1])
-    for j in range(17):
-        if (labels[j, 0] - labels[8, 0]) * far <= 0:
-            continue
+    far_half = range(9, 17) if far > 0 else range(0, 8)
+    assert all((photo[1][j, 0] - photo[1][8, 0]) * far > 0 for j in far_half)  # the photo is upright
+    for j in far_half:
         row = [far * labels[k, 0] for k in range(17, 68) if abs(labels[k, 1] - labels[j, 1]) <= band]
-        assert not row or far * labels[j, 0] >= max(row) - 1.0, (j, labels[j], max(row))
+        slack = 0.02 * np.ptp(labels[:, 1])  # 2% of the face height: on the outline, not behind the cheek
+        assert not row or far * labels[j, 0] >= max(row) - slack, (j, labels[j], max(row))
 
 
 def test_by_yaw_bins_faces_and_divides_by_the_3d_eye_distance_and_the_face_box():
@@ -84,18 +88,58 @@ def test_by_yaw_bins_faces_and_divides_by_the_3d_eye_distance_and_the_face_box()
     errors = np.full((2, 68), 0.10)
     errors[1, :17] = 0.40  # the second face's jaw is off: the inner 51 do not see it
     result = Evaluation(["a.jpg", "b.jpg"], errors, missed=["c.jpg"])
-    turns = {"a.jpg": TurnedFace(10.0, 50.0), "b.jpg": TurnedFace(-70.0, 100.0), "c.jpg": TurnedFace(90.0, 50.0)}
+    turns = {name: TurnedFace(yaw, eyes, "evaluation") for name, yaw, eyes in
+             (("a.jpg", 10.0, 50.0), ("b.jpg", -70.0, 100.0), ("c.jpg", 90.0, 50.0))}  # fmt: skip
     rows = by_yaw(result, samples, turns)
     assert [row["faces"] for row in rows] == [1, 0, 1] and [row["missed"] for row in rows] == [0, 0, 1]
     assert rows[0]["eye_68"] == pytest.approx(0.10) and rows[0]["box_68"] == pytest.approx(0.05)
     assert rows[2]["eye_51"] == pytest.approx(0.05) and rows[2]["box_51"] == pytest.approx(0.05)
     assert rows[2]["eye_68"] == pytest.approx((17 * 0.4 + 51 * 0.1) / 68 / 2)
+    # b (0.09 of its 3D eye distance) is no failure; c, missed, is one.
+    assert rows[0]["failure_rate"] == 0.0 and rows[2]["failure_rate"] == pytest.approx(0.5)
+
+
+def test_copies_turn_the_way_the_face_looks_and_never_back_towards_frontal():
+    rng = np.random.default_rng(0)
+    plan = TurnPlan(per_face=3, yaw_range=(0.0, 90.0), stratify=True)
+    for own in (-40.0, 12.0, 50.0):
+        targets = target_yaws(plan, rng, own)
+        assert all(np.sign(t) == np.sign(own) and abs(t) >= abs(own) for t in targets), (own, targets)
+    sides = {np.sign(t) for _ in range(20) for t in target_yaws(plan, rng, 2.0)}
+    assert sides == {-1.0, 1.0}  # a frontal face either way
+    frontal = target_yaws(plan, rng, 0.0)
+    assert [int(abs(t) // 30) for t in frontal] == [0, 1, 2]  # one per bin
+
+
+def test_training_refuses_turned_faces_made_for_evaluation(tmp_path):
+    from synthetic import drawn_face
+
+    from pipnet_core.io.labels import write_pts
+    from pipnet_core.training.config import DataConfig
+    from pipnet_core.training.sources import load_sources
+
+    folder = tmp_path / "helen_test_turned"
+    folder.mkdir()
+    image, points = drawn_face(np.random.default_rng(0))
+    import cv2
+
+    cv2.imwrite(str(folder / "a_t0.jpg"), image)
+    write_pts(folder / "a_t0.pts", points)
+    columns = "image,source,lifted_by,own_yaw,turn_yaw,turn_pitch,yaw,eye_distance,purpose"
+    for purpose, refused in (("training", False), ("evaluation", True)):
+        (folder / "turns.csv").write_text(f"{columns}\na_t0.jpg,a.jpg,face mesh,0,40,0,40,60,{purpose}\n")
+        data = DataConfig(root=str(tmp_path), train=[{"path": folder.name}], val_fraction=0.0)
+        if refused:
+            with pytest.raises(PipnetError, match="made for evaluation"):
+                load_sources(data, 0)
+        else:
+            assert len(load_sources(data, 0)[0].train) == 1
 
 
 @needs(SHARED_DATA / "300w_subset" / "helen" / "trainset")
 def test_prepare_data_writes_turned_faces_that_eval_reads_per_yaw_bin(tmp_path):
     pytest.importorskip("mediapipe")
-    source = tmp_path / "faces"
+    source = tmp_path / "testset"  # named like a test set: prepare-data needs --for-evaluation
     source.mkdir()
     for sample in read_labeled(SHARED_DATA / "300w_subset" / "helen" / "trainset")[:4]:
         (source / sample.image_path.name).write_bytes(sample.image_path.read_bytes())
@@ -109,7 +153,7 @@ def test_prepare_data_writes_turned_faces_that_eval_reads_per_yaw_bin(tmp_path):
         return subprocess.run(command, capture_output=True, text=True, timeout=300)
 
     made = pipnet("prepare-data", "--data", source, "--out", out, "--per-face", "3", "--yaw-range", "0", "90",
-                  "--stratify")  # fmt: skip
+                  "--stratify", "--for-evaluation")  # fmt: skip
     assert made.returncode == 0, made.stderr
     assert "4 faces -> 12 turned copies" in made.stdout and "by Face Mesh: 4" in made.stdout, made.stdout
     with (out / "turns.csv").open() as handle:
@@ -127,8 +171,11 @@ def test_prepare_data_writes_turned_faces_that_eval_reads_per_yaw_bin(tmp_path):
     assert [(row[0], row[1]) for row in bins] == [("0-30", "4"), ("30-60", "4"), ("60-90", "4")], evaluated.stdout
     # The same copies again from the same seed: the folder is reproducible.
     again = pipnet("prepare-data", "--data", source, "--out", tmp_path / "again", "--per-face", "3", "--yaw-range",
-                   "0", "90", "--stratify")  # fmt: skip
-    assert again.returncode == 0 and (tmp_path / "again" / "turns.csv").read_text() == (out / "turns.csv").read_text()
+                   "0", "90", "--stratify", "--for-evaluation")  # fmt: skip
+    assert again.returncode == 0
+    for made_file in sorted(out.iterdir()):  # every picture, label file and the table, byte for byte
+        assert (tmp_path / "again" / made_file.name).read_bytes() == made_file.read_bytes(), made_file.name
+    assert {row["purpose"] for row in turns} == {"evaluation"}
 
 
 def test_prepare_data_keeps_test_sets_for_evaluation(tmp_path):

@@ -21,7 +21,8 @@ def _prepare(args) -> None:
     if args.per_face < 1 or not 0 <= args.yaw_range[0] <= args.yaw_range[1] <= 90:
         raise PipnetError("--per-face is at least 1, and --yaw-range MIN MAX lies within 0-90 degrees")
     samples = [s for path in args.data for s in read_labeled(path)]
-    plan = TurnPlan(args.per_face, tuple(args.yaw_range), args.stratify, args.pitch, args.seed)
+    purpose = "evaluation" if args.for_evaluation else "training"
+    plan = TurnPlan(args.per_face, tuple(args.yaw_range), args.stratify, args.pitch, args.seed, purpose)
     lifted = prepare_turned(samples, Path(args.out), plan, progress=progress_counter("turning"))
     print(
         f"{len(samples)} faces -> {len(samples) * args.per_face} turned copies in {args.out} (with turns.csv); "

@@ -33,6 +33,7 @@ def _eval(args) -> None:
         args.data_paths, args.data = args.data, " + ".join(args.data)
     if args.limit:
         samples = samples[:: max(len(samples) // args.limit, 1)][: args.limit]
+    turns = _turns_of(args, samples) if args.yaw else None  # before the evaluation: a missing file says so now
     if args.rotate or args.face_height:
         return _eval_views(args, model, samples)
     if args.roll_error:
@@ -69,26 +70,38 @@ def _eval(args) -> None:
             f"note: {len(conflicting)} images carry {rows} rows that label the same face differently, so some "
             f"labels belong to another picture; without them ({kept['faces']} faces): {_scores(kept)}"
         )
-    if args.yaw:
-        _print_yaw_bins(result, samples, args.data_paths)
+    if turns is not None:
+        _print_yaw_bins(result, samples, turns)
     write_reports(result, str(args.model), str(args.data), args.csv, args.json, args.plot)
 
 
-def _print_yaw_bins(result, samples, folders) -> None:
-    from pipnet_core.evaluation.evaluate import by_yaw
+def _turns_of(args, samples) -> dict:
+    """What each sample is (``io.labels.TurnedFace``), from its folder's turns.csv."""
     from pipnet_core.io.labels import read_turns
 
-    if not folders:
+    if args.rotate or args.face_height or args.roll_error:
+        raise PipnetError("--yaw scores turned faces as they are: not with --rotate, --face-height or --roll-error")
+    if not args.data_paths:
         raise PipnetError("--yaw reads the turns.csv of --data folders made by `pipnet prepare-data`")
-    turns = {name: turned for folder in folders for name, turned in read_turns(Path(folder)).items()}
+    turns = {name: turned for folder in args.data_paths for name, turned in read_turns(Path(folder)).items()}
     unknown = [s.image_path.name for s in samples if s.image_path.name not in turns]
     if unknown:
-        raise PipnetError(f"{unknown[0]}: not in the turns.csv of {', '.join(map(str, folders))}")
+        raise PipnetError(f"{unknown[0]}: not in the turns.csv of {', '.join(map(str, args.data_paths))}")
+    return turns
+
+
+def _print_yaw_bins(result, samples, turns) -> None:
+    from pipnet_core.evaluation.evaluate import by_yaw
+
     rows = by_yaw(result, samples, turns)
-    print("   |yaw|  faces  missed   NME % by 3D eye distance: 68 / inner 51   by face box: 68 / inner 51")
+    print(
+        "per bin of |yaw| (the line above divides by the picture's eye distance, near zero in profile):\n"
+        "   |yaw|  faces  missed  FR@0.10 %   NME % by 3D eye distance: 68 / inner 51   by face box: 68 / inner 51"
+    )
     for row in rows:
         print(
-            f"{row['bin']:>8}  {row['faces']:5d}  {row['missed']:6d}   {100 * row['eye_68']:21.2f} / {100 * row['eye_51']:5.2f}"
+            f"{row['bin']:>8}  {row['faces']:5d}  {row['missed']:6d}  {100 * row['failure_rate']:9.2f}"
+            f"   {100 * row['eye_68']:21.2f} / {100 * row['eye_51']:5.2f}"
             f"   {100 * row['box_68']:17.2f} / {100 * row['box_51']:5.2f}"
         )
     first = rows[0]["eye_68"]

@@ -16,7 +16,7 @@ from pipnet_core.base.scheme import LEFT_EYE_OUTER, RIGHT_EYE_OUTER
 from pipnet_core.evaluation.metrics import auc, ced, failure_rate, point_errors
 from pipnet_core.io.files import write_json
 from pipnet_core.io.images import load_image
-from pipnet_core.io.labels import Sample
+from pipnet_core.io.labels import Sample, TurnedFace
 from pipnet_core.model.interface import LandmarkModel
 
 FAILURE_THRESHOLD = 0.10
@@ -122,11 +122,12 @@ YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 INNER = slice(17, 68)  # brows, nose, eyes and mouth: the points without the jaw's outline
 
 
-def by_yaw(result: Evaluation, samples: list[Sample], turns: dict) -> list[dict]:
+def by_yaw(result: Evaluation, samples: list[Sample], turns: dict[str, TurnedFace]) -> list[dict]:
     """NME per bin of |yaw| (``turns``: image name -> ``io.labels.TurnedFace``): by the outer-eye
     distance of the face in 3D (the picture's shrinks towards profile, where dividing by it would
     blow every error up) and by the face box (the square root of the labels' box area), over all
-    68 points and the inner 51. A face the detector missed counts in ``missed``."""
+    68 points and the inner 51. A face the detector missed counts in ``missed`` and as a failure in
+    ``failure_rate`` (the share of the bin's faces above 10% of the 3D eye distance)."""
     truth = {s.image_path.name: s.points for s in samples}
     rows = []
     for low, high in YAW_BINS:
@@ -135,16 +136,20 @@ def by_yaw(result: Evaluation, samples: list[Sample], turns: dict) -> list[dict]
             size = abs(turns[name].yaw)
             return low <= size < high or size == high == YAW_BINS[-1][1]  # profile itself: the last bin
 
-        keep = [name for name in result.names if inside(name)]
-        rows_of = [result.names.index(name) for name in keep]
-        in_pixels = result.point_errors[rows_of] * np.array([[_eye_distance(truth[n])] for n in keep]).reshape(-1, 1)
+        positions = [i for i, name in enumerate(result.names) if inside(name)]
+        keep = [result.names[i] for i in positions]
+        # Back to pixels: point_errors are divided by the picture's eye distance.
+        in_pixels = result.point_errors[positions] * np.array([_eye_distance(truth[n]) for n in keep]).reshape(-1, 1)
         by_eyes = in_pixels / np.array([turns[n].eye_distance for n in keep]).reshape(-1, 1)
         by_box = in_pixels / np.array([_box_size(truth[n]) for n in keep]).reshape(-1, 1)
+        missed = sum(inside(name) for name in result.missed)
+        failures = int((by_eyes.mean(axis=1) > FAILURE_THRESHOLD).sum()) + missed
         rows.append(
             {
                 "bin": f"{low:g}-{high:g}",
                 "faces": len(keep),
-                "missed": sum(inside(name) for name in result.missed),
+                "missed": missed,
+                "failure_rate": failures / max(len(keep) + missed, 1),
                 "eye_68": float(by_eyes.mean()) if keep else float("nan"),
                 "eye_51": float(by_eyes[:, INNER].mean()) if keep else float("nan"),
                 "box_68": float(by_box.mean()) if keep else float("nan"),

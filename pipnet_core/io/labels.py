@@ -136,6 +136,7 @@ TURNS_FILE = "turns.csv"  # beside a folder of turned faces (`pipnet prepare-dat
 class TurnedFace(NamedTuple):
     yaw: float  # degrees the face ends at (+: towards the image's right)
     eye_distance: float  # between the outer eye corners in 3D, pixels: what the turn leaves unchanged
+    purpose: str  # "training", or "evaluation": turned test faces, which no training may read
 
 
 def read_turns(folder: Path) -> dict[str, TurnedFace]:
@@ -143,7 +144,7 @@ def read_turns(folder: Path) -> dict[str, TurnedFace]:
     try:
         with (Path(folder) / TURNS_FILE).open() as handle:
             return {
-                row["image"]: TurnedFace(float(row["yaw"]), float(row["eye_distance"]))
+                row["image"]: TurnedFace(float(row["yaw"]), float(row["eye_distance"]), row["purpose"])
                 for row in csv.DictReader(handle)
             }
     except (OSError, KeyError, ValueError) as exc:

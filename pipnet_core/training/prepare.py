@@ -20,7 +20,7 @@ from pipnet_core.io.images import load_image
 from pipnet_core.io.labels import TURNS_FILE, Sample, write_pts
 from pipnet_core.training.turning import lift, turn
 
-TURNS_COLUMNS = ["image", "source", "lifted_by", "own_yaw", "turn_yaw", "turn_pitch", "yaw", "eye_distance"]
+TURNS_COLUMNS = ["image", "source", "lifted_by", "own_yaw", "turn_yaw", "turn_pitch", "yaw", "eye_distance", "purpose"]
 MAX_YAW = 90.0  # a turn never takes a face past profile
 FRONTAL = 5.0  # degrees of yaw within which a face is turned either way
 
@@ -32,6 +32,7 @@ class TurnPlan:
     stratify: bool = False  # one copy in each of per_face equal parts of yaw_range (for evaluation bins)
     pitch: float = 10.0  # at most this much pitch, either way
     seed: int = 0
+    purpose: str = "training"  # or "evaluation": training refuses such a folder (training/sources.py)
 
 
 def target_yaws(plan: TurnPlan, rng: np.random.Generator, own_yaw: float) -> list[float]:
@@ -45,7 +46,9 @@ def target_yaws(plan: TurnPlan, rng: np.random.Generator, own_yaw: float) -> lis
     else:
         sizes = rng.uniform(low, high, plan.per_face).tolist()
     sides = [np.sign(own_yaw) if abs(own_yaw) > FRONTAL else rng.choice((-1.0, 1.0)) for _ in sizes]
-    return [float(size * side) for size, side in zip(sizes, sides)]
+    # Never back towards frontal (that widens the hidden cheek too): a face already further turned
+    # than a copy's size keeps its own yaw, and that copy lands in the bin of its own yaw.
+    return [float(side * min(max(size, abs(own_yaw)), MAX_YAW)) for size, side in zip(sizes, sides)]
 
 
 def prepare_turned(
@@ -63,7 +66,7 @@ def prepare_turned(
             face = lift(image, sample.points, _matching_mesh(mesh.meshes_3d(image), sample.points))
             lifted[face.lifted_by] += 1
             for copy, target in enumerate(target_yaws(plan, rng, face.yaw)):
-                turn_yaw = float(np.clip(target, -MAX_YAW, MAX_YAW) - face.yaw)
+                turn_yaw = target - face.yaw
                 turn_pitch = float(rng.uniform(-plan.pitch, plan.pitch))
                 turned, labels = turn(face, turn_yaw, turn_pitch)
                 name = f"{sample.image_path.stem}_t{copy}"
@@ -71,7 +74,7 @@ def prepare_turned(
                 write_pts(out / f"{name}.pts", labels)
                 rows.append(
                     [f"{name}.jpg", str(sample.image_path), face.lifted_by, f"{face.yaw:.2f}", f"{turn_yaw:.2f}",
-                     f"{turn_pitch:.2f}", f"{face.yaw + turn_yaw:.2f}", f"{face.eye_distance:.2f}"]
+                     f"{turn_pitch:.2f}", f"{face.yaw + turn_yaw:.2f}", f"{face.eye_distance:.2f}", plan.purpose]
                 )  # fmt: skip
             if progress:
                 progress(number, len(samples))

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from pipnet_core.base.errors import PipnetError
-from pipnet_core.io.labels import Sample, conflicting_labels, read_labeled
+from pipnet_core.io.labels import TURNS_FILE, Sample, conflicting_labels, read_labeled, read_turns
 from pipnet_core.training.config import DataConfig
 
 
@@ -35,7 +35,10 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         repeat = entry.get("repeat", 1.0)
         if isinstance(repeat, bool) or not isinstance(repeat, (int, float)) or repeat <= 0:
             raise PipnetError(f"config: [data] train entry {entry}: repeat must be a positive number")
-        samples = read_labeled(base / entry["path"])
+        folder = base / entry["path"]
+        if (folder / TURNS_FILE).is_file() and any(t.purpose != "training" for t in read_turns(folder).values()):
+            raise PipnetError(f"{folder}: turned faces made for evaluation (--for-evaluation): never trained on")
+        samples = read_labeled(folder)
         order = np.random.default_rng(seed).permutation(len(samples))
         n_val = int(round(len(samples) * data.val_fraction))
         # Split before leaving rows out, so a run with and one without them hold out the same faces.

@@ -2,9 +2,10 @@
 
 A face is lifted to 3D with the depth of MediaPipe Face Mesh's 468 points (used here, when data is
 prepared, never at run time), or, where Face Mesh finds no face, with the generic 3D face of
-assets/face_model_3d.txt fitted to its labels. It is turned about the head's centre (yaw, and a
-little pitch) and drawn again triangle by triangle, farthest first, so the near cheek covers the far
-one. A ring of points just outside the head moves with the head's edge; a ring further out and the
+assets/face_model_3d.txt scaled to its labels (a frontal face's depths: Face Mesh lifted every
+HELEN test face). It is turned (yaw, and a little pitch) about the depth of its outline, where the
+neck's axis lies, and drawn again triangle by triangle, farthest first, so the near cheek covers the
+far one. A ring of points just outside the head moves with the head's edge; a ring further out and the
 image border stay, so the background stretches over what the turn uncovers. The 68 labels turn with
 the face, except that the jaw points on the far side, which the turn hides behind the cheek, move
 out to the visible outline on their row, where 300-W puts the jaw of a turned face.
@@ -88,10 +89,12 @@ def turn(face: Lifted, yaw: float, pitch: float = 0.0) -> tuple[np.ndarray, np.n
 
 
 def _depth_at(points: np.ndarray, surface: np.ndarray, k: int = 4) -> np.ndarray:
-    """Each point's depth: the inverse-distance mean of its ``k`` nearest surface points (in the image)."""
+    """Each point's depth: the inverse-distance mean of its ``k`` nearest surface points (in the
+    image), the distances softened by 1% of the face's size so that any face size weighs alike."""
     distance = np.linalg.norm(points[:, None, :2] - surface[None, :, :2], axis=-1)
     nearest = np.argsort(distance, axis=1)[:, :k]
-    weight = 1.0 / (np.take_along_axis(distance, nearest, axis=1) + 1.0)
+    soften = 0.01 * float(np.ptp(surface[:, :2], axis=0).max())
+    weight = 1.0 / (np.take_along_axis(distance, nearest, axis=1) + soften)
     return (surface[nearest, 2] * weight).sum(axis=1) / weight.sum(axis=1)
 
 
@@ -164,12 +167,12 @@ def _triangles(points: np.ndarray, width: int, height: int) -> np.ndarray:
     """A Delaunay triangulation of the points, (T, 3) indices."""
     subdivision = cv2.Subdiv2D((0, 0, width, height))
     index = {}
-    for i, (x, y) in enumerate(points):
+    for i, (x, y) in enumerate(points.astype(np.float32)):  # Subdiv2D keeps float32: keys match exactly
         subdivision.insert((float(x), float(y)))
-        index[(round(float(x), 2), round(float(y), 2))] = i
+        index[(float(x), float(y))] = i
     triangles = []
     for triangle in subdivision.getTriangleList().reshape(-1, 3, 2):
-        found = [index.get((round(float(x), 2), round(float(y), 2))) for x, y in triangle]
+        found = [index.get((float(x), float(y))) for x, y in triangle]
         if None not in found:
             triangles.append(found)
     return np.array(triangles, dtype=np.int64)
@@ -209,8 +212,9 @@ def _jaw_on_outline(before: np.ndarray, head_before: np.ndarray, after: np.ndarr
         return points
     band = 0.04 * np.ptp(after[:, 1])
     for j in JAW:
-        if (after[j, 0] - after[CHIN, 0]) * far <= 0:
-            continue  # the near side, or the chin: visible as it is
+        if (before[j, 0] - before[CHIN, 0]) * far <= 0:
+            continue  # the near side, or the chin: visible as it is (chosen before the turn, behind
+            # which the far jaw may swing past the chin)
         hidden = _inset(after[j], head_after, far, band) - _inset(before[j], head_before, far, band)
         points[j, 0] += far * max(hidden, 0.0)
     return points
