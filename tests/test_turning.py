@@ -88,7 +88,7 @@ def test_by_yaw_bins_faces_and_divides_by_the_3d_eye_distance_and_the_face_box()
     errors = np.full((2, 68), 0.10)
     errors[1, :17] = 0.40  # the second face's jaw is off: the inner 51 do not see it
     result = Evaluation(["a.jpg", "b.jpg"], errors, missed=["c.jpg"])
-    turns = {name: TurnedFace(yaw, eyes, "evaluation") for name, yaw, eyes in
+    turns = {name: TurnedFace(yaw, eyes, "evaluation", f"{name}.source") for name, yaw, eyes in
              (("a.jpg", 10.0, 50.0), ("b.jpg", -70.0, 100.0), ("c.jpg", 90.0, 50.0))}  # fmt: skip
     rows = by_yaw(result, samples, turns)
     assert [row["faces"] for row in rows] == [1, 0, 1] and [row["missed"] for row in rows] == [0, 0, 1]
@@ -186,3 +186,37 @@ def test_prepare_data_keeps_test_sets_for_evaluation(tmp_path):
     )  # fmt: skip
     assert made.returncode == 2 and "--for-evaluation" in made.stderr and "Traceback" not in made.stderr
     assert len(made.stderr.strip().splitlines()) == 1
+
+
+def test_turned_copies_of_a_face_held_out_for_validation_are_never_trained_on(tmp_path):
+    """A face is held out whole: its turned copies go to validation together, and no copy of a
+    face another source holds out is trained on."""
+    import cv2
+    from synthetic import drawn_face
+
+    from pipnet_core.io.labels import write_pts
+    from pipnet_core.training.config import DataConfig
+    from pipnet_core.training.sources import load_sources
+
+    faces, turned = tmp_path / "faces", tmp_path / "turned"
+    faces.mkdir(), turned.mkdir()
+    rng = np.random.default_rng(1)
+    rows = ["image,source,lifted_by,own_yaw,turn_yaw,turn_pitch,yaw,eye_distance,purpose"]
+    for k in range(10):
+        image, points = drawn_face(rng)
+        cv2.imwrite(str(faces / f"a{k}.jpg"), image)
+        write_pts(faces / f"a{k}.pts", points)
+        for copy in range(2 if k < 7 else 0):  # copies of 7 of the 10: the two splits differ
+            cv2.imwrite(str(turned / f"a{k}_t{copy}.jpg"), image)
+            write_pts(turned / f"a{k}_t{copy}.pts", points)
+            rows.append(f"a{k}_t{copy}.jpg,{(faces / f'a{k}.jpg').resolve()},face mesh,0,30,0,30,60,training")
+    (turned / "turns.csv").write_text("\n".join(rows) + "\n")
+    data = DataConfig(root=str(tmp_path), train=[{"path": "faces"}, {"path": "turned"}], val_fraction=0.3)
+    plain, copies = load_sources(data, 0)
+    held = {s.image_path.stem for s in plain.val}
+    assert len(held) == 3
+    source_of = {s.image_path.name: s.image_path.stem.split("_")[0] for s in copies.train + copies.val}
+    held_copies = {source_of[s.image_path.name] for s in copies.val}
+    assert len(copies.val) == 2 * len(held_copies) == 4  # both copies of each of its 2 held-out faces
+    trained = {source_of[s.image_path.name] for s in copies.train}
+    assert not trained & held and not trained & held_copies

@@ -137,6 +137,7 @@ class TurnedFace(NamedTuple):
     yaw: float  # degrees the face ends at (+: towards the image's right)
     eye_distance: float  # between the outer eye corners in 3D, pixels: what the turn leaves unchanged
     purpose: str  # "training", or "evaluation": turned test faces, which no training may read
+    source: str  # the labelled picture it was made from
 
 
 def read_turns(folder: Path) -> dict[str, TurnedFace]:
@@ -144,7 +145,7 @@ def read_turns(folder: Path) -> dict[str, TurnedFace]:
     try:
         with (Path(folder) / TURNS_FILE).open() as handle:
             return {
-                row["image"]: TurnedFace(float(row["yaw"]), float(row["eye_distance"]), row["purpose"])
+                row["image"]: TurnedFace(float(row["yaw"]), float(row["eye_distance"]), row["purpose"], row["source"])
                 for row in csv.DictReader(handle)
             }
     except (OSError, KeyError, ValueError) as exc:

@@ -73,7 +73,7 @@ def prepare_turned(
                 write_image(out / f"{name}.jpg", turned)
                 write_pts(out / f"{name}.pts", labels)
                 rows.append(
-                    [f"{name}.jpg", str(sample.image_path), face.lifted_by, f"{face.yaw:.2f}", f"{turn_yaw:.2f}",
+                    [f"{name}.jpg", str(sample.image_path.resolve()), face.lifted_by, f"{face.yaw:.2f}", f"{turn_yaw:.2f}",
                      f"{turn_pitch:.2f}", f"{face.yaw + turn_yaw:.2f}", f"{face.eye_distance:.2f}", plan.purpose]
                 )  # fmt: skip
             if progress:

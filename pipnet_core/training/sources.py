@@ -36,14 +36,38 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         if isinstance(repeat, bool) or not isinstance(repeat, (int, float)) or repeat <= 0:
             raise PipnetError(f"config: [data] train entry {entry}: repeat must be a positive number")
         folder = base / entry["path"]
-        if (folder / TURNS_FILE).is_file() and any(t.purpose != "training" for t in read_turns(folder).values()):
+        turns = read_turns(folder) if (folder / TURNS_FILE).is_file() else {}
+        if any(t.purpose != "training" for t in turns.values()):
             raise PipnetError(f"{folder}: turned faces made for evaluation (--for-evaluation): never trained on")
         samples = read_labeled(folder)
-        order = np.random.default_rng(seed).permutation(len(samples))
-        n_val = int(round(len(samples) * data.val_fraction))
+        # Rows are held out one by one; turned copies by the face they were made from, all or none.
+        groups = [turns[s.image_path.name].source for s in samples] if turns else list(range(len(samples)))
+        names = sorted(set(groups))
+        order = np.random.default_rng(seed).permutation(len(names))
+        n_val = int(round(len(names) * data.val_fraction))
+        held = {names[i] for i in order[:n_val]}
+        rows = [i for g in order for i in _rows_of(names[g], groups)] if turns else list(order)
         # Split before leaving rows out, so a run with and one without them hold out the same faces.
         conflicting = conflicting_labels(samples) if data.drop_conflicting else set()
-        train = [samples[i] for i in order[n_val:] if samples[i].image_path not in conflicting]
-        val = [samples[i] for i in order[:n_val] if samples[i].image_path not in conflicting]
+        kept = [i for i in rows if samples[i].image_path not in conflicting]
+        train = [samples[i] for i in kept if groups[i] not in held]
+        val = [samples[i] for i in kept if groups[i] in held]
         sources.append(Source(entry["path"], train, val, float(repeat), len(samples) - len(train) - len(val)))
+    return _without_held_out_faces(sources, base)
+
+
+def _rows_of(group, groups: list) -> list[int]:
+    return [i for i, g in enumerate(groups) if g == group]
+
+
+def _without_held_out_faces(sources: list[Source], base: Path) -> list[Source]:
+    """No turned copy of a face that another source holds out for validation is trained on."""
+    held_out = {s.image_path.resolve() for source in sources for s in source.val}
+    for source in sources:
+        folder = base / source.name
+        if (folder / TURNS_FILE).is_file():
+            turns = read_turns(folder)
+            keep = [s for s in source.train if Path(turns[s.image_path.name].source).resolve() not in held_out]
+            source.dropped += len(source.train) - len(keep)
+            source.train = keep
     return sources
