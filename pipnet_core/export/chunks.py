@@ -13,7 +13,16 @@ from pipnet_core.base.errors import PipnetError
 from pipnet_core.base.records import Face, HeadPose
 from pipnet_core.export.outputs import resume_settings
 from pipnet_core.io.frames import VideoLayout
-from pipnet_core.io.state_codec import NUMBER, decode_state, float_array, from_plain, holds, optional, tuple_of
+from pipnet_core.io.state_codec import (
+    NUMBER,
+    decode_state,
+    float_array,
+    from_plain,
+    holds,
+    optional,
+    read_state_file,
+    tuple_of,
+)
 
 DEFAULT_CHUNK_SECONDS = 60.0
 # The warm-up that took every chunk of five of the six clips of ../shared/videos (5 s chunks) to
@@ -133,12 +142,9 @@ def read_piece(path: Path, plan: VideoPlan, chunk: Chunk) -> dict | None:
     """A finished chunk of this video and these settings; None when there is none, or when it is
     another plan's chunk (other --chunk-seconds): it runs again. A file that is not a piece of
     this program, or was made with other settings, is refused in one line."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    data = read_state_file(path)
+    if data is None:
         return None
-    except OSError as exc:
-        raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
         piece = from_plain(decode_state(data, PIECE_KIND, str(path)), PIECE_STATE)
     except ValueError:

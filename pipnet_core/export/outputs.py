@@ -13,7 +13,7 @@ from pipnet_core.base.errors import PipnetError
 from pipnet_core.export.writers import CsvWriter, JsonLinesWriter, OpenFaceWriter, PtsWriter, RawTrackWriter
 from pipnet_core.io.files import write_file
 from pipnet_core.io.images import DEFAULT_MAX_PIXELS
-from pipnet_core.io.state_codec import decode_state, encode_state
+from pipnet_core.io.state_codec import decode_state, encode_state, read_state_file
 from pipnet_core.pipeline.landmarker import Landmarker
 
 WRITERS = {"csv": CsvWriter, "json": JsonLinesWriter, "pts": PtsWriter, "openface": OpenFaceWriter}
@@ -207,12 +207,9 @@ class Progress:
     def read(cls, path: Path, settings: dict) -> dict | None:
         """The saved progress (None: there is none, and the video runs again from its start,
         unwritten); refuses a file that is not this program's or was made with other settings."""
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
+        data = read_state_file(path)
+        if data is None:
             return None
-        except OSError as exc:
-            raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
         saved = decode_state(data, cls.KIND, str(path))
         if (
             not isinstance(saved, dict)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +40,16 @@ def encode_state(kind: str, document: Any) -> bytes:
         "document": _pack(document),
     }
     return json.dumps(meta, separators=(",", ":")).encode() + b"\n"
+
+
+def read_state_file(path: Path) -> bytes | None:
+    """A state file's bytes; None when there is none; a one-line PipnetError when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PipnetError(f"{path}: cannot be read ({exc.strerror})") from None
 
 
 def decode_state(data: bytes, kind: str, origin: str) -> Any:

@@ -70,6 +70,19 @@ class _UdpBundles:
                 builder.add_arg(float(arg), "f")
         return builder.build()
 
+    def frame_message(self, m: dict):
+        """``/pipnet/frame``: the frame's numbers, its face count and size, capture and send times."""
+        return self.message(
+            "/pipnet/frame",
+            m["frame"],
+            m["source_frame"],
+            len(m["faces"]),
+            m["width"],
+            m["height"],
+            ("d", m["capture_time"]),
+            ("d", time.monotonic()),
+        )
+
     def send(self, messages) -> None:
         bundle = self.osc.OscBundleBuilder(self.osc.IMMEDIATELY)
         for message in messages:
@@ -100,18 +113,7 @@ class OscSink:
 
     def send(self, result: LiveResult) -> None:
         m, udp = result.message, self._udp
-        messages = [
-            udp.message(
-                "/pipnet/frame",
-                m["frame"],
-                m["source_frame"],
-                len(m["faces"]),
-                m["width"],
-                m["height"],
-                ("d", m["capture_time"]),
-                ("d", time.monotonic()),
-            )
-        ]
+        messages = [udp.frame_message(m)]
         for face in m["faces"]:
             base = f"/pipnet/face/{face['id']}"
             pose = face["pose"]
@@ -172,16 +174,7 @@ class VmcSink:
         messages = [
             udp.message("/VMC/Ext/OK", 1 if m["faces"] else 0),
             udp.message("/VMC/Ext/T", m["capture_time"] - self._started),
-            udp.message(
-                "/pipnet/frame",
-                m["frame"],
-                m["source_frame"],
-                len(m["faces"]),
-                m["width"],
-                m["height"],
-                ("d", m["capture_time"]),
-                ("d", time.monotonic()),
-            ),
+            udp.frame_message(m),
         ]
         face = next((f for f in m["faces"] if f["success"]), None)
         if face is not None:

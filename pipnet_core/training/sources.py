@@ -46,7 +46,10 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         order = np.random.default_rng(seed).permutation(len(names))
         n_val = int(round(len(names) * data.val_fraction))
         held = {names[i] for i in order[:n_val]}
-        rows = [i for g in order for i in _rows_of(names[g], groups)] if turns else list(order)
+        members: dict = {}
+        for i, group in enumerate(groups):
+            members.setdefault(group, []).append(i)
+        rows = [i for g in order for i in members[names[g]]]  # plain sources: one row per group, as before
         # Split before leaving rows out, so a run with and one without them hold out the same faces.
         conflicting = conflicting_labels(samples) if data.drop_conflicting else set()
         kept = [i for i in rows if samples[i].image_path not in conflicting]
@@ -54,10 +57,6 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         val = [samples[i] for i in kept if groups[i] in held]
         sources.append(Source(entry["path"], train, val, float(repeat), len(samples) - len(train) - len(val)))
     return _without_held_out_faces(sources, base)
-
-
-def _rows_of(group, groups: list) -> list[int]:
-    return [i for i, g in enumerate(groups) if g == group]
 
 
 def _without_held_out_faces(sources: list[Source], base: Path) -> list[Source]:
