@@ -21,6 +21,8 @@ def _eval(args) -> None:
     from pipnet_core.training.loading import load_landmark_model
 
     model = load_landmark_model(args.model, args.threads)
+    if args.negatives:
+        return _eval_negatives(args, model)
     if args.validation_of:
         from pipnet_core.training.config import Config
         from pipnet_core.training.sources import load_sources
@@ -73,6 +75,27 @@ def _eval(args) -> None:
     if turns is not None:
         _print_yaw_bins(result, samples, turns)
     write_reports(result, str(args.model), str(args.data), args.csv, args.json, args.plot)
+
+
+def _eval_negatives(args, model) -> None:
+    from pipnet_core.evaluation.negatives import evaluate_negatives
+    from pipnet_core.io.labels import read_negatives
+
+    if args.detector or args.rotate or args.face_height or args.roll_error or args.yaw:
+        raise PipnetError("--negatives shows each patch to the model whole: no detector, view or --yaw options")
+    patches = [p for folder in args.negatives for p in read_negatives(Path(folder))]
+    if args.limit:
+        patches = patches[:: max(len(patches) // args.limit, 1)][: args.limit]
+    result = evaluate_negatives(model, patches, progress=progress_counter("patches"))
+    print(
+        f"{' + '.join(args.negatives)}: {len(patches)} crops with no face; passed as a face: mean confidence "
+        f">= {result.threshold:g}\n      kind  patches  passed %  with shape check %  confidence median / p99"
+    )
+    for row in result.rows():
+        print(
+            f"{row['kind']:>10}  {row['patches']:7d}  {100 * row['passed']:8.2f}  "
+            f"{100 * row['passed_with_shape_check']:18.2f}  {row['median']:17.3f} / {row['p99']:.3f}"
+        )
 
 
 def _turns_of(args, samples) -> dict:
@@ -165,12 +188,46 @@ def _eval_clip(args) -> None:
 
     with make_landmarker(args, max_faces=1) as landmarker:
         frames = int(round(args.seconds * 30))
+        if args.turn is not None:
+            return _eval_turning_clip(landmarker, args.turn, frames)
         results = {}
         for roll_speed in (args.roll_speed, 0.0):
             results[roll_speed] = evaluate_clip(landmarker, ClipSpec(frames=frames, roll_speed=roll_speed))
             print(f"sample clip, {frames} frames at 30 fps, rolling {roll_speed:g} deg/s: {results[roll_speed].line()}")
         ratio = results[args.roll_speed].nme.mean() / results[0.0].nme.mean()
         print(f"mean NME rolling / still: {ratio:.2f}x")
+
+
+def _eval_turning_clip(landmarker, max_yaw: float, frames: int) -> None:
+    from pipnet_core.evaluation.evaluate import track_clip
+    from pipnet_core.io.sample_clip import face_photo
+    from pipnet_core.training.turning import lift, turning_clip
+
+    if not 0 < max_yaw <= 90:
+        raise PipnetError("--turn MAX_YAW lies within 0-90 degrees")
+    photo = face_photo()
+    reference = landmarker.process_image(photo)
+    if not reference:
+        raise PipnetError("no face found in the sample photo")
+    face = lift(photo, reference[0].points, _face_mesh_of(photo))
+    clip = ((frame, t, labels, face.eye_distance) for frame, t, labels in turning_clip(face, max_yaw, frames))
+    result = track_clip(landmarker, clip)
+    print(
+        f"sample photo lifted by the {face.lifted_by}, turned to +-{max_yaw:g} degrees of yaw and back, {frames} "
+        f"frames at 30 fps (NME by the 3D eye distance): {result.line()}"
+    )
+
+
+def _face_mesh_of(photo):
+    """Face Mesh's 3D points of the photo's face, as `prepare-data` lifts faces; None without MediaPipe
+    (the generic face then, whose profile views look less like a head)."""
+    try:
+        from pipnet_core.evaluation.face_mesh import FaceMesh
+
+        with FaceMesh(stills=True) as mesh:
+            return mesh.meshes_3d(photo)[0]
+    except PipnetError:  # MediaPipe absent
+        return None
 
 
 def _calibrate(args) -> None:
@@ -193,9 +250,8 @@ def add_commands(sub) -> None:
     _add_eval_clip(sub)
 
 
-def _add_eval(sub) -> None:
-    p = sub.add_parser("eval", help="NME, FR@0.10 and AUC@0.10 on labeled faces")
-    p.add_argument("--model", required=True, help="an .onnx model or a training checkpoint (.pt)")
+def _add_eval_data(p) -> None:
+    """What `pipnet eval` scores: labelled faces, a config's validation faces, or crops with no face."""
     data = p.add_mutually_exclusive_group(required=True)
     data.add_argument(
         "--data",
@@ -204,10 +260,22 @@ def _add_eval(sub) -> None:
         "same-named CSV; several are scored as one set",
     )
     data.add_argument(
+        "--negatives",
+        nargs="+",
+        metavar="FOLDER",
+        help="folders of crops with no face (`pipnet prepare-data --negatives`): the share taken for a face",
+    )
+    data.add_argument(
         "--validation-of",
         metavar="CONFIG",
         help="the faces a training config holds out for validation (for choices; test sets only report)",
     )
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="NME, FR@0.10 and AUC@0.10 on labeled faces")
+    p.add_argument("--model", required=True, help="an .onnx model or a training checkpoint (.pt)")
+    _add_eval_data(p)
     p.add_argument("--csv", help="write per-face NME here")
     p.add_argument("--json", help="write the summary and per-landmark NME here")
     p.add_argument("--plot", help="write the cumulative error distribution as a PNG here")
@@ -278,5 +346,11 @@ def _add_eval_clip(sub) -> None:
         "--roll-speed", type=float, default=36.0, help="degrees per second (default 36: a full turn in 10 s)"
     )
     p.add_argument("--seconds", type=float, default=10.0, help="clip length (default 10)")
+    p.add_argument(
+        "--turn",
+        type=float,
+        metavar="MAX_YAW",
+        help="instead: the photo's face turning to MAX_YAW degrees either way and back (3/4 and profile views)",
+    )
     add_runtime_options(p)
     p.set_defaults(run=_eval_clip)

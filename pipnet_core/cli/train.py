@@ -30,11 +30,13 @@ def _export(args) -> None:
 def _quantize(args) -> None:
     from pipnet_core.training.config import Config
     from pipnet_core.training.quantize import evenly, int8_path, quantize
-    from pipnet_core.training.sources import load_sources
+    from pipnet_core.training.sources import is_negative, load_sources
 
     cfg = Config.load(args.config)
     sources = load_sources(cfg.data, cfg.train.seed, args.data_root)
-    calibration = evenly([s for src in sources for s in src.train], args.calibration_faces)
+    # Faces only: the crops with no face have no landmark box to crop by.
+    faces = [s for src in sources for s in src.train if not is_negative(s)]
+    calibration = evenly(faces, args.calibration_faces)
     check = [s for src in sources for s in src.val]
     out = Path(args.out) if args.out else int8_path(Path(args.model))
     report = quantize(Path(args.model), out, calibration, check, args.tolerance / 100, args.threads)

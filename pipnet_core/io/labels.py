@@ -150,3 +150,24 @@ def read_turns(folder: Path) -> dict[str, TurnedFace]:
             }
     except (OSError, KeyError, ValueError) as exc:
         raise PipnetError(f"{folder}: no readable {TURNS_FILE} (`pipnet prepare-data` writes one): {exc}") from None
+
+
+NEGATIVES_FILE = "negatives.csv"  # beside a folder of crops with no face (`pipnet prepare-data --negatives`)
+
+
+class NegativePatch(NamedTuple):
+    image_path: Path  # the patch, already cropped: the whole image is the model's view
+    kind: str  # "background" (of a labelled picture) or "texture" (drawn)
+    purpose: str  # "training", or "evaluation": patches of test pictures, which no training may read
+
+
+def read_negatives(folder: Path) -> list[NegativePatch]:
+    """The patches of a folder of negatives, in file order."""
+    folder = Path(folder)
+    try:
+        with (folder / NEGATIVES_FILE).open() as handle:
+            return [NegativePatch(folder / row["image"], row["kind"], row["purpose"]) for row in csv.DictReader(handle)]
+    except (OSError, KeyError) as exc:
+        raise PipnetError(
+            f"{folder}: no readable {NEGATIVES_FILE} (`pipnet prepare-data --negatives` writes one): {exc}"
+        ) from None

@@ -33,6 +33,18 @@ def training_crop(
     return _photometric(crop, cfg, rng), crop_points.astype(np.float32)
 
 
+def negative_crop(patch: np.ndarray, size: int, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
+    """An augmented view of a patch with no face (training/negatives.py): the same geometry and
+    photometric changes as a face crop, around the patch's centre."""
+    full = patch.shape[0]
+    side = full * rng.uniform(0.8, 1.0)
+    shift = rng.uniform(-(full - side) / 2, (full - side) / 2, size=2)
+    box = CropBox(full / 2 + shift[0], full / 2 + shift[1], side)
+    angle = rng.uniform(-cfg.rotation_deg, cfg.rotation_deg) if rng.random() < cfg.rotation_prob else 0.0
+    crop = warp(patch, crop_matrix(box, size, angle, rng.random() < cfg.flip_prob), size)
+    return _photometric(crop, cfg, rng)
+
+
 def _photometric(crop: np.ndarray, cfg: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     size = crop.shape[0]
     if rng.random() < cfg.occlusion_prob:

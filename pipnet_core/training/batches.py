@@ -12,9 +12,9 @@ from pipnet_core.base.crop import landmark_crop, landmark_crop_matrix, transform
 from pipnet_core.io.images import load_image
 from pipnet_core.io.labels import Sample
 from pipnet_core.model.codec import PIPCodec
-from pipnet_core.training.augment import training_crop
+from pipnet_core.training.augment import negative_crop, training_crop
 from pipnet_core.training.config import Config
-from pipnet_core.training.sources import Source
+from pipnet_core.training.sources import Source, is_negative
 
 
 def preload(samples: list[Sample]) -> dict[Path, np.ndarray]:
@@ -39,21 +39,20 @@ class LandmarkDataset(Dataset):
         sample = self.samples[index]
         image = self.images[sample.image_path]
         size, scale = self.cfg.model.input_size, self.cfg.model.crop_scale
-        if self.augment:
-            rng = np.random.default_rng((self.cfg.train.seed, self.epoch, index))
+        rng = np.random.default_rng((self.cfg.train.seed, self.epoch, index))
+        if is_negative(sample):
+            crop = negative_crop(image, size, self.cfg.augment, rng)
+            points = np.zeros((self.codec.num_points, 2), np.float32)  # unused: validation holds faces only
+        elif self.augment:
             crop, points = training_crop(image, sample.points, scale, size, self.cfg.augment, rng)
         else:
             crop, matrix = landmark_crop(image, sample.points, scale, size)
             points = transform_points(sample.points, matrix).astype(np.float32)
         targets = self.codec.encode(points)
-        return (
-            torch.from_numpy(crop),
-            torch.from_numpy(points),
-            *(
-                torch.from_numpy(t)
-                for t in (targets.score, targets.offset_x, targets.offset_y, targets.neighbour_x, targets.neighbour_y)
-            ),
-        )
+        maps = (targets.score, targets.offset_x, targets.offset_y, targets.neighbour_x, targets.neighbour_y)
+        if is_negative(sample):  # empty score maps; with them every offset's weight in the loss is zero
+            maps = tuple(np.zeros_like(m) for m in maps)
+        return (torch.from_numpy(crop), torch.from_numpy(points), *(torch.from_numpy(m) for m in maps))
 
 
 def epoch_indices(sources: list[Source], epoch: int, seed: int) -> np.ndarray:
@@ -80,6 +79,10 @@ def fit_codec(samples: list[Sample], cfg: Config) -> PIPCodec:
     """Mean face and neighbours from the training labels, in the model's crop frame."""
     m = cfg.model
     crop_points = np.stack(
-        [transform_points(s.points, landmark_crop_matrix(s.points, m.crop_scale, m.input_size)) for s in samples]
+        [
+            transform_points(s.points, landmark_crop_matrix(s.points, m.crop_scale, m.input_size))
+            for s in samples
+            if not is_negative(s)
+        ]
     )
     return PIPCodec.fit(crop_points, m.num_neighbours, m.input_size, m.stride)

@@ -8,8 +8,18 @@ from pathlib import Path
 import numpy as np
 
 from pipnet_core.base.errors import PipnetError
-from pipnet_core.io.labels import TURNS_FILE, Sample, conflicting_labels, read_labeled, read_turns
+from pipnet_core.io.labels import (
+    NEGATIVES_FILE,
+    TURNS_FILE,
+    Sample,
+    conflicting_labels,
+    read_labeled,
+    read_negatives,
+    read_turns,
+)
 from pipnet_core.training.config import DataConfig
+
+NO_FACE = np.zeros((0, 2), np.float32)  # the points of a negative sample: a crop trained to empty score maps
 
 
 @dataclass
@@ -35,7 +45,10 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         repeat = entry.get("repeat", 1.0)
         if isinstance(repeat, bool) or not isinstance(repeat, (int, float)) or repeat <= 0:
             raise PipnetError(f"config: [data] train entry {entry}: repeat must be a positive number")
-        folder = base / entry["path"]
+        folder = base / Path(entry["path"]).expanduser()
+        if (folder / NEGATIVES_FILE).is_file():
+            sources.append(_negative_source(folder, entry["path"], float(repeat)))
+            continue
         turns = read_turns(folder) if (folder / TURNS_FILE).is_file() else {}
         if any(t.purpose != "training" for t in turns.values()):
             raise PipnetError(f"{folder}: turned faces made for evaluation (--for-evaluation): never trained on")
@@ -59,11 +72,25 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
     return _without_held_out_faces(sources, base)
 
 
+def _negative_source(folder: Path, name: str, repeat: float) -> Source:
+    """A folder of patches with no face, every one trained on (validation measures faces)."""
+    patches = read_negatives(folder)
+    if any(p.purpose != "training" for p in patches):
+        raise PipnetError(
+            f"{folder}: patches of test pictures, made for evaluation (--for-evaluation): never trained on"
+        )
+    return Source(name, [Sample(p.image_path, NO_FACE) for p in patches], [], repeat)
+
+
+def is_negative(sample: Sample) -> bool:
+    return len(sample.points) == 0
+
+
 def _without_held_out_faces(sources: list[Source], base: Path) -> list[Source]:
     """No turned copy of a face that another source holds out for validation is trained on."""
     held_out = {s.image_path.resolve() for source in sources for s in source.val}
     for source in sources:
-        folder = base / source.name
+        folder = base / Path(source.name).expanduser()
         if (folder / TURNS_FILE).is_file():
             turns = read_turns(folder)
             keep = [s for s in source.train if Path(turns[s.image_path.name].source).resolve() not in held_out]

@@ -22,7 +22,7 @@ from pipnet_core.training.config import Config
 from pipnet_core.training.distributed import Workers
 from pipnet_core.training.loss import pip_loss
 from pipnet_core.training.network import find_pretrained, load_imagenet_weights
-from pipnet_core.training.sources import Source, load_sources
+from pipnet_core.training.sources import Source, is_negative, load_sources
 from pipnet_core.training.stc import SelfTrainer
 from pipnet_core.training.torch_runner import (
     TorchLandmarkModel,
@@ -117,8 +117,10 @@ def _load_data(cfg: Config, data_root: str | None, log) -> tuple[list[Source], l
     sources = load_sources(cfg.data, cfg.train.seed, data_root)
     train_samples = [s for src in sources for s in src.train]
     val_samples = [s for src in sources for s in src.val]
+    negatives = sum(is_negative(s) for s in train_samples)
     log(
-        f"data: {len(train_samples)} training faces, {len(val_samples)} held out for validation "
+        f"data: {len(train_samples) - negatives} training faces and {negatives} crops with no face, "
+        f"{len(val_samples)} faces held out for validation "
         f"({', '.join(f'{s.name}: {len(s.train)}+{len(s.val)} x{s.repeat:g}' for s in sources)})"
     )
     for source in sources:
@@ -229,7 +231,7 @@ def train(
     t = cfg.train
     workers = distributed.start()
     log = log if workers.main else (lambda *_: None)
-    out = Path(out_dir or t.out_dir)
+    out = Path(out_dir or t.out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(t.seed)
     torch.set_num_threads(t.threads or torch.get_num_threads())
