@@ -85,7 +85,7 @@ def _bench_faces(args, landmarker, faces: int) -> None:
 
 
 def _bench_quality(args) -> None:
-    from pipnet_core.evaluation.quality import TABLE_HEADER, measure_clip, write_report
+    from pipnet_core.evaluation.quality import TABLE_HEADER, measure_clip, write_report, yaw_bins
     from pipnet_core.io.media import expand
 
     clips = expand(args.videos, kinds=("video",))
@@ -102,6 +102,14 @@ def _bench_quality(args) -> None:
             quality = measure_clip(clip, landmarker, args.smooth, out_dir=Path(args.out) if args.out else None)
             results.append(quality)
             print(quality.row(), flush=True)
+        print(
+            "\nall clips by |yaw| (Face Mesh's): the inner 51 points against Face Mesh's (tools/derive_mesh_table.py), "
+            "% of its face box\n   |yaw|  frames  missed  median %  p90 %"
+        )
+        for row in yaw_bins([pair for quality in results for pair in quality.turned]):
+            print(
+                f"{row['bin']:>8}  {row['frames']:6d}  {row['missed']:6d}  {100 * row['median']:8.2f}  {100 * row['p90']:5.2f}"
+            )
         if args.out:
             write_report(Path(args.out) / "quality.json", results)
             print(f"worst frames (ours green, Face Mesh red) and quality.json in {args.out}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,7 +251,8 @@ class ClipEvaluation:
     def line(self) -> str:
         return (
             f"{self.tracked}/{self.frames} frames tracked, {len(self.ids)} face id(s), "
-            f"mean NME {100 * self.nme.mean():.2f}%, worst {100 * self.nme.max():.2f}%"
+            f"mean NME {100 * self.nme.mean():.2f}%, worst {100 * self.nme.max():.2f}%, "
+            f"{int((self.nme > FAILURE_THRESHOLD).sum())} frames above {100 * FAILURE_THRESHOLD:g}%"
         )
 
 
@@ -264,17 +265,28 @@ def evaluate_clip(landmarker, spec) -> ClipEvaluation:
     reference = landmarker.process_image(face_photo())
     if not reference:
         raise PipnetError("no face found in the sample photo")
+
+    def frames():
+        for frame, timestamp, matrices in generate(spec):
+            truth = transform_points(reference[0].points, matrices[0])
+            yield frame, timestamp, truth, float(np.linalg.norm(truth[RIGHT_EYE_OUTER] - truth[LEFT_EYE_OUTER]))
+
+    return track_clip(landmarker, frames())
+
+
+def track_clip(landmarker, frames: Iterable[tuple[np.ndarray, float, np.ndarray, float]]) -> ClipEvaluation:
+    """The video pipeline on frames with known points: (frame, timestamp, true points, the length
+    errors are divided by); from a fresh start, and reset after."""
     landmarker.reset()
-    ids, errors, frames = set(), [], 0
-    for frame, timestamp, matrices in generate(spec):
-        frames += 1
+    ids, errors, count = set(), [], 0
+    for frame, timestamp, truth, scale in frames:
+        count += 1
         faces = [f for f in landmarker.process(frame, timestamp) if f.success]
         if faces:
             ids.update(f.id for f in faces)
-            truth = transform_points(reference[0].points, matrices[0])
-            errors.append(point_errors(faces[0].points[None], truth[None]).mean())
+            errors.append(float(np.linalg.norm(faces[0].points - truth, axis=1).mean() / scale))
     landmarker.reset()
-    return ClipEvaluation(frames, len(errors), ids, np.array(errors) if errors else np.array([np.inf]))
+    return ClipEvaluation(count, len(errors), ids, np.array(errors) if errors else np.array([np.inf]))
 
 
 def write_reports(

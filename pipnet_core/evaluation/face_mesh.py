@@ -50,6 +50,18 @@ def solutions():
     return mp.solutions
 
 
+# Face Mesh's outermost cheek vertices, on the image's left and right of a frontal face.
+CHEEK_LEFT, CHEEK_RIGHT = 234, 454
+
+
+def mesh_yaw(mesh: np.ndarray) -> float:
+    """A face's yaw in degrees from Face Mesh's 3D points (``FaceMesh.meshes_3d``), +: turned
+    towards the image's right (the pose convention): the line between the cheeks turns in depth
+    by the yaw, whatever the camera."""
+    across = mesh[CHEEK_RIGHT] - mesh[CHEEK_LEFT]
+    return float(np.degrees(np.arctan2(across[2], across[0])))
+
+
 class FaceMesh(Closing):
     """Face Mesh (468 points) in video mode, warmed up, its graph's first-run chatter hidden: the
     one wrapper the benchmarks, the quality measures and the tests use."""

@@ -7,6 +7,10 @@ second difference of the stable points over the eye distance: a still head shoul
 points), agreement (per-frame mean distance between the shared points over Face Mesh's outer
 eye distance: median, 90th percentile, frames above 10%), and blinks: ours against those found
 the same way on Face Mesh's eyelids (matched when they start within BLINK_TOLERANCE frames).
+Turned heads: per bin of |yaw| (Face Mesh's own, from its 3D points), the inner 51 points (brows,
+nose, eyes, mouth) against the Face Mesh vertices that mean them (MESH_FOR_68), over the size of
+Face Mesh's face box, which unlike the eye distance holds in profile; a frame where Face Mesh has
+a face and we have none counts as missed.
 The worst frames are saved with both point sets drawn so a person can see who is wrong.
 Smoothing as `pipnet annotate --smooth`: offline, live (the app's filter) or none.
 """
@@ -15,12 +19,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 
 from pipnet_core.base.records import FrameFaces
-from pipnet_core.evaluation.face_mesh import FaceMesh
+from pipnet_core.evaluation.evaluate import YAW_BINS
+from pipnet_core.evaluation.face_mesh import FaceMesh, mesh_yaw
 from pipnet_core.io.files import write_json
 from pipnet_core.io.frames import iterate, open_source
 from pipnet_core.offline.measures import aspect_ratio, detect_blinks
@@ -32,6 +38,18 @@ from pipnet_core.pipeline.smoothing import SmoothingParams
 SHARED_POINTS = ((36, 33), (39, 133), (42, 362), (45, 263), (30, 4), (48, 61), (54, 291), (8, 152))
 # Face Mesh's six points of each eye in the order of scheme.RIGHT_EYE / LEFT_EYE.
 MESH_EYES = ((33, 160, 158, 133, 153, 144), (362, 385, 387, 263, 373, 380))
+# (ours, Face Mesh) for the inner 51 points: the vertex nearest each label on 829 frontal HELEN and
+# AFW training faces, `tools/derive_mesh_table.py ../shared/data/300w_subset/helen/trainset
+# ../shared/data/300w_subset/afw` (mean residual 3.6% of the eye distance; brows 4.5-7%, their
+# conventions differ most).
+MESH_FOR_68 = (
+    (17, 70), (18, 63), (19, 105), (20, 66), (21, 107), (22, 336), (23, 296), (24, 334), (25, 293), (26, 300),
+    (27, 168), (28, 197), (29, 195), (30, 4), (31, 240), (32, 97), (33, 2), (34, 326), (35, 460), (36, 33),
+    (37, 160), (38, 158), (39, 155), (40, 153), (41, 144), (42, 382), (43, 385), (44, 387), (45, 466), (46, 373),
+    (47, 380), (48, 61), (49, 39), (50, 37), (51, 0), (52, 267), (53, 269), (54, 291), (55, 405), (56, 314),
+    (57, 17), (58, 84), (59, 181), (60, 62), (61, 38), (62, 13), (63, 268), (64, 308), (65, 317), (66, 14),
+    (67, 87),
+)  # fmt: skip
 BLINK_TOLERANCE = 2  # frames
 STABLE = (0, 1, 2, 3, 4)  # eye corners and nose tip: they move with the head, not with expressions
 GROSS = 0.10  # disagreement above this (fraction of the eye distance) is a gross failure of one model
@@ -54,6 +72,8 @@ class ClipQuality:
     blinks_mesh: int = 0
     blinks_matched: int = 0
     worst: list[tuple[int, float]] = field(default_factory=list)  # (frame, disagreement)
+    # Per frame Face Mesh has a face: (its yaw, our inner-51 disagreement over its box; nan: we have none).
+    turned: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def jitter_ratio(self) -> float:
@@ -86,6 +106,49 @@ TABLE_HEADER = (
 MESH_POINTS = [m for _, m in SHARED_POINTS] + [m for eye in MESH_EYES for m in eye]
 
 
+class MeshView(NamedTuple):
+    """What one frame's Face Mesh gives the measures."""
+
+    marks: np.ndarray  # MESH_POINTS, (len, 2) frame pixels
+    inner: np.ndarray  # the vertices of MESH_FOR_68, (51, 2)
+    yaw: float  # degrees, mesh_yaw
+    box: float  # the square root of its 468 points' box area, pixels
+
+
+def mesh_view(meshes: list[np.ndarray]) -> MeshView | None:
+    if not meshes:
+        return None
+    mesh = meshes[0]
+    width, height = np.ptp(mesh[:, :2], axis=0)
+    return MeshView(
+        mesh[MESH_POINTS, :2].astype(np.float32),
+        mesh[[m for _, m in MESH_FOR_68], :2],
+        mesh_yaw(mesh),
+        float(np.sqrt(width * height)),
+    )
+
+
+def yaw_bins(turned: list[tuple[float, float]]) -> list[dict]:
+    """Per bin of |yaw|: Face Mesh's frames, those we missed, and the median and 90th percentile
+    of the inner-51 disagreement over the face box of the frames we have."""
+    pairs = np.array(turned, np.float64).reshape(-1, 2)
+    rows = []
+    for low, high in YAW_BINS:
+        size = np.abs(pairs[:, 0])
+        errors = pairs[(size >= low) & ((size < high) | (high == YAW_BINS[-1][1])), 1]
+        found = errors[np.isfinite(errors)]
+        rows.append(
+            {
+                "bin": f"{low:g}-{high:g}",
+                "frames": len(errors),
+                "missed": int(len(errors) - len(found)),
+                "median": float(np.median(found)) if len(found) else float("nan"),
+                "p90": float(np.percentile(found, 90)) if len(found) else float("nan"),
+            }
+        )
+    return rows
+
+
 def second_difference_jitter(tracks: list[np.ndarray | None], eye_distances: list[float]) -> float:
     """Median |p[t+1] - 2 p[t] + p[t-1]| of the stable points over the eye distance, over runs of
     three consecutive frames that all have points."""
@@ -108,12 +171,12 @@ def measure_clip(
     source = open_source(path)
     reference = None
     frames: Frames = []
-    mesh_marks: list[np.ndarray | None] = []
+    views: list[MeshView | None] = []
     try:
         reference = FaceMesh(max_faces=1)
         for frame in iterate(source):
             frames.append(FrameFaces(frame.index, frame.timestamp, landmarker.process(frame.image, frame.timestamp)))
-            mesh_marks.append(reference.points(frame.image, MESH_POINTS))
+            views.append(mesh_view(reference.meshes_3d(frame.image)))
             size = frame.image.shape[1::-1]
     finally:
         source.close()
@@ -121,10 +184,25 @@ def measure_clip(
             reference.close()
     if smoothing == "offline" and frames:
         frames = smooth_offline(frames, landmarker.model.info.codec.mean_face, landmarker.camera(size))
+    mesh_marks = [view.marks if view is not None else None for view in views]
     quality = summarise(path.name, frames, mesh_marks, worst_count)
+    quality.turned = turned_agreement(frames, views)
     if out_dir is not None:
         save_worst_frames(out_dir, path, frames, mesh_marks, quality.worst)
     return quality
+
+
+def turned_agreement(frames: Frames, views: list[MeshView | None]) -> list[tuple[float, float]]:
+    """(Face Mesh's yaw, our inner-51 disagreement over its face box) for each frame it has a face."""
+    ours = [m for m, _ in MESH_FOR_68]
+    pairs = []
+    for (_, _, faces), view in zip(frames, views):
+        if view is None:
+            continue
+        face = _best(faces)
+        error = np.nan if face is None else np.linalg.norm(face.points[ours] - view.inner, axis=1).mean() / view.box
+        pairs.append((view.yaw, float(error)))
+    return pairs
 
 
 def _best(faces):
@@ -243,4 +321,9 @@ def save_worst_frames(
 
 def write_report(path: Path, results: list[ClipQuality]) -> None:
     """quality.json: every clip's measures (written whole, as every JSON output)."""
-    write_json(path, [{**asdict(r), "jitter_ratio": r.jitter_ratio, "blink_f1": r.blink_f1} for r in results])
+    rows = []
+    for result in results:
+        row = {**asdict(result), "jitter_ratio": result.jitter_ratio, "blink_f1": result.blink_f1}
+        row["by_yaw"] = yaw_bins(row.pop("turned"))
+        rows.append(row)
+    write_json(path, rows)

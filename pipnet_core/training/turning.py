@@ -88,6 +88,14 @@ def turn(face: Lifted, yaw: float, pitch: float = 0.0) -> tuple[np.ndarray, np.n
     return image, _jaw_on_outline(face.points[:, :2], head[:, :2], labels[:, :2], rotate(head)[:, :2])
 
 
+def turning_clip(face: Lifted, max_yaw: float, frames: int, fps: float = 30.0):
+    """A clip of ``face`` turning from frontal to ``max_yaw`` degrees one way, back, to the other
+    side and back (yaw = max_yaw * sin of the clip's phase): (frame, timestamp, its 68 labels) each."""
+    for index in range(frames):
+        image, labels = turn(face, max_yaw * float(np.sin(2 * np.pi * index / frames)))
+        yield image, index / fps, labels
+
+
 def _depth_at(points: np.ndarray, surface: np.ndarray, k: int = 4) -> np.ndarray:
     """Each point's depth: the inverse-distance mean of its ``k`` nearest surface points (in the
     image), the distances softened by 1% of the face's size so that any face size weighs alike."""
