@@ -29,6 +29,7 @@ class Source:
     val: list[Sample]
     repeat: float
     dropped: int = 0  # rows left out for conflicting labels
+    turned: bool = False  # copies made by `pipnet prepare-data` (turns.csv)
 
 
 def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) -> list[Source]:
@@ -68,7 +69,8 @@ def load_sources(data: DataConfig, seed: int, root: str | Path | None = None) ->
         kept = [i for i in rows if samples[i].image_path not in conflicting]
         train = [samples[i] for i in kept if groups[i] not in held]
         val = [samples[i] for i in kept if groups[i] in held]
-        sources.append(Source(entry["path"], train, val, float(repeat), len(samples) - len(train) - len(val)))
+        dropped = len(samples) - len(train) - len(val)
+        sources.append(Source(entry["path"], train, val, float(repeat), dropped, turned=bool(turns)))
     return _without_held_out_faces(sources, base)
 
 
@@ -89,10 +91,16 @@ def is_negative(sample: Sample) -> bool:
 def _without_held_out_faces(sources: list[Source], base: Path) -> list[Source]:
     """No turned copy of a face that another source holds out for validation is trained on."""
     held_out = {s.image_path.resolve() for source in sources for s in source.val}
+    turns_of = {}
     for source in sources:
         folder = base / Path(source.name).expanduser()
         if (folder / TURNS_FILE).is_file():
-            turns = read_turns(folder)
+            turns_of[source.name] = read_turns(folder)
+            # A face held out in one folder of copies is held out of the others too.
+            held_out |= {Path(turns_of[source.name][s.image_path.name].source).resolve() for s in source.val}
+    for source in sources:
+        if source.name in turns_of:
+            turns = turns_of[source.name]
             keep = [s for s in source.train if Path(turns[s.image_path.name].source).resolve() not in held_out]
             source.dropped += len(source.train) - len(keep)
             source.train = keep

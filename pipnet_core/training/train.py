@@ -162,7 +162,7 @@ def _starting_point(
     """This run's last checkpoint (``resume``), another run's model (``[train] init``), or ImageNet weights."""
     t = cfg.train
     last_path = out / "last.pt"
-    source = last_path if resume and last_path.exists() else Path(t.init) if t.init else None
+    source = last_path if resume and last_path.exists() else Path(t.init).expanduser() if t.init else None
     if t.init_state not in ("full", "weights"):
         raise PipnetError(f"config: [train] init_state = {t.init_state!r}: choose 'full' or 'weights'")
     if source is not None and source.suffix == ".onnx":
