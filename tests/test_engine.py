@@ -320,7 +320,8 @@ def test_faces_the_caller_found_are_used_instead_of_the_detector(model):
     given = landmarker.process_image(face_photo(), detected_faces=[(x0, y0, x1 - x0, y1 - y0)])
     found = landmarker.process_image(face_photo())
     assert len(given) == 1 and reference_error(given[0].points, astronaut_reference()) < 0.04
-    assert np.abs(given[0].points - found[0].points).max() < 1.0  # the same face as the detector's
+    # The same face as the detector's: within a pixel or two (another crop of it moves the points a little).
+    assert np.abs(given[0].points - found[0].points).max() < 1.5
     assert landmarker.process_image(face_photo(), detected_faces=[]) == []
     with pytest.raises(PipnetError, match="x, y, width, height"):
         landmarker.process_image(face_photo(), detected_faces=[(170, 75, 280)])

@@ -61,7 +61,7 @@ class FaceAligner:
         """Landmarks of faces whose crops came from a detector (``crop_for``): a first pass, then
         ``recover``."""
         points, confidence = self.predict(frame, crops, timings)
-        self.recover(frame, points, confidence, list(range(len(crops))), [c.roll for c in crops], timings)
+        self.recover(frame, points, confidence, list(range(len(crops))), crops, timings)
         return points, confidence
 
     def recover(
@@ -70,14 +70,14 @@ class FaceAligner:
         points: np.ndarray,
         confidence: np.ndarray,
         indices: list[int],
-        rolls: list[float],
+        first_crops: list[CropBox],
         timings: dict[str, float] | None = None,
     ) -> None:
-        """After a first pass from detector crops (faces ``indices``, crop rolls ``rolls``): run
+        """After a first pass from detector crops (``first_crops``, of faces ``indices``): run
         them again from their own points, and try the other turns of those the model is unsure of.
         Updates ``points`` and ``confidence`` in place."""
-        self._refine(frame, points, confidence, indices, rolls, timings)
-        self._try_other_turns(frame, points, confidence, indices, timings)
+        self._refine(frame, points, confidence, indices, [c.roll for c in first_crops], timings)
+        self._try_other_turns(frame, points, confidence, indices, first_crops, timings)
 
     def _refine(
         self,
@@ -104,17 +104,20 @@ class FaceAligner:
         points: np.ndarray,
         confidence: np.ndarray,
         indices: list[int],
+        first_crops: list[CropBox],
         timings: dict[str, float] | None,
     ) -> None:
         """A fresh face the model is unsure of may be cropped upside down or on its side (a hit
-        in a turned frame, rough eye keypoints): crop it turned by 180, 90 and -90 degrees (every
-        unsure face's turns in one batch), run the most confident turn once more from its own
-        points, and keep that if the model is surer of it than of the first crop."""
-        unsure = [i for i in indices if confidence[i].mean() < self.UNSURE_CONFIDENCE]
+        in a turned frame, rough eye keypoints): its first crop turned by 180, 90 and -90 degrees
+        (every unsure face's turns in one batch), the most confident turn run once more from its
+        own points, kept if the model is surer of it than of the first crop. The first crop, not
+        one around the unsure points: a model that sees no face in a crop may bunch its points
+        into a corner of it, and a crop around them misses the face."""
+        unsure = [k for k, i in enumerate(indices) if confidence[i].mean() < self.UNSURE_CONFIDENCE]
         if not unsure:
             return
         turns = (180.0, 90.0, -90.0)
-        boxes = [self.crop_around(points[i]) for i in unsure]
+        boxes = [first_crops[k] for k in unsure]
         p, c = self.predict(
             frame, [CropBox(b.cx, b.cy, b.side, b.roll + turn) for b in boxes for turn in turns], timings
         )
@@ -123,7 +126,7 @@ class FaceAligner:
             for k in range(len(unsure))
         ]
         p, c = self.predict(frame, [self.crop_around(p[m]) for m in best], timings)
-        for k, i in enumerate(unsure):
+        for k, i in enumerate(indices[j] for j in unsure):
             if c[k].mean() > confidence[i].mean():
                 points[i], confidence[i] = p[k], c[k]
 

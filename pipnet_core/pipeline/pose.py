@@ -76,6 +76,10 @@ def estimate_pose(points: np.ndarray, camera: np.ndarray) -> HeadPose | None:
     eye_span_px = max(float(np.linalg.norm(points[45] - points[36])), 1.0)
     depth = camera[0, 0] * (MODEL_3D[MODEL_INDEX == 45][0, 0] - MODEL_3D[MODEL_INDEX == 36][0, 0]) / eye_span_px
     nose = points[30]
+    # ...and turned in the picture by the eye line's angle: from an upright guess, the solver can
+    # settle a face that lies on its side or upside down at a wrong yaw of 50-60 degrees.
+    eyes = points[45] - points[36]
+    guess_r = np.array([0.0, 0.0, float(np.arctan2(eyes[1], eyes[0]))])
     guess_t = np.array(
         [(nose[0] - camera[0, 2]) * depth / camera[0, 0], (nose[1] - camera[1, 2]) * depth / camera[1, 1], depth]
     )
@@ -84,7 +88,7 @@ def estimate_pose(points: np.ndarray, camera: np.ndarray) -> HeadPose | None:
         points[MODEL_INDEX].astype(np.float64),
         camera,
         None,
-        np.zeros(3),
+        guess_r,
         guess_t,
         useExtrinsicGuess=True,
         flags=cv2.SOLVEPNP_ITERATIVE,

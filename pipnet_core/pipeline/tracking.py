@@ -102,6 +102,7 @@ class Tracker:
     # The id of a detection the model has not yet accepted as a face: ids go only to faces the
     # model confirms, so detections it rejects (a drawing, a face-like pattern) use none up.
     UNCONFIRMED = -1
+    CATCH_UP_PASSES = 3  # at most this many extra passes for a face that moved faster than its crop
 
     def __init__(self, max_faces: int | None, config: TrackerConfig = TrackerConfig()):
         self.max_faces = max_faces
@@ -151,7 +152,7 @@ class Tracker:
         points, confidence = aligner.predict(frame, crops, timings)
         fresh = [i for i, t in enumerate(tracks) if t.frames == 0]
         if fresh:
-            aligner.recover(frame, points, confidence, fresh, [tracks[i].crop.roll for i in fresh], timings)
+            aligner.recover(frame, points, confidence, fresh, [crops[i] for i in fresh], timings)
         landed = self._catch_up(frame, points, confidence, tracks, crops, aligner, detector, timings)
         return [Observation(*seen) for seen in zip(tracks, points, confidence, landed)]
 
@@ -222,10 +223,18 @@ class Tracker:
         landed = [aligner.crop_around(p) for p in points]
         shifts = [np.hypot(*(new.centre - old.centre)) / old.side for new, old in zip(landed, crops)]
         moved = [i for i, t in enumerate(tracks) if t.frames and shifts[i] > self.config.catch_up]
-        if moved:
+        # A crop half off the face gives points that only go part of the way: follow them until
+        # they stop moving (or CATCH_UP_PASSES).
+        for _ in range(self.CATCH_UP_PASSES):
+            if not moved:
+                break
+            used = {i: landed[i] for i in moved}
             points[moved], confidence[moved] = aligner.predict(frame, [landed[i] for i in moved], timings)
             for i in moved:
                 landed[i] = aligner.crop_around(points[i])
+            moved = [
+                i for i in moved if np.hypot(*(landed[i].centre - used[i].centre)) / used[i].side > self.config.catch_up
+            ]
         unsure = [
             i
             for i, t in enumerate(tracks)
