@@ -17,7 +17,7 @@ def steps() -> list[Path]:
 
 
 def test_configs_hold_the_shipped_models_recipe_and_nothing_else():
-    assert len(steps()) == 3
+    assert len(steps()) == 4
     assert sorted(CONFIGS.rglob("*.toml")) == steps(), "experiments belong in experiments/<name>/"
 
 
