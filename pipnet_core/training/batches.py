@@ -43,16 +43,20 @@ class LandmarkDataset(Dataset):
         if is_negative(sample):
             crop = negative_crop(image, size, self.cfg.augment, rng)
             points = np.zeros((self.codec.num_points, 2), np.float32)  # unused: validation holds faces only
-        elif self.augment:
+            return (torch.from_numpy(crop), torch.from_numpy(points), *self._empty_maps())
+        if self.augment:
             crop, points = training_crop(image, sample.points, scale, size, self.cfg.augment, rng)
         else:
             crop, matrix = landmark_crop(image, sample.points, scale, size)
             points = transform_points(sample.points, matrix).astype(np.float32)
         targets = self.codec.encode(points)
         maps = (targets.score, targets.offset_x, targets.offset_y, targets.neighbour_x, targets.neighbour_y)
-        if is_negative(sample):  # empty score maps; with them every offset's weight in the loss is zero
-            maps = tuple(np.zeros_like(m) for m in maps)
         return (torch.from_numpy(crop), torch.from_numpy(points), *(torch.from_numpy(m) for m in maps))
+
+    def _empty_maps(self) -> tuple[torch.Tensor, ...]:
+        """A negative's targets: empty score maps, and with them every offset's weight in the loss zero."""
+        g, n, c = self.codec.grid, self.codec.num_points, self.codec.num_neighbours
+        return tuple(torch.zeros(k, g, g) for k in (n, n, n, n * c, n * c))
 
 
 def epoch_indices(sources: list[Source], epoch: int, seed: int) -> np.ndarray:
