@@ -25,6 +25,15 @@ def test_config_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nepoch = 3\n")
     assert_one_line_error(pipnet("train", "--config", bad), "bad.toml", "unknown key 'epoch'")
+    good = tmp_path / "good.toml"
+    good.write_text('[data]\ntrain = [{ path = "faces" }]\n')
+    (tmp_path / "junk.npz").write_bytes(b"not an archive")
+    assert_one_line_error(
+        pipnet("train", "--config", good, "--archive", tmp_path / "junk.npz"), "junk.npz", "not a pipnet crop archive"
+    )
+    assert_one_line_error(
+        pipnet("pack", "--config", good, "--out", tmp_path / "a.npz", "--quality", "0"), "--quality lies within 1-100"
+    )
 
 
 def test_model_and_data_errors(tmp_path):

@@ -13,7 +13,7 @@ from pipnet_core.evaluation.evaluate import evaluate
 from pipnet_core.io.resources import shipped_model
 from pipnet_core.model.onnx import OnnxLandmarkModel
 from pipnet_core.training.config import Config
-from pipnet_core.training.quantize import evenly, milliseconds_per_face, write_int8
+from pipnet_core.training.quantize import calibration_crops, evenly, milliseconds_per_face, write_int8
 from pipnet_core.training.sources import load_sources
 
 VARIANTS = {
@@ -27,9 +27,10 @@ VARIANTS = {
 def main() -> None:
     cfg = Config.load("configs/pipnet_mbv2_68/3_roll_lowres.toml")
     sources = load_sources(cfg.data, cfg.train.seed)
-    calibration = evenly([s for src in sources for s in src.train], 120)
+    calibration_faces = evenly([s for src in sources for s in src.train], 120)
     check = [s for src in sources for s in src.val]
     model = OnnxLandmarkModel(shipped_model(prefer_int8=False))
+    calibration = calibration_crops(calibration_faces, model.info.crop_scale, model.info.input_size)
     print(f"float: NME {100 * evaluate(model, check).summary()['nme']:.2f}%, {milliseconds_per_face(model):.2f} ms")
     with tempfile.TemporaryDirectory() as work:
         for name, options in VARIANTS.items():

@@ -1,4 +1,5 @@
-"""`pipnet prepare-data`: data made from labelled folders, for training or evaluation (turned faces)."""
+"""`pipnet prepare-data` (data made from labelled folders, for training or evaluation: turned faces,
+crops with no face) and `pipnet pack` (a config's training data as one file of crops)."""
 
 from __future__ import annotations
 
@@ -49,6 +50,33 @@ def _prepare_negatives(args, samples, purpose: str) -> None:
     )
 
 
+def _pack(args) -> None:
+    from pipnet_core.model.onnx import OnnxLandmarkModel
+    from pipnet_core.training.archive import pack
+    from pipnet_core.training.config import Config
+
+    teacher = OnnxLandmarkModel(args.teacher) if args.teacher else None
+    try:
+        report = pack(
+            Config.load(args.config),
+            Path(args.out),
+            args.data_root,
+            args.margin,
+            args.quality,
+            teacher,
+            progress=progress_counter("packing"),
+        )
+    finally:
+        if teacher is not None:
+            teacher.close()
+    print(
+        f"wrote {report.path}: {report.crops} crops ({report.faces} faces), {report.size_mb:.1f} MB"
+        + (", with the teacher's points" if report.with_teacher else "")
+    )
+    if args.max_mb and report.size_mb > args.max_mb:
+        raise PipnetError(f"{report.path}: {report.size_mb:.1f} MB, over --max-mb {args.max_mb:g}: lower --quality")
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser(
         "prepare-data",
@@ -80,3 +108,17 @@ def add_commands(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--for-evaluation", action="store_true", help="allow test sets: the output is for `eval` only")
     p.set_defaults(run=_prepare)
+
+    p = sub.add_parser(
+        "pack",
+        help="a config's training and validation faces as one file of crops, for `pipnet train --archive` "
+        "on a machine without the folders (a GPU)",
+    )
+    p.add_argument("--config", required=True, help="the training config whose [data] train sources to pack")
+    p.add_argument("--out", required=True, help="the archive to write (.npz)")
+    p.add_argument("--data-root", help="override [data] root")
+    p.add_argument("--margin", type=float, default=1.5, help="stored side / the model's crop side (default 1.5)")
+    p.add_argument("--quality", type=int, default=80, help="WebP quality, 1-100 (default 80)")
+    p.add_argument("--teacher", help="an ONNX model whose points on every face are stored too (distillation)")
+    p.add_argument("--max-mb", type=float, default=0, help="fail if the archive is larger (e.g. 64 for a GPU)")
+    p.set_defaults(run=_pack)

@@ -11,7 +11,8 @@ def _train(args) -> None:
     from pipnet_core.training.config import Config
     from pipnet_core.training.train import train
 
-    train(Config.load(args.config), resume=args.resume, data_root=args.data_root, out_dir=args.out)
+    cfg = Config.load(args.config)
+    train(cfg, resume=args.resume, data_root=args.data_root, out_dir=args.out, archive=args.archive)
 
 
 def _export(args) -> None:
@@ -77,6 +78,9 @@ def add_commands(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--data-root", help="override [data] root")
     p.add_argument("--out", help="override [train] out_dir")
+    p.add_argument(
+        "--archive", help="read the config's sources from this crop archive (`pipnet pack`), not their folders"
+    )
     p.set_defaults(run=_train)
 
     p = sub.add_parser("bench-train", help="training images/s: network alone and with the data pipeline")

@@ -34,6 +34,10 @@ class ModelInfo:
     training_data: str = ""
     created: str = ""  # ISO date of export
     precision: str = "float32"  # "int8" for a quantized twin (pipnet quantize)
+    # The MobileNetV2's shape (training/network.py), for fine-tuning from the file; files before
+    # model 1.3 have none and are the full network.
+    width: float = 1.0
+    last_channels: int = 1280
 
     @property
     def input_size(self) -> int:
@@ -55,6 +59,8 @@ class ModelInfo:
                 "created": self.created,
                 "precision": self.precision,
                 "backbone": self.backbone,
+                "width": self.width,
+                "last_channels": self.last_channels,
                 "crop_scale": self.crop_scale,
                 "input": "BGR uint8 crop as float32 NCHW 0..255; ImageNet normalisation is inside the graph",
                 "codec": self.codec.to_dict(),
@@ -72,7 +78,9 @@ class ModelInfo:
                 for key in ("name", "version", "scheme", "licence", "training_data", "created", "precision")
                 if key in data
             }
-            return cls(PIPCodec.from_dict(data["codec"]), float(data["crop_scale"]), data["backbone"], **described)
+            shape = {"width": float(data.get("width", 1.0)), "last_channels": int(data.get("last_channels", 1280))}
+            codec, crop_scale = PIPCodec.from_dict(data["codec"]), float(data["crop_scale"])
+            return cls(codec, crop_scale, data["backbone"], **described, **shape)
         except (ValueError, KeyError, TypeError) as exc:
             raise PipnetError(f"{origin}: PIPNet metadata is invalid ({exc})") from None
 

@@ -16,9 +16,16 @@ from pipnet_core.training.config import AugmentConfig
 
 
 def training_crop(
-    image: np.ndarray, points: np.ndarray, crop_scale: float, size: int, cfg: AugmentConfig, rng: np.random.Generator
+    image: np.ndarray,
+    points: np.ndarray,
+    crop_scale: float,
+    size: int,
+    cfg: AugmentConfig,
+    rng: np.random.Generator,
+    targets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """An augmented crop and its points in crop pixels (re-indexed when mirrored)."""
+    """An augmented crop around ``points`` and ``targets`` (default: the points; a teacher's points
+    when distilling) in crop pixels, re-indexed when mirrored."""
     box = CropBox.around_points(points, crop_scale)
     side = box.side * rng.uniform(cfg.scale_min, cfg.scale_max)
     shift = rng.uniform(-cfg.translate, cfg.translate, size=2) * side
@@ -27,7 +34,7 @@ def training_crop(
     flip = rng.random() < cfg.flip_prob
     matrix = crop_matrix(box, size, angle, flip)
     crop = warp(image, matrix, size)
-    crop_points = transform_points(points, matrix)
+    crop_points = transform_points(points if targets is None else targets, matrix)
     if flip:
         crop_points = crop_points[FLIP_INDEX]
     return _photometric(crop, cfg, rng), crop_points.astype(np.float32)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,20 @@ from pipnet_core.training.config import Config
 from pipnet_core.training.sources import Source, is_negative
 
 
-def preload(samples: list[Sample]) -> dict[Path, np.ndarray]:
-    """Decode every image once; the data sets here are small enough to keep in memory."""
-    return {path: load_image(path) for path in {s.image_path for s in samples}}
+def preload(samples: list[Sample], decoded: dict[Path, np.ndarray] | None = None) -> dict[Path, np.ndarray]:
+    """Decode every image once (the data sets here are small enough to keep in memory); those in
+    ``decoded`` (a crop archive's) are taken as they are."""
+    decoded = decoded or {}
+    return {path: decoded[path] if path in decoded else load_image(path) for path in {s.image_path for s in samples}}
+
+
+@dataclass
+class Distillation:
+    """A teacher's points by sample (a crop archive's), and for each training sample the share of its
+    draws whose targets are those points rather than its labels."""
+
+    points: dict[Path, np.ndarray]
+    shares: list[float]
 
 
 class LandmarkDataset(Dataset):
@@ -27,9 +39,16 @@ class LandmarkDataset(Dataset):
     index), so a run is reproducible whatever the number of loader workers."""
 
     def __init__(
-        self, samples: list[Sample], images: dict[Path, np.ndarray], codec: PIPCodec, cfg: Config, augment: bool
+        self,
+        samples: list[Sample],
+        images: dict[Path, np.ndarray],
+        codec: PIPCodec,
+        cfg: Config,
+        augment: bool,
+        distillation: Distillation | None = None,
     ):
         self.samples, self.images, self.codec, self.cfg, self.augment = samples, images, codec, cfg, augment
+        self.distillation = distillation
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -45,7 +64,10 @@ class LandmarkDataset(Dataset):
             points = np.zeros((self.codec.num_points, 2), np.float32)  # unused: validation holds faces only
             return (torch.from_numpy(crop), torch.from_numpy(points), *self._empty_maps())
         if self.augment:
-            crop, points = training_crop(image, sample.points, scale, size, self.cfg.augment, rng)
+            targets = None
+            if self.distillation is not None and rng.random() < self.distillation.shares[index]:
+                targets = self.distillation.points[sample.image_path]
+            crop, points = training_crop(image, sample.points, scale, size, self.cfg.augment, rng, targets)
         else:
             crop, matrix = landmark_crop(image, sample.points, scale, size)
             points = transform_points(sample.points, matrix).astype(np.float32)

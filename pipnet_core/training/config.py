@@ -23,6 +23,9 @@ class ModelConfig:
     stride: int = 32
     num_points: int = 68
     num_neighbours: int = 10
+    # MobileNetV2 only: channel width multiplier and the last 1x1 convolution's channels (0: none).
+    width: float = 1.0
+    last_channels: int = 1280
     crop_scale: float = 1.2  # crop side / longer edge of the landmark box
     # ImageNet weights: a file path; "imagenet" for the torch hub cache, then download; "" for none.
     pretrained: str = "imagenet"
@@ -103,12 +106,26 @@ class STCConfig:
 
 
 @dataclass
+class DistilConfig:
+    """Targets from a teacher model's points (issue 34's student), which `pipnet pack --teacher`
+    stores in a crop archive: `pipnet train --archive` reads them. Off while both are empty."""
+
+    teacher_share: float = 0.0  # of a labelled face's draws, the share whose targets are the teacher's
+    teacher_only: list[str] = field(default_factory=list)  # sources trained on the teacher's points alone
+
+    @property
+    def active(self) -> bool:
+        return self.teacher_share > 0 or bool(self.teacher_only)
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     stc: STCConfig = field(default_factory=STCConfig)
+    distil: DistilConfig = field(default_factory=DistilConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

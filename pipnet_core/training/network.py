@@ -62,6 +62,13 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.residual else self.conv(x)
 
 
+def divisible_by_8(channels: float) -> int:
+    """A width-scaled channel count rounded as the MobileNetV2 paper rounds it: to a multiple of 8,
+    never more than 10% below the unrounded count."""
+    rounded = max(8, int(channels + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * channels else rounded
+
+
 class MobileNetV2(nn.Module):
     # (expansion, output channels, repeats, first stride), as in the MobileNetV2 paper.
     SETTINGS = (
@@ -73,17 +80,25 @@ class MobileNetV2(nn.Module):
         (6, 160, 3, 2),
         (6, 320, 1, 1),
     )
-    out_channels = 1280
 
-    def __init__(self):
+    def __init__(self, width: float = 1.0, last_channels: int = 1280, output_stride: int = 32):
+        """``width`` scales every layer's channels; ``last_channels`` is the final 1x1 convolution's
+        (0: none, the last stage's channels go to the heads); ``output_stride`` 16 keeps the 160-channel
+        stage at stride 16, for a finer grid on a small input. The defaults are torchvision's network."""
         super().__init__()
-        layers: list[nn.Module] = [ConvBNReLU6(3, 32, stride=2)]
-        cin = 32
-        for expand, cout, repeats, stride in self.SETTINGS:
+        if output_stride not in (16, 32):
+            raise PipnetError(f"MobileNetV2 output stride {output_stride}: use 16 or 32")
+        cin = divisible_by_8(32 * width)
+        layers: list[nn.Module] = [ConvBNReLU6(3, cin, stride=2)]
+        for stage, (expand, channels, repeats, stride) in enumerate(self.SETTINGS):
+            first_stride = 1 if (stage == 5 and output_stride == 16) else stride
+            cout = divisible_by_8(channels * width)
             for i in range(repeats):
-                layers.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
+                layers.append(InvertedResidual(cin, cout, first_stride if i == 0 else 1, expand))
                 cin = cout
-        layers.append(ConvBNReLU6(cin, self.out_channels, kernel=1))
+        if last_channels:
+            layers.append(ConvBNReLU6(cin, last_channels, kernel=1))
+        self.out_channels = last_channels or cin
         self.features = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -163,32 +178,45 @@ def load_imagenet_weights(module: nn.Module, source: Path | str) -> None:
 
 
 class PIPNet(nn.Module):
-    """Backbone at stride 32 plus five 1x1 heads; outputs are the codec's GridOutputs, in order:
-    score (N), offset x (N), offset y (N), neighbour x (N*C), neighbour y (N*C)."""
+    """Backbone plus five 1x1 heads; outputs are the codec's GridOutputs, in order:
+    score (N), offset x (N), offset y (N), neighbour x (N*C), neighbour y (N*C).
+    ``width``, ``last_channels`` and stride 16 shape a lighter MobileNetV2 (a student, issue 34)."""
 
     OUTPUT_NAMES = ("score", "offset_x", "offset_y", "neighbour_x", "neighbour_y")
 
     def __init__(
-        self, backbone: str = "mobilenet_v2", num_points: int = 68, num_neighbours: int = 10, stride: int = 32
+        self,
+        backbone: str = "mobilenet_v2",
+        num_points: int = 68,
+        num_neighbours: int = 10,
+        stride: int = 32,
+        width: float = 1.0,
+        last_channels: int = 1280,
     ):
         super().__init__()
         if backbone not in BACKBONES:
             raise PipnetError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
-        if stride < 32 or stride % 32:
-            raise PipnetError(f"stride {stride}: the backbone works at stride 32; use a multiple of it")
+        slim = (width, last_channels) != (1.0, 1280)
+        if backbone != "mobilenet_v2" and (slim or stride == 16):
+            raise PipnetError(f"width, last channels and stride 16 shape mobilenet_v2, not {backbone}")
+        if stride != 16 and (stride < 32 or stride % 32):
+            raise PipnetError(f"stride {stride}: the backbone works at stride 32 (or 16); use a multiple of 32")
         self.normalise = Normalise()
-        self.backbone = BACKBONES[backbone]()
+        if backbone == "mobilenet_v2":
+            self.backbone = MobileNetV2(width, last_channels, min(stride, 32))
+        else:
+            self.backbone = BACKBONES[backbone]()
         # Larger strides (coarser grids) pool the stride-32 map.
         self.pool = nn.AvgPool2d(stride // 32) if stride > 32 else nn.Identity()
-        width = self.backbone.out_channels
+        channels = self.backbone.out_channels
         sizes = (num_points, num_points, num_points, num_points * num_neighbours, num_points * num_neighbours)
-        self.heads = nn.ModuleList(nn.Conv2d(width, size, 1) for size in sizes)
+        self.heads = nn.ModuleList(nn.Conv2d(channels, size, 1) for size in sizes)
         for head in self.heads:
             nn.init.normal_(head.weight, std=0.001)
             nn.init.zeros_(head.bias)
 
     def features(self, bgr: torch.Tensor) -> torch.Tensor:
-        """Backbone features at stride 32."""
+        """Backbone features at the backbone's stride (32, or 16 for a stride-16 student)."""
         return self.backbone(self.normalise(bgr))
 
     def forward(self, bgr: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -48,20 +48,16 @@ def evenly(samples: list[Sample], count: int) -> list[Sample]:
     return samples[:: max(len(samples) // count, 1)][:count]
 
 
-class CropReader:
-    """ONNX Runtime's calibration interface: one crop at a time, from the ground-truth landmark box."""
+def calibration_crops(samples: list[Sample], crop_scale: float, size: int) -> np.ndarray:
+    """Each sample's face cropped from its ground-truth landmark box: uint8 (B, S, S, 3)."""
+    return np.stack([landmark_crop(load_image(s.image_path), s.points, crop_scale, size)[0] for s in samples])
 
-    def __init__(self, samples: list[Sample], input_name: str, crop_scale: float, size: int):
-        self._batches = iter(
-            [
-                {
-                    input_name: to_network_input(
-                        landmark_crop(load_image(s.image_path), s.points, crop_scale, size)[0][None]
-                    )
-                }
-                for s in samples
-            ]
-        )
+
+class CropReader:
+    """ONNX Runtime's calibration interface: one crop at a time."""
+
+    def __init__(self, crops: np.ndarray, input_name: str):
+        self._batches = iter([{input_name: to_network_input(crop[None])} for crop in crops])
 
     def get_next(self):
         return next(self._batches, None)
@@ -82,9 +78,9 @@ def milliseconds_per_face(model: OnnxLandmarkModel, repeats: int = 200) -> float
 SHIPPED_OPTIONS = {"per_channel": True, "reduce_range": True}
 
 
-def write_int8(model: OnnxLandmarkModel, out: Path, calibration: list[Sample], **options) -> None:
-    """Quantize ``model``'s file statically into ``out`` (ONNX Runtime, calibrated on crops of
-    ``calibration``), with its metadata marked as INT8. The network alone is quantized; the
+def write_int8(model: OnnxLandmarkModel, out: Path, calibration: np.ndarray, **options) -> None:
+    """Quantize ``model``'s file statically into ``out`` (ONNX Runtime, calibrated on the uint8
+    crops ``calibration``), with its metadata marked as INT8. The network alone is quantized; the
     decode is appended afterwards, in float (graph_decode.py)."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -97,7 +93,7 @@ def write_int8(model: OnnxLandmarkModel, out: Path, calibration: list[Sample], *
         without_decoder(proto)
         onnx.save(proto, str(network))
         quant_pre_process(str(network), str(prepared), skip_symbolic_shape=True)
-        reader = CropReader(calibration, model.input_name, model.info.crop_scale, model.info.input_size)
+        reader = CropReader(calibration, model.input_name)
         quantize_static(
             str(prepared),
             str(out),
@@ -128,7 +124,8 @@ def quantize(
     float_model = OnnxLandmarkModel(model_path, threads)
     with tempfile.TemporaryDirectory() as work:
         quantized = Path(work) / "int8.onnx"
-        write_int8(float_model, quantized, calibration)
+        info = float_model.info
+        write_int8(float_model, quantized, calibration_crops(calibration, info.crop_scale, info.input_size))
         int8_model = OnnxLandmarkModel(quantized, threads)
         report = QuantizeReport(
             None,

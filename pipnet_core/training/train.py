@@ -17,10 +17,12 @@ from pipnet_core.evaluation.metrics import nme
 from pipnet_core.model.codec import PIPCodec
 from pipnet_core.model.interface import ModelInfo
 from pipnet_core.training import distributed
-from pipnet_core.training.batches import LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
+from pipnet_core.training.archive import distillation, read_archive
+from pipnet_core.training.batches import Distillation, LandmarkDataset, epoch_indices, fit_codec, preload, to_batch
 from pipnet_core.training.config import Config
 from pipnet_core.training.distributed import Workers
 from pipnet_core.training.loss import pip_loss
+from pipnet_core.training.narrow import narrow_imagenet_weights, recompute_batchnorm
 from pipnet_core.training.network import find_pretrained, load_imagenet_weights
 from pipnet_core.training.sources import Source, is_negative, load_sources
 from pipnet_core.training.stc import SelfTrainer
@@ -32,6 +34,10 @@ from pipnet_core.training.torch_runner import (
     save_checkpoint,
     set_training_mode,
 )
+
+# Training crops whose activations give a narrowed network's batch-norm statistics: enough for a
+# steady mean and variance per channel, a few seconds on a CPU.
+BATCHNORM_CROPS = 512
 
 
 def validate(model: TorchLandmarkModel, loader: DataLoader) -> float:
@@ -111,22 +117,42 @@ class StartingPoint:
     best_nme: float = math.inf
     state: dict = field(default_factory=dict)
     resumed: bool = False  # continues this run's own last checkpoint
+    narrowed: bool = False  # ImageNet weights narrowed to a slim network: batch norm to measure afresh
 
 
-def _load_data(cfg: Config, data_root: str | None, log) -> tuple[list[Source], list, list]:
-    sources = load_sources(cfg.data, cfg.train.seed, data_root)
-    train_samples = [s for src in sources for s in src.train]
-    val_samples = [s for src in sources for s in src.val]
-    negatives = sum(is_negative(s) for s in train_samples)
+@dataclass
+class TrainingData:
+    sources: list[Source]
+    train: list
+    val: list
+    decoded: dict  # images already decoded: a crop archive's
+    distillation: Distillation | None = None
+
+
+def _load_data(cfg: Config, data_root: str | None, archive: str | None, log) -> TrainingData:
+    """The sources from their folders, or from a crop archive (with its crops and teacher's points)."""
+    if archive is not None:
+        if cfg.stc.unlabeled:
+            raise PipnetError("--archive holds labelled crops only: self-training reads its unlabeled folder")
+        packed = read_archive(archive, cfg)
+        data = TrainingData(packed.sources, [], [], packed.images, distillation(packed, cfg))
+        log(f"data from the crop archive {archive}" + (", with the teacher's points" if data.distillation else ""))
+    else:
+        if cfg.distil.active:
+            raise PipnetError("config: [distil] reads the teacher's points from a crop archive: give --archive")
+        data = TrainingData(load_sources(cfg.data, cfg.train.seed, data_root), [], [], {})
+    data.train = [s for src in data.sources for s in src.train]
+    data.val = [s for src in data.sources for s in src.val]
+    negatives = sum(is_negative(s) for s in data.train)
     log(
-        f"data: {len(train_samples) - negatives} training faces and {negatives} crops with no face, "
-        f"{len(val_samples)} faces held out for validation "
-        f"({', '.join(f'{s.name}: {len(s.train)}+{len(s.val)} x{s.repeat:g}' for s in sources)})"
+        f"data: {len(data.train) - negatives} training faces and {negatives} crops with no face, "
+        f"{len(data.val)} faces held out for validation "
+        f"({', '.join(f'{s.name}: {len(s.train)}+{len(s.val)} x{s.repeat:g}' for s in data.sources)})"
     )
-    for source in sources:
+    for source in data.sources:
         if source.dropped:
             log(f"{source.name}: left out {source.dropped} rows that label one face of an image differently")
-    return sources, train_samples, val_samples
+    return data
 
 
 def _start_from_onnx(cfg: Config, network, source: Path, out: Path) -> ModelInfo:
@@ -187,10 +213,21 @@ def _starting_point(
     if resume:
         log(f"no checkpoint in {out}; starting fresh")
     weights = find_pretrained(cfg.model.backbone, cfg.model.pretrained)
-    if weights:
+    slim = (cfg.model.width, cfg.model.last_channels) != (1.0, 1280)
+    if weights and slim:
+        narrow_imagenet_weights(network.backbone, weights)
+    elif weights:
         load_imagenet_weights(network.backbone, weights)
     return StartingPoint(
-        ModelInfo(fit_codec(train_samples, cfg), cfg.model.crop_scale, cfg.model.backbone, name=out.name)
+        ModelInfo(
+            fit_codec(train_samples, cfg),
+            cfg.model.crop_scale,
+            cfg.model.backbone,
+            name=out.name,
+            width=cfg.model.width,
+            last_channels=cfg.model.last_channels,
+        ),
+        narrowed=bool(weights and slim),
     )
 
 
@@ -224,7 +261,12 @@ def _train_epoch(
 
 
 def train(
-    cfg: Config, resume: bool = False, data_root: str | None = None, out_dir: str | None = None, log=print
+    cfg: Config,
+    resume: bool = False,
+    data_root: str | None = None,
+    out_dir: str | None = None,
+    log=print,
+    archive: str | None = None,
 ) -> Path:
     """Train to the configured epoch count; returns the best checkpoint's path. Under torchrun,
     every process runs this; see distributed.py."""
@@ -235,7 +277,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(t.seed)
     torch.set_num_threads(t.threads or torch.get_num_threads())
-    sources, train_samples, val_samples = _load_data(cfg, data_root, log)
+    data = _load_data(cfg, data_root, archive, log)
+    sources, train_samples, val_samples = data.sources, data.train, data.val
     network = build_network(cfg).to(workers.device, memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(network.parameters(), lr=t.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, t.lr_milestones, t.lr_gamma)
@@ -250,9 +293,14 @@ def train(
         log(f"already trained for {t.epochs} epochs")
         return out / "best.pt"
     began = time.time()
-    images = preload(train_samples + val_samples)
+    images = preload(train_samples + val_samples, data.decoded)
     log(f"decoded {len(images)} images in {time.time() - began:.0f}s")
-    train_set = LandmarkDataset(train_samples, images, start.info.codec, cfg, augment=True)
+    train_set = LandmarkDataset(train_samples, images, start.info.codec, cfg, True, data.distillation)
+    if start.narrowed:
+        crops = DataLoader(train_set, batch_size=32, sampler=range(min(len(train_set), BATCHNORM_CROPS)))
+        batches = (to_batch(c).to(workers.device, memory_format=torch.channels_last) for c, *_ in crops)
+        seen = recompute_batchnorm(network, batches)
+        log(f"ImageNet weights narrowed to the slim network; batch norm measured afresh on {seen} training crops")
     val_loader = DataLoader(
         LandmarkDataset(val_samples, images, start.info.codec, cfg, augment=False), batch_size=64, num_workers=0
     )
