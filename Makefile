@@ -53,7 +53,7 @@ RUNS := runs/pipnet_mbv2_68_recipe
 DATA := ../shared/data
 LICENCE := non-commercial research use only: trained on 300-W (HELEN, AFW) and YouTube Faces, which are licensed for non-commercial research
 
-# Step 4's turned faces and crops with no face, made from the training pictures (seeded: the same
+# Steps 4 and 5's turned faces and crops with no face, made from the training pictures (seeded: the same
 # folders each time; MediaPipe's Face Mesh lifts the faces to 3D).
 PREPARED := $(HOME)/.cache/pipnet-live/data
 TRAIN_PICTURES := $(DATA)/300w_subset/helen/trainset $(DATA)/300w_subset/afw
@@ -61,12 +61,15 @@ TRAIN_PICTURES := $(DATA)/300w_subset/helen/trainset $(DATA)/300w_subset/afw
 model: $(VENV)/.dev
 	test -f $(PREPARED)/helen_afw_turned/turns.csv || \
 		$(VENV)/bin/pipnet prepare-data --data $(TRAIN_PICTURES) --out $(PREPARED)/helen_afw_turned --per-face 2
+	test -f $(PREPARED)/helen_afw_profile/turns.csv || \
+		$(VENV)/bin/pipnet prepare-data --data $(TRAIN_PICTURES) --out $(PREPARED)/helen_afw_profile --per-face 1 \
+		--yaw-range 60 90 --seed 1
 	test -f $(PREPARED)/helen_afw_negatives/negatives.csv || \
 		$(VENV)/bin/pipnet prepare-data --negatives --data $(TRAIN_PICTURES) --out $(PREPARED)/helen_afw_negatives --per-image 2
 	for step in $(RECIPE); do $(VENV)/bin/pipnet train --config $$step --resume || exit 1; done
 	mkdir -p $(MODEL_OUT)
-	$(VENV)/bin/pipnet export --checkpoint $(RUNS)/4_turned_negatives/best.pt --out $(MODEL_OUT)/pipnet_mbv2_68.onnx \
-		--name pipnet_mbv2_68 --version 1.2.0 --licence "$(LICENCE)"
+	$(VENV)/bin/pipnet export --checkpoint $(RUNS)/5_upright/last.pt --out $(MODEL_OUT)/pipnet_mbv2_68.onnx \
+		--name pipnet_mbv2_68 --version 1.2.1 --licence "$(LICENCE)"
 	$(VENV)/bin/pipnet quantize --model $(MODEL_OUT)/pipnet_mbv2_68.onnx --config $(lastword $(RECIPE))
 	$(VENV)/bin/pipnet calibrate --data $(DATA)/300w_subset/helen/trainset $(DATA)/300w_subset/afw $(DATA)/ytf68/train \
 		--out $(MODEL_OUT)/detector_calibration.json

@@ -38,13 +38,13 @@ def test_features_land_in_anatomical_order_on_the_astronaut(model):
 
 @needs(HELEN_TEST)
 def test_helen_test_nme_is_what_the_model_card_says_for_the_float_model_and_its_int8_twin():
-    # All 330 faces, thresholds just above the card's 3.36% (float, model 1.2): a regression of more
-    # than 0.05 points fails; the INT8 twin (3.35% on the card), the runtime's default, within 0.1
-    # points of the float model, as pipnet quantize promises.
+    # All 330 faces, thresholds just above the card's 3.26% (float, model 1.2.1): a regression of
+    # more than 0.05 points fails (1.2.0's 3.36% would); the INT8 twin (3.27% on the card), the
+    # runtime's default, within 0.1 points of the float model, as pipnet quantize promises.
     faces = read_labeled(HELEN_TEST)
     float_result = evaluate(OnnxLandmarkModel(shipped_model(prefer_int8=False)), faces).summary()
     int8_result = evaluate(OnnxLandmarkModel(), faces).summary()
-    assert float_result["faces"] == 330 and float_result["nme"] < 0.0341 and float_result["fr@0.10"] == 0
+    assert float_result["faces"] == 330 and float_result["nme"] < 0.0331 and float_result["fr@0.10"] == 0
     assert int8_result["nme"] < float_result["nme"] + 0.001 and int8_result["fr@0.10"] == 0
 
 

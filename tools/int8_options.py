@@ -7,17 +7,18 @@ the shipped model's config and milliseconds per face (batch 1, 2 threads) for ea
 import tempfile
 from pathlib import Path
 
-from onnxruntime.quantization import QuantFormat
+from onnxruntime.quantization import CalibrationMethod, QuantFormat
 
 from pipnet_core.evaluation.evaluate import evaluate
 from pipnet_core.io.resources import shipped_model
 from pipnet_core.model.onnx import OnnxLandmarkModel
 from pipnet_core.training.config import Config
 from pipnet_core.training.quantize import calibration_crops, evenly, milliseconds_per_face, write_int8
-from pipnet_core.training.sources import load_sources
+from pipnet_core.training.sources import is_negative, load_sources
 
 VARIANTS = {
-    "QDQ, per-channel, reduce_range (shipped)": {},
+    "QDQ, per-channel, reduce_range, percentile (shipped)": {},
+    "QDQ, per-channel, reduce_range, min-max (before 1.2.1)": dict(calibrate_method=CalibrationMethod.MinMax),
     "QDQ, per-channel, full range": dict(reduce_range=False),
     "QDQ, per-tensor, reduce_range": dict(per_channel=False),
     "QOperator, per-channel, reduce_range": dict(quant_format=QuantFormat.QOperator),
@@ -25,10 +26,12 @@ VARIANTS = {
 
 
 def main() -> None:
-    cfg = Config.load("configs/pipnet_mbv2_68/3_roll_lowres.toml")
+    # The shipped model's config; faces as `pipnet quantize` takes them (calibration: training faces;
+    # check: upright validation faces).
+    cfg = Config.load("experiments/turned-heads/pipnet_mbv2_68_upright.toml")
     sources = load_sources(cfg.data, cfg.train.seed)
-    calibration_faces = evenly([s for src in sources for s in src.train], 120)
-    check = [s for src in sources for s in src.val]
+    calibration_faces = evenly([s for src in sources for s in src.train if not is_negative(s)], 120)
+    check = [s for src in sources if not src.turned for s in src.val]
     model = OnnxLandmarkModel(shipped_model(prefer_int8=False))
     calibration = calibration_crops(calibration_faces, model.info.crop_scale, model.info.input_size)
     print(f"float: NME {100 * evaluate(model, check).summary()['nme']:.2f}%, {milliseconds_per_face(model):.2f} ms")
