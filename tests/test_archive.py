@@ -117,6 +117,10 @@ def test_a_bad_archive_or_one_without_a_configs_source_is_refused_in_one_line(da
     (tmp_path / "junk.npz").write_bytes(b"not an archive" * 10)
     with pytest.raises(PipnetError, match="not a pipnet crop archive"):
         read_archive(tmp_path / "junk.npz", cfg)
+    whole = (tmp_path / "crops.npz").read_bytes()
+    (tmp_path / "cut.npz").write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    with pytest.raises(PipnetError, match="damaged"):
+        read_archive(tmp_path / "cut.npz", cfg)
 
 
 def test_a_failed_write_keeps_the_old_archive(data_root, tmp_path, monkeypatch):

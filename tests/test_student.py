@@ -29,6 +29,16 @@ def test_slim_shapes_are_refused_for_resnet_and_odd_strides():
         PIPNet(stride=24)
 
 
+def _stage_lists(blocks: list[InvertedResidual]) -> list[list[InvertedResidual]]:
+    stages: list[list[InvertedResidual]] = []
+    for block in blocks:
+        if block.residual:
+            stages[-1].append(block)
+        else:
+            stages.append([block])
+    return stages
+
+
 def _full_network_with_a_slim_one_inside(slim: MobileNetV2, seed: int = 0) -> tuple[MobileNetV2, dict]:
     """A full-width network whose channels outside a random slim subset are dead: their convolution
     weights, batch-norm scales and shifts are zero, so they output zero. The L1 choice must find the
@@ -57,27 +67,31 @@ def _full_network_with_a_slim_one_inside(slim: MobileNetV2, seed: int = 0) -> tu
     kill(layers[0][0], layers[0][1], alive)
     blocks = [m for m in layers if isinstance(m, InvertedResidual)]
     slim_blocks = [m for m in slim_layers if isinstance(m, InvertedResidual)]
-    stage_alive = alive
-    for block, slim_block in zip(blocks, slim_blocks):
-        if not block.residual:
-            stage_alive = pick(block.conv[-2].out_channels, slim_block.conv[-2].out_channels)
-        hidden_alive = alive
-        if len(block.conv) == 4:
-            hidden_alive = pick(block.conv[0][0].out_channels, slim_block.conv[0][0].out_channels)
-            kill(block.conv[0][0], block.conv[0][1], hidden_alive)
-        depthwise = block.conv[-3]
-        kill(depthwise[0], depthwise[1], hidden_alive)
-        kill(block.conv[-2], block.conv[-1], stage_alive)
-        alive = stage_alive
+    for full_stage, slim_stage in zip(_stage_lists(blocks), _stage_lists(slim_blocks)):
+        stage_alive = pick(full_stage[0].conv[-2].out_channels, slim_stage[0].conv[-2].out_channels)
+        for k, block in enumerate(full_stage):
+            if k >= len(slim_stage):  # dropped from the slim network: a residual block that adds zero
+                kill(block.conv[-2], block.conv[-1], torch.zeros(0, dtype=torch.long))
+                continue
+            hidden_alive = alive
+            if len(block.conv) == 4:
+                hidden_alive = pick(block.conv[0][0].out_channels, slim_stage[k].conv[0][0].out_channels)
+                kill(block.conv[0][0], block.conv[0][1], hidden_alive)
+            depthwise = block.conv[-3]
+            kill(depthwise[0], depthwise[1], hidden_alive)
+            kill(block.conv[-2], block.conv[-1], stage_alive)
+            alive = stage_alive
     last_alive = pick(1280, slim.out_channels) if slim.out_channels != alive.numel() else alive
     if not isinstance(slim_layers[-1], InvertedResidual):
         kill(layers[-1][0], layers[-1][1], last_alive)
     return full, {"last": last_alive.sort().values}
 
 
-@pytest.mark.parametrize(("width", "last"), [(0.5, 0), (0.75, 320)])
-def test_narrowed_weights_compute_the_full_networks_strongest_channels(tmp_path, width, last):
-    slim = MobileNetV2(width=width, last_channels=last)
+@pytest.mark.parametrize(
+    ("width", "last", "blocks"), [(0.5, 0, ()), (0.75, 320, ()), (0.5, 320, (1, 1, 2, 2, 1, 2, 1))]
+)
+def test_narrowed_weights_compute_the_full_networks_strongest_channels(tmp_path, width, last, blocks):
+    slim = MobileNetV2(width=width, last_channels=last, blocks=blocks)
     full, alive = _full_network_with_a_slim_one_inside(slim)
     weights = tmp_path / "imagenet.pth"
     torch.save({**full.state_dict(), "classifier.1.weight": torch.zeros(1000, 1280)}, weights)

@@ -38,8 +38,11 @@ class Candidate:
     last_channels: int
     stride: int
     neighbours: int
+    blocks: tuple[int, ...] = ()  # per stage; empty: MobileNetV2's 1, 2, 3, 4, 3, 3, 1
 
 
+SHALLOW = (1, 1, 2, 2, 2, 2, 1)
+SHALLOWEST = (1, 1, 1, 2, 1, 2, 1)
 CANDIDATES = (
     Candidate("today", 192, 1.0, 1280, 32, 10),
     Candidate("w1.0-192-nolast", 192, 1.0, 0, 32, 10),
@@ -52,6 +55,12 @@ CANDIDATES = (
     Candidate("w0.5-160-nolast", 160, 0.5, 0, 32, 10),
     Candidate("w0.75-128-s16-nolast", 128, 0.75, 0, 16, 10),
     Candidate("w0.5-128-s16-nolast", 128, 0.5, 0, 16, 10),
+    Candidate("w0.75-160-nolast-shallow", 160, 0.75, 0, 32, 10, SHALLOW),
+    Candidate("w0.5-160-nolast-shallow", 160, 0.5, 0, 32, 10, SHALLOW),
+    Candidate("w0.75-128-s16-nolast-shallow", 128, 0.75, 0, 16, 10, SHALLOW),
+    Candidate("w0.5-128-s16-nolast-shallow", 128, 0.5, 0, 16, 10, SHALLOW),
+    Candidate("w0.5-128-s16-nolast-shallowest", 128, 0.5, 0, 16, 10, SHALLOWEST),
+    Candidate("w0.5-128-s16-nolast-shallowest-n5", 128, 0.5, 0, 16, 5, SHALLOWEST),
 )
 
 
@@ -61,11 +70,13 @@ def build_int8(candidate: Candidate, work: Path, mean_face: np.ndarray) -> Path:
     m = cfg.model
     m.input_size, m.width, m.last_channels = candidate.input_size, candidate.width, candidate.last_channels
     m.stride, m.num_neighbours, m.pretrained = candidate.stride, candidate.neighbours, ""
+    m.blocks = list(candidate.blocks)
     torch.manual_seed(0)
     network = build_network(cfg).eval()
     scaled = mean_face * candidate.input_size / 192
     codec = PIPCodec.fit(scaled[None], candidate.neighbours, candidate.input_size, candidate.stride)
-    info = ModelInfo(codec, m.crop_scale, m.backbone, name=candidate.name, width=m.width, last_channels=m.last_channels)
+    shape = {"width": m.width, "last_channels": m.last_channels, "blocks": candidate.blocks}
+    info = ModelInfo(codec, m.crop_scale, m.backbone, name=candidate.name, **shape)
     checkpoint = work / f"{candidate.name}.pt"
     save_checkpoint(checkpoint, {"model": network.state_dict(), "config": cfg.to_dict(), "info": info.to_json()})
     float_path = export_onnx(checkpoint, work / f"{candidate.name}.onnx").path

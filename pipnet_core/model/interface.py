@@ -38,6 +38,7 @@ class ModelInfo:
     # model 1.3 have none and are the full network.
     width: float = 1.0
     last_channels: int = 1280
+    blocks: tuple[int, ...] = ()  # each stage's block count; empty: MobileNetV2's own
 
     @property
     def input_size(self) -> int:
@@ -61,6 +62,7 @@ class ModelInfo:
                 "backbone": self.backbone,
                 "width": self.width,
                 "last_channels": self.last_channels,
+                "blocks": list(self.blocks),
                 "crop_scale": self.crop_scale,
                 "input": "BGR uint8 crop as float32 NCHW 0..255; ImageNet normalisation is inside the graph",
                 "codec": self.codec.to_dict(),
@@ -78,7 +80,11 @@ class ModelInfo:
                 for key in ("name", "version", "scheme", "licence", "training_data", "created", "precision")
                 if key in data
             }
-            shape = {"width": float(data.get("width", 1.0)), "last_channels": int(data.get("last_channels", 1280))}
+            shape = {
+                "width": float(data.get("width", 1.0)),
+                "last_channels": int(data.get("last_channels", 1280)),
+                "blocks": tuple(int(b) for b in data.get("blocks", ())),
+            }
             codec, crop_scale = PIPCodec.from_dict(data["codec"]), float(data["crop_scale"])
             return cls(codec, crop_scale, data["backbone"], **described, **shape)
         except (ValueError, KeyError, TypeError) as exc:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,8 +190,8 @@ def read_archive(path: str | Path, cfg: Config) -> Archive:
             arrays = {key: stored[key] for key in _KEYS}
     except FileNotFoundError:
         raise PipnetError(f"{path}: archive not found") from None
-    except (OSError, ValueError) as exc:
-        raise PipnetError(f"{path}: not a pipnet crop archive ({exc})") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:  # a truncated copy is a bad zip
+        raise PipnetError(f"{path}: not a pipnet crop archive, or a damaged one ({exc})") from None
     if int(arrays["format"]) != ARCHIVE_FORMAT:
         raise PipnetError(f"{path}: archive format {int(arrays['format'])}, this version reads {ARCHIVE_FORMAT}")
     described = json.loads(str(arrays["sources"]))["sources"]

@@ -23,9 +23,17 @@ class ModelConfig:
     stride: int = 32
     num_points: int = 68
     num_neighbours: int = 10
-    # MobileNetV2 only: channel width multiplier and the last 1x1 convolution's channels (0: none).
+    # MobileNetV2 only: channel width multiplier, the last 1x1 convolution's channels (0: none) and
+    # each of the seven stages' block count (empty: the paper's 1, 2, 3, 4, 3, 3, 1).
     width: float = 1.0
     last_channels: int = 1280
+    blocks: list[int] = field(default_factory=list)
+
+    @property
+    def slim(self) -> bool:
+        """A MobileNetV2 other than the full one: ImageNet weights are narrowed to it."""
+        return (self.width, self.last_channels, tuple(self.blocks)) != (1.0, 1280, ())
+
     crop_scale: float = 1.2  # crop side / longer edge of the landmark box
     # ImageNet weights: a file path; "imagenet" for the torch hub cache, then download; "" for none.
     pretrained: str = "imagenet"

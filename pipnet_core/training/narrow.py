@@ -15,7 +15,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pipnet_core.base.errors import PipnetError
 from pipnet_core.training.network import InvertedResidual, MobileNetV2, load_imagenet_weights
 
 
@@ -49,12 +48,15 @@ def _stages(blocks: list[InvertedResidual]) -> list[list[int]]:
 
 
 def _narrow_blocks(blocks: list[InvertedResidual], full_blocks: list[InvertedResidual], in_idx):
-    """Copy every block's kept channels; returns the last stage's index set."""
-    for stage in _stages(full_blocks):
-        stage_norms = sum(_l1(full_blocks[i].conv[-2].weight) for i in stage)
+    """Copy every block's kept channels; returns the last stage's index set. A stage with fewer
+    blocks than the full network's keeps the full stage's first ones (a residual block dropped
+    from the end of a stage leaves the sum the others make)."""
+    for stage, full_stage in zip(_stages(blocks), _stages(full_blocks)):
+        kept = full_stage[: len(stage)]
+        stage_norms = sum(_l1(full_blocks[i].conv[-2].weight) for i in kept)
         stage_idx = _strongest(stage_norms, blocks[stage[0]].conv[-2].out_channels)
-        for i in stage:
-            layers, full_layers = blocks[i].conv, full_blocks[i].conv
+        for i, j in zip(stage, kept):
+            layers, full_layers = blocks[i].conv, full_blocks[j].conv
             hidden_idx = in_idx
             if len(full_layers) == 4:  # expansion, depthwise, projection, its batch norm
                 expand, full_expand = layers[0], full_layers[0]
@@ -69,8 +71,8 @@ def _narrow_blocks(blocks: list[InvertedResidual], full_blocks: list[InvertedRes
 
 @torch.no_grad()
 def narrow_imagenet_weights(backbone: MobileNetV2, source: Path | str) -> None:
-    """Load ImageNet MobileNetV2 weights into a slimmer ``backbone`` (any width and last
-    convolution), each layer keeping its strongest channels."""
+    """Load ImageNet MobileNetV2 weights into a slimmer ``backbone`` (any width, last convolution
+    and block counts), each layer keeping its strongest channels."""
     full = MobileNetV2()
     load_imagenet_weights(full, source)
     layers, full_layers = list(backbone.features), list(full.features)
@@ -79,8 +81,6 @@ def narrow_imagenet_weights(backbone: MobileNetV2, source: Path | str) -> None:
     _copy_conv_bn(stem[0], stem[1], full_stem[0], full_stem[1], stem_idx, torch.arange(3))
     blocks = [m for m in layers if isinstance(m, InvertedResidual)]
     full_blocks = [m for m in full_layers if isinstance(m, InvertedResidual)]
-    if len(blocks) != len(full_blocks):
-        raise PipnetError(f"{source}: the slim network has {len(blocks)} blocks, ImageNet's {len(full_blocks)}")
     last_idx = _narrow_blocks(blocks, full_blocks, stem_idx)
     if not isinstance(layers[-1], InvertedResidual):  # a last 1x1 convolution, maybe thinned
         last, full_last = layers[-1], full_layers[-1]

@@ -81,16 +81,23 @@ class MobileNetV2(nn.Module):
         (6, 320, 1, 1),
     )
 
-    def __init__(self, width: float = 1.0, last_channels: int = 1280, output_stride: int = 32):
+    def __init__(
+        self, width: float = 1.0, last_channels: int = 1280, output_stride: int = 32, blocks: tuple[int, ...] = ()
+    ):
         """``width`` scales every layer's channels; ``last_channels`` is the final 1x1 convolution's
         (0: none, the last stage's channels go to the heads); ``output_stride`` 16 keeps the 160-channel
-        stage at stride 16, for a finer grid on a small input. The defaults are torchvision's network."""
+        stage at stride 16, for a finer grid on a small input; ``blocks`` gives each of the seven
+        stages' block count (fewer blocks: fewer operator calls, which a small network's speed on a
+        CPU depends on more than on its multiply-adds). The defaults are torchvision's network."""
         super().__init__()
         if output_stride not in (16, 32):
             raise PipnetError(f"MobileNetV2 output stride {output_stride}: use 16 or 32")
+        blocks = tuple(blocks) or tuple(repeats for _, _, repeats, _ in self.SETTINGS)
+        if len(blocks) != len(self.SETTINGS) or min(blocks) < 1:
+            raise PipnetError(f"MobileNetV2 blocks {list(blocks)}: give 7 stage block counts of at least 1")
         cin = divisible_by_8(32 * width)
         layers: list[nn.Module] = [ConvBNReLU6(3, cin, stride=2)]
-        for stage, (expand, channels, repeats, stride) in enumerate(self.SETTINGS):
+        for stage, ((expand, channels, _, stride), repeats) in enumerate(zip(self.SETTINGS, blocks)):
             first_stride = 1 if (stage == 5 and output_stride == 16) else stride
             cout = divisible_by_8(channels * width)
             for i in range(repeats):
@@ -180,7 +187,8 @@ def load_imagenet_weights(module: nn.Module, source: Path | str) -> None:
 class PIPNet(nn.Module):
     """Backbone plus five 1x1 heads; outputs are the codec's GridOutputs, in order:
     score (N), offset x (N), offset y (N), neighbour x (N*C), neighbour y (N*C).
-    ``width``, ``last_channels`` and stride 16 shape a lighter MobileNetV2 (a student, issue 34)."""
+    ``width``, ``last_channels``, ``blocks`` and stride 16 shape a lighter MobileNetV2 (a student,
+    issue 34)."""
 
     OUTPUT_NAMES = ("score", "offset_x", "offset_y", "neighbour_x", "neighbour_y")
 
@@ -192,18 +200,19 @@ class PIPNet(nn.Module):
         stride: int = 32,
         width: float = 1.0,
         last_channels: int = 1280,
+        blocks: tuple[int, ...] = (),
     ):
         super().__init__()
         if backbone not in BACKBONES:
             raise PipnetError(f"unknown backbone {backbone!r}; choose from {', '.join(BACKBONES)}")
-        slim = (width, last_channels) != (1.0, 1280)
+        slim = (width, last_channels, tuple(blocks)) != (1.0, 1280, ())
         if backbone != "mobilenet_v2" and (slim or stride == 16):
-            raise PipnetError(f"width, last channels and stride 16 shape mobilenet_v2, not {backbone}")
+            raise PipnetError(f"width, last channels, blocks and stride 16 shape mobilenet_v2, not {backbone}")
         if stride != 16 and (stride < 32 or stride % 32):
             raise PipnetError(f"stride {stride}: the backbone works at stride 32 (or 16); use a multiple of 32")
         self.normalise = Normalise()
         if backbone == "mobilenet_v2":
-            self.backbone = MobileNetV2(width, last_channels, min(stride, 32))
+            self.backbone = MobileNetV2(width, last_channels, min(stride, 32), blocks)
         else:
             self.backbone = BACKBONES[backbone]()
         # Larger strides (coarser grids) pool the stride-32 map.

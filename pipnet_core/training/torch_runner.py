@@ -21,7 +21,7 @@ from pipnet_core.training.network import PIPNet
 
 def build_network(cfg: Config) -> PIPNet:
     m = cfg.model
-    return PIPNet(m.backbone, m.num_points, m.num_neighbours, m.stride, m.width, m.last_channels)
+    return PIPNet(m.backbone, m.num_points, m.num_neighbours, m.stride, m.width, m.last_channels, tuple(m.blocks))
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
@@ -121,7 +121,7 @@ def network_from_onnx(path: str | Path) -> tuple[PIPNet, ModelInfo]:
         raise PipnetError(f"{path}: fine-tuning from ONNX supports mobilenet_v2, not {info.backbone}")
     codec = info.codec
     network = PIPNet(
-        info.backbone, codec.num_points, codec.num_neighbours, codec.stride, info.width, info.last_channels
+        info.backbone, codec.num_points, codec.num_neighbours, codec.stride, info.width, info.last_channels, info.blocks
     )
     arrays = {init.name: numpy_helper.to_array(init) for init in proto.graph.initializer}
     folded = [[arrays[name] for name in node.input[1:]] for node in proto.graph.node if node.op_type == "Conv"]

@@ -213,7 +213,7 @@ def _starting_point(
     if resume:
         log(f"no checkpoint in {out}; starting fresh")
     weights = find_pretrained(cfg.model.backbone, cfg.model.pretrained)
-    slim = (cfg.model.width, cfg.model.last_channels) != (1.0, 1280)
+    slim = cfg.model.slim
     if weights and slim:
         narrow_imagenet_weights(network.backbone, weights)
     elif weights:
@@ -226,6 +226,7 @@ def _starting_point(
             name=out.name,
             width=cfg.model.width,
             last_channels=cfg.model.last_channels,
+            blocks=tuple(cfg.model.blocks),
         ),
         narrowed=bool(weights and slim),
     )
