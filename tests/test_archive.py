@@ -186,3 +186,20 @@ def test_distilling_needs_an_archive_with_a_teachers_points(data_root, tmp_path)
     cfg.distil = DistilConfig(teacher_only=["nowhere"])
     with pytest.raises(PipnetError, match="'nowhere', not a source"):
         train(cfg, archive=str(tmp_path / "crops.npz"), log=lambda *_: None)
+
+
+def test_an_archive_packed_for_other_settings_or_over_its_size_is_refused(data_root, tmp_path):
+    cfg = config(data_root)
+    pack(cfg, tmp_path / "crops.npz")
+    before = (tmp_path / "crops.npz").read_bytes()
+    other = config(data_root)
+    other.train.seed = 7  # another seed holds out other faces
+    with pytest.raises(PipnetError, match="seed"):
+        read_archive(tmp_path / "crops.npz", other)
+    other = config(data_root)
+    other.model.input_size = 128  # its crops were stored for 96
+    with pytest.raises(PipnetError, match="smaller than the config's 128"):
+        read_archive(tmp_path / "crops.npz", other)
+    with pytest.raises(PipnetError, match="over --max-mb 0.01"):
+        pack(cfg, tmp_path / "crops.npz", quality=100, max_mib=0.01)
+    assert (tmp_path / "crops.npz").read_bytes() == before

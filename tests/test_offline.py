@@ -72,7 +72,7 @@ def jitter(points, truth):
 @pytest.mark.parametrize(
     "name, jitter_limit, motion_limit", [("sample", 0.5, 1.0), ("glide", 0.6, 1.0), ("jump", 1.1, 1.1)]
 )
-def test_offline_smoothing_is_steadier_than_the_live_filter_and_no_less_accurate(
+def test_offline_smoothing_is_steadier_than_the_live_filter_on_smooth_motion_and_its_equal_around_a_jump(
     model, name, jitter_limit, motion_limit, control
 ):
     """Where the face is: within 4% of Face Mesh's points on every frame (ours 2.0-2.2%, the two

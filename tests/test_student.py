@@ -165,7 +165,7 @@ def test_a_student_trains_from_narrowed_weights_exports_and_fine_tunes_from_its_
     )  # fmt: skip
     lines = []
     best = train(cfg, log=lines.append)
-    assert any("narrowed" in line and "measured afresh on 5 " in line for line in lines), lines
+    assert any("narrowed" in line and "measured afresh on 10 " in line for line in lines), lines
     report = export_onnx(best, tmp_path / "student.onnx")
     assert report.verified
     model = OnnxLandmarkModel(report.path)
@@ -178,3 +178,10 @@ def test_a_student_trains_from_narrowed_weights_exports_and_fine_tunes_from_its_
         score, model.grid_outputs(crops.transpose(0, 3, 1, 2).astype(np.float32)).score, atol=1e-4
     )
     model.close()
+
+
+def test_only_a_smaller_network_is_narrowed_from_imagenet(tmp_path):
+    torch.save(MobileNetV2().state_dict(), tmp_path / "imagenet.pth")
+    for larger, what in ((dict(width=1.5), "width"), (dict(blocks=(1, 2, 3, 5, 3, 3, 1)), "stage 4's blocks")):
+        with pytest.raises(PipnetError, match=what):
+            narrow_imagenet_weights(MobileNetV2(**larger), tmp_path / "imagenet.pth")

@@ -12,6 +12,7 @@ milliseconds per call (median over rounds) and the speed-up over today's network
 import argparse
 import statistics
 import tempfile
+from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
 from time import perf_counter
@@ -61,6 +62,9 @@ CANDIDATES = (
     Candidate("w0.5-128-s16-nolast-shallow", 128, 0.5, 0, 16, 10, SHALLOW),
     Candidate("w0.5-128-s16-nolast-shallowest", 128, 0.5, 0, 16, 10, SHALLOWEST),
     Candidate("w0.5-128-s16-nolast-shallowest-n5", 128, 0.5, 0, 16, 5, SHALLOWEST),
+    Candidate("w0.5-128-s16-nolast-shallow-n5", 128, 0.5, 0, 16, 5, SHALLOW),
+    Candidate("w0.75-128-s16-nolast-shallowest-n5", 128, 0.75, 0, 16, 5, SHALLOWEST),
+    Candidate("w0.75-160-nolast-shallowest-n5", 160, 0.75, 0, 32, 5, SHALLOWEST),
 )
 
 
@@ -81,7 +85,8 @@ def build_int8(candidate: Candidate, work: Path, mean_face: np.ndarray) -> Path:
     save_checkpoint(checkpoint, {"model": network.state_dict(), "config": cfg.to_dict(), "info": info.to_json()})
     float_path = export_onnx(checkpoint, work / f"{candidate.name}.onnx").path
     int8 = work / f"{candidate.name}_int8.onnx"
-    write_int8(OnnxLandmarkModel(float_path), int8, verification_crops(candidate.input_size, count=16))
+    with closing(OnnxLandmarkModel(float_path)) as float_model:
+        write_int8(float_model, int8, verification_crops(candidate.input_size, count=16))
     return int8
 
 
@@ -100,10 +105,11 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", help="candidate names (today's network is always timed)")
     args = parser.parse_args()
     chosen = [c for c in CANDIDATES if c.name == "today" or not args.only or c.name in args.only]
-    mean_face = OnnxLandmarkModel(shipped_model(prefer_int8=False)).info.codec.mean_face
-    with tempfile.TemporaryDirectory() as work:
+    with closing(OnnxLandmarkModel(shipped_model(prefer_int8=False))) as shipped:
+        mean_face = shipped.info.codec.mean_face
+    with tempfile.TemporaryDirectory() as work, ExitStack() as opened:
         paths = {c.name: build_int8(c, Path(work), mean_face) for c in chosen}
-        models = {c.name: OnnxLandmarkModel(paths[c.name], threads=2) for c in chosen}
+        models = {c.name: opened.enter_context(closing(OnnxLandmarkModel(paths[c.name], threads=2))) for c in chosen}
         print("| candidate | input | grid | M multiply-adds | batch 1 ms | speed-up | batch 3 ms | speed-up |")
         print("|---|---|---|---|---|---|---|---|")
         rows = {c.name: {} for c in chosen}
@@ -126,8 +132,6 @@ def main() -> None:
             print(
                 f"| {c.name} | {c.input_size} | {grid}x{grid} | {macs:.0f} | {ms1:.2f} | {x1:.2f}x | {ms3:.2f} | {x3:.2f}x |"
             )
-        for model in models.values():
-            model.close()
 
 
 if __name__ == "__main__":

@@ -34,8 +34,8 @@ class ModelInfo:
     training_data: str = ""
     created: str = ""  # ISO date of export
     precision: str = "float32"  # "int8" for a quantized twin (pipnet quantize)
-    # The MobileNetV2's shape (training/network.py), for fine-tuning from the file; files before
-    # model 1.3 have none and are the full network.
+    # The MobileNetV2's shape (training/network.py), for fine-tuning from the file; files exported
+    # before 2026-12-04 have none and are the full network.
     width: float = 1.0
     last_channels: int = 1280
     blocks: tuple[int, ...] = ()  # each stage's block count; empty: MobileNetV2's own

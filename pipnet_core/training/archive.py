@@ -40,7 +40,7 @@ from pipnet_core.training.sources import NO_FACE, Source, is_negative, load_sour
 ARCHIVE_FORMAT = 1
 DEFAULT_MARGIN = 1.5
 DEFAULT_QUALITY = 80
-_KEYS = ("format", "sources", "webp", "offsets", "points", "has_face", "teacher", "source", "validation")
+_KEYS = ("format", "sources", "webp", "offsets", "points", "has_face", "source", "validation")  # and "teacher"
 
 
 @dataclass
@@ -48,7 +48,7 @@ class PackReport:
     path: Path
     crops: int
     faces: int
-    size_mb: float
+    size_mib: float
     with_teacher: bool
 
 
@@ -86,10 +86,14 @@ def pack(
     quality: int = DEFAULT_QUALITY,
     teacher: LandmarkModel | None = None,
     progress: Callable[[int, int], None] | None = None,
+    max_mib: float = 0.0,
 ) -> PackReport:
-    """Write every training and validation sample of ``cfg``'s sources into ``out`` (.npz)."""
+    """Write every training and validation sample of ``cfg``'s sources into ``out`` (.npz); with
+    ``max_mib``, refuse (keeping any old archive) one that comes out larger."""
     if margin < 1 or not 1 <= quality <= 100:
         raise PipnetError("--margin is at least 1 and --quality lies within 1-100")
+    if teacher is not None and teacher.info.num_points != cfg.model.num_points:
+        raise PipnetError(f"the teacher gives {teacher.info.num_points} points, the config {cfg.model.num_points}")
     sources = load_sources(cfg.data, cfg.train.seed, data_root)
     rows = [(k, s, False) for k, src in enumerate(sources) for s in src.train]
     rows += [(k, s, True) for k, src in enumerate(sources) for s in src.val]
@@ -127,7 +131,7 @@ def pack(
         "offsets": offsets,
         "points": points,
         "has_face": np.array([not is_negative(s) for _, s, _ in rows]),
-        "teacher": teacher_points,
+        **({"teacher": teacher_points} if teacher is not None else {}),
         "source": np.array([k for k, _, _ in rows], np.int32),
         "validation": np.array([v for _, _, v in rows]),
     }
@@ -139,6 +143,9 @@ def pack(
             np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
+        size_mib = partial.stat().st_size / 2**20
+        if max_mib and size_mib > max_mib:
+            raise PipnetError(f"{out}: {size_mib:.1f} MiB, over --max-mb {max_mib:g}: lower --quality or --margin")
         partial.replace(out)
     except OSError as exc:
         partial.unlink(missing_ok=True)
@@ -149,7 +156,7 @@ def pack(
         partial.unlink(missing_ok=True)
         raise
     faces = int(arrays["has_face"].sum())
-    return PackReport(out, len(rows), faces, out.stat().st_size / 2**20, teacher is not None)
+    return PackReport(out, len(rows), faces, size_mib, teacher is not None)
 
 
 @dataclass
@@ -169,14 +176,31 @@ def distillation(packed: Archive, cfg: Config) -> Distillation | None:
         return None
     names = {s.name for s in packed.sources}
     unknown = [name for name in d.teacher_only if name not in names]
-    if unknown or not 0 <= d.teacher_share <= 1:
-        problem = f"teacher_only names {unknown[0]!r}, not a source" if unknown else "teacher_share lies within 0-1"
-        raise PipnetError(f"config: [distil] {problem}")
+    if unknown:
+        raise PipnetError(f"config: [distil] teacher_only names {unknown[0]!r}, not a source")
     shares = [1.0 if src.name in d.teacher_only else d.teacher_share for src in packed.sources for _ in src.train]
     faces = [s for src in packed.sources for s in src.train if not is_negative(s)]
     if any(np.isnan(packed.teacher[s.image_path]).any() for s in faces):
         raise PipnetError("config: [distil] asks for a teacher's points: pack the archive with `pipnet pack --teacher`")
     return Distillation(packed.teacher, shares)
+
+
+def _check_packed_like(packed: dict, cfg: Config, path: Path) -> None:
+    """The settings an archive's crops and split were made for must be ``cfg``'s."""
+    settings = (
+        ("[model] crop_scale", packed["model"]["crop_scale"], cfg.model.crop_scale),
+        ("[model] num_points", packed["model"]["num_points"], cfg.model.num_points),
+        ("[data] val_fraction", packed["data"]["val_fraction"], cfg.data.val_fraction),
+        ("[data] drop_conflicting", packed["data"]["drop_conflicting"], cfg.data.drop_conflicting),
+        ("[train] seed (it splits the faces)", packed["train"]["seed"], cfg.train.seed),
+    )
+    for what, theirs, ours in settings:
+        if theirs != ours:
+            raise PipnetError(f"{path}: packed with {what} = {theirs}, the config has {ours}: pack it with this config")
+    if packed["model"]["input_size"] < cfg.model.input_size:
+        raise PipnetError(
+            f"{path}: packed for input {packed['model']['input_size']}, smaller than the config's {cfg.model.input_size}"
+        )
 
 
 def read_archive(path: str | Path, cfg: Config) -> Archive:
@@ -187,14 +211,17 @@ def read_archive(path: str | Path, cfg: Config) -> Archive:
             missing = [key for key in _KEYS if key not in stored.files]
             if missing:
                 raise PipnetError(f"{path}: not a pipnet crop archive (no {missing[0]!r})")
-            arrays = {key: stored[key] for key in _KEYS}
+            arrays = {key: stored[key] for key in (*_KEYS, "teacher") if key in stored.files}
     except FileNotFoundError:
         raise PipnetError(f"{path}: archive not found") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:  # a truncated copy is a bad zip
         raise PipnetError(f"{path}: not a pipnet crop archive, or a damaged one ({exc})") from None
     if int(arrays["format"]) != ARCHIVE_FORMAT:
         raise PipnetError(f"{path}: archive format {int(arrays['format'])}, this version reads {ARCHIVE_FORMAT}")
-    described = json.loads(str(arrays["sources"]))["sources"]
+    packed = json.loads(str(arrays["sources"]))
+    _check_packed_like(packed["config"], cfg, path)
+    described = packed["sources"]
+    no_teacher = np.full((cfg.model.num_points, 2), np.nan, np.float32)
     by_name = {d["name"]: k for k, d in enumerate(described)}
     images, teacher, members = {}, {}, {k: ([], []) for k in range(len(described))}
     webp, offsets = arrays["webp"], arrays["offsets"]
@@ -207,7 +234,7 @@ def read_archive(path: str | Path, cfg: Config) -> Archive:
         points = arrays["points"][i] if arrays["has_face"][i] else NO_FACE
         members[int(k)][bool(arrays["validation"][i])].append(Sample(name, points))
         if arrays["has_face"][i]:
-            teacher[name] = arrays["teacher"][i]
+            teacher[name] = arrays["teacher"][i] if "teacher" in arrays else no_teacher
     sources = []
     for entry in cfg.data.train:
         if entry["path"] not in by_name:

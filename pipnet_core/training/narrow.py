@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pipnet_core.base.errors import PipnetError
 from pipnet_core.training.network import InvertedResidual, MobileNetV2, load_imagenet_weights
 
 
@@ -35,23 +36,19 @@ def _copy_conv_bn(conv: nn.Conv2d, norm: nn.BatchNorm2d, full_conv, full_norm, o
         getattr(norm, name).copy_(getattr(full_norm, name)[out_idx])
 
 
-def _stages(blocks: list[InvertedResidual]) -> list[list[int]]:
-    """Block positions grouped into residual stages: a stage starts at every block without a
-    shortcut."""
-    stages: list[list[int]] = []
-    for i, block in enumerate(blocks):
-        if block.residual:
-            stages[-1].append(i)
-        else:
-            stages.append([i])
-    return stages
+def _stages(counts: tuple[int, ...]) -> list[list[int]]:
+    """Block positions grouped into the seven stages of ``counts`` blocks each."""
+    ends = [sum(counts[: k + 1]) for k in range(len(counts))]
+    return [list(range(end - count, end)) for count, end in zip(counts, ends)]
 
 
-def _narrow_blocks(blocks: list[InvertedResidual], full_blocks: list[InvertedResidual], in_idx):
+def _narrow_blocks(slim: MobileNetV2, full: MobileNetV2, in_idx: torch.Tensor) -> torch.Tensor:
     """Copy every block's kept channels; returns the last stage's index set. A stage with fewer
     blocks than the full network's keeps the full stage's first ones (a residual block dropped
     from the end of a stage leaves the sum the others make)."""
-    for stage, full_stage in zip(_stages(blocks), _stages(full_blocks)):
+    blocks = [m for m in slim.features if isinstance(m, InvertedResidual)]
+    full_blocks = [m for m in full.features if isinstance(m, InvertedResidual)]
+    for stage, full_stage in zip(_stages(slim.blocks), _stages(full.blocks)):
         kept = full_stage[: len(stage)]
         stage_norms = sum(_l1(full_blocks[i].conv[-2].weight) for i in kept)
         stage_idx = _strongest(stage_norms, blocks[stage[0]].conv[-2].out_channels)
@@ -74,14 +71,23 @@ def narrow_imagenet_weights(backbone: MobileNetV2, source: Path | str) -> None:
     """Load ImageNet MobileNetV2 weights into a slimmer ``backbone`` (any width, last convolution
     and block counts), each layer keeping its strongest channels."""
     full = MobileNetV2()
+    too_big = [
+        what
+        for what, mine, theirs in (
+            ("width", backbone.width, 1.0),
+            ("last channels", backbone.last_channels, full.last_channels),
+            *((f"stage {k + 1}'s blocks", b, f) for k, (b, f) in enumerate(zip(backbone.blocks, full.blocks))),
+        )
+        if mine > theirs
+    ]
+    if too_big:
+        raise PipnetError(f"{source}: ImageNet MobileNetV2 narrows to smaller networks only: {too_big[0]} is larger")
     load_imagenet_weights(full, source)
     layers, full_layers = list(backbone.features), list(full.features)
     stem, full_stem = layers[0], full_layers[0]
     stem_idx = _strongest(_l1(full_stem[0].weight), stem[0].out_channels)
     _copy_conv_bn(stem[0], stem[1], full_stem[0], full_stem[1], stem_idx, torch.arange(3))
-    blocks = [m for m in layers if isinstance(m, InvertedResidual)]
-    full_blocks = [m for m in full_layers if isinstance(m, InvertedResidual)]
-    last_idx = _narrow_blocks(blocks, full_blocks, stem_idx)
+    last_idx = _narrow_blocks(backbone, full, stem_idx)
     if not isinstance(layers[-1], InvertedResidual):  # a last 1x1 convolution, maybe thinned
         last, full_last = layers[-1], full_layers[-1]
         keep = _strongest(_l1(full_last[0].weight[:, last_idx]), last[0].out_channels)

@@ -105,6 +105,7 @@ class MobileNetV2(nn.Module):
                 cin = cout
         if last_channels:
             layers.append(ConvBNReLU6(cin, last_channels, kernel=1))
+        self.width, self.last_channels, self.blocks = width, last_channels, blocks
         self.out_channels = last_channels or cin
         self.features = nn.Sequential(*layers)
 

@@ -131,12 +131,18 @@ class TrainingData:
 
 def _load_data(cfg: Config, data_root: str | None, archive: str | None, log) -> TrainingData:
     """The sources from their folders, or from a crop archive (with its crops and teacher's points)."""
+    if not 0 <= cfg.distil.teacher_share <= 1:
+        raise PipnetError(f"config: [distil] teacher_share = {cfg.distil.teacher_share}: it lies within 0-1")
     if archive is not None:
         if cfg.stc.unlabeled:
             raise PipnetError("--archive holds labelled crops only: self-training reads its unlabeled folder")
+        began = time.time()
         packed = read_archive(archive, cfg)
         data = TrainingData(packed.sources, [], [], packed.images, distillation(packed, cfg))
-        log(f"data from the crop archive {archive}" + (", with the teacher's points" if data.distillation else ""))
+        taught = ", with the teacher's points" if data.distillation else ""
+        log(
+            f"data from the crop archive {archive}{taught}: {len(packed.images)} crops decoded in {time.time() - began:.0f}s"
+        )
     else:
         if cfg.distil.active:
             raise PipnetError("config: [distil] reads the teacher's points from a crop archive: give --archive")
@@ -169,10 +175,11 @@ def _start_from_onnx(cfg: Config, network, source: Path, out: Path) -> ModelInfo
     imported, info = network_from_onnx(source)
     codec = info.codec
     theirs = (info.backbone, codec.stride, codec.num_points, codec.num_neighbours, info.crop_scale)
-    ours = (m.backbone, m.stride, m.num_points, m.num_neighbours, m.crop_scale)
+    theirs += (info.width, info.last_channels, list(info.blocks))
+    ours = (m.backbone, m.stride, m.num_points, m.num_neighbours, m.crop_scale, m.width, m.last_channels, m.blocks)
     if theirs != ours:
         raise PipnetError(
-            f"{source}: model (backbone, stride, points, neighbours, crop scale) = "
+            f"{source}: model (backbone, stride, points, neighbours, crop scale, width, last channels, blocks) = "
             f"{theirs}, but the config asks for {ours}"
         )
     network.load_state_dict(imported.state_dict())
@@ -295,10 +302,12 @@ def train(
         return out / "best.pt"
     began = time.time()
     images = preload(train_samples + val_samples, data.decoded)
-    log(f"decoded {len(images)} images in {time.time() - began:.0f}s")
+    if not data.decoded:
+        log(f"decoded {len(images)} images in {time.time() - began:.0f}s")
     train_set = LandmarkDataset(train_samples, images, start.info.codec, cfg, True, data.distillation)
-    if start.narrowed:
-        crops = DataLoader(train_set, batch_size=32, sampler=range(min(len(train_set), BATCHNORM_CROPS)))
+    if start.narrowed:  # the first crops of the first epoch's order: every source in its share
+        first = epoch_indices(sources, 0, t.seed)[:BATCHNORM_CROPS].tolist()
+        crops = DataLoader(train_set, batch_size=32, sampler=first)
         batches = (to_batch(c).to(workers.device, memory_format=torch.channels_last) for c, *_ in crops)
         seen = recompute_batchnorm(network, batches)
         log(f"ImageNet weights narrowed to the slim network; batch norm measured afresh on {seen} training crops")
