@@ -99,6 +99,19 @@ def drawn_face(rng: np.random.Generator, size: int = 256, vary_shape: bool = Fal
     return image, points
 
 
+def write_drawn_faces(folder: Path, count: int, size: int, seed: int) -> Path:
+    """A 300-W folder (NAME.png + NAME.pts) of ``count`` drawn faces of varied shape."""
+    from pipnet_core.io.labels import write_pts
+
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image, points = drawn_face(rng, size=size, vary_shape=True)
+        cv2.imwrite(str(folder / f"{i}.png"), image)
+        write_pts(folder / f"{i}.pts", points)
+    return folder
+
+
 class MeanFaceModel(LandmarkModel):
     """A stand-in landmark model: outputs whose decode is the codec's mean face with full
     confidence, whatever the crop (the plausible wrong answer for accuracy and tracking tests)."""

@@ -7,10 +7,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from synthetic import MeanFaceModel, drawn_face
+from synthetic import MeanFaceModel, write_drawn_faces
 
 from pipnet_core.base.errors import PipnetError
-from pipnet_core.io.labels import write_pts
 from pipnet_core.model.interface import ModelInfo
 from pipnet_core.training.archive import distillation, pack, read_archive
 from pipnet_core.training.augment import training_crop
@@ -24,12 +23,8 @@ from pipnet_core.training.train import train
 def data_root(tmp_path_factory):
     """Ten drawn faces in pictures larger than the crops, and a folder of three crops with no face."""
     root = tmp_path_factory.mktemp("data")
-    rng = np.random.default_rng(3)
-    (root / "faces").mkdir()
-    for i in range(10):
-        image, points = drawn_face(rng, size=384, vary_shape=True)
-        cv2.imwrite(str(root / "faces" / f"{i}.png"), image)
-        write_pts(root / "faces" / f"{i}.pts", points)
+    write_drawn_faces(root / "faces", 10, size=384, seed=3)
+    rng = np.random.default_rng(4)
     (root / "empty").mkdir()
     rows = ["image,source,x,y,side,kind,purpose"]
     for i in range(3):

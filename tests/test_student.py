@@ -137,22 +137,15 @@ def test_a_student_trains_from_narrowed_weights_exports_and_fine_tunes_from_its_
     """A width-0.5 student without the last convolution, on a grid of stride 16: narrowed from
     (stand-in) ImageNet weights with its batch norm measured on the crops, exported with its shape
     in the metadata, and rebuilt from the file computing what the file computes."""
-    import cv2
-    from synthetic import drawn_face
+    from synthetic import write_drawn_faces
 
-    from pipnet_core.io.labels import write_pts
     from pipnet_core.model.onnx import OnnxLandmarkModel
     from pipnet_core.training.config import AugmentConfig, Config, DataConfig, ModelConfig, TrainConfig
     from pipnet_core.training.export import export_onnx, verification_crops
     from pipnet_core.training.torch_runner import network_from_onnx
     from pipnet_core.training.train import train
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "faces").mkdir()
-    for i in range(6):
-        image, points = drawn_face(rng, size=160, vary_shape=True)
-        cv2.imwrite(str(tmp_path / "faces" / f"{i}.png"), image)
-        write_pts(tmp_path / "faces" / f"{i}.pts", points)
+    write_drawn_faces(tmp_path / "faces", 6, size=160, seed=0)
     torch.save(MobileNetV2().state_dict(), tmp_path / "imagenet.pth")
     cfg = Config(
         model=ModelConfig(
