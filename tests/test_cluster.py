@@ -283,3 +283,26 @@ def test_a_local_cluster_of_this_machine(tmp_path):
     result = pipnet("annotate", clip, "--out", tmp_path / "local", "--scheduler", "local:2", "--chunk-seconds", "2")
     assert reference.returncode == 0 and result.returncode == 0, result.stderr
     assert _compare(tmp_path / "single" / "short.csv", tmp_path / "local" / "short.csv") <= 0.5
+
+
+def test_a_client_that_fails_to_close_does_not_hide_a_ctrl_c(monkeypatch):
+    """Right after a Ctrl-C, Dask's client can fail its own close (an AssertionError of
+    distributed's reconnect, seen in CI): the interrupt must still be what the run ends with."""
+    from pipnet_core.export.cluster import _client
+
+    failed = []
+
+    def failing_close(self, *args, **kwargs):
+        failed.append(self)
+        raise AssertionError
+
+    close = Client.close
+    monkeypatch.setattr(Client, "close", failing_close)
+    try:
+        with pytest.raises(KeyboardInterrupt), _client("local:1"):
+            raise KeyboardInterrupt
+    finally:
+        monkeypatch.undo()
+        for client in failed:
+            close(client)
+    assert failed, "the client was never closed"
