@@ -93,6 +93,22 @@ def test_config_rejects_unknown_keys_and_wrong_types(tmp_path):
         Config.load(path)
 
 
+def test_set_overrides_a_key_over_the_file_and_is_checked_like_it(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text("[train]\nlr = 0.001\nepochs = 2\nlr_milestones = [30, 50]\n")
+    cfg = Config.load(
+        path, ["train.lr=3e-4", "train.lr_milestones=[1, 2]", "train.out_dir=/tmp/a run", "model.width=0.5"]
+    )
+    assert (cfg.train.lr, cfg.train.epochs, cfg.train.lr_milestones) == (3e-4, 2, [1, 2])
+    assert cfg.train.out_dir == "/tmp/a run" and cfg.model.width == 0.5  # a bare string; a section not in the file
+    with pytest.raises(PipnetError, match="unknown key 'lrr'"):
+        Config.load(path, ["train.lrr=1"])
+    with pytest.raises(PipnetError, match="epochs = 'ten': expected int"):
+        Config.load(path, ["train.epochs=ten"])
+    with pytest.raises(PipnetError, match="give SECTION.KEY=VALUE"):
+        Config.load(path, ["lr=1e-3"])
+
+
 @needs(SHARED_DATA)
 @pytest.mark.parametrize("layout", ["300w_subset/helen/testset", "300w_subset/afw", "ytf68/test"])
 def test_real_data_loads_as_shipped(layout):

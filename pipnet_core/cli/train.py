@@ -11,7 +11,7 @@ def _train(args) -> None:
     from pipnet_core.training.config import Config
     from pipnet_core.training.train import train
 
-    cfg = Config.load(args.config)
+    cfg = Config.load(args.config, args.set)
     train(cfg, resume=args.resume, data_root=args.data_root, out_dir=args.out, archive=args.archive)
 
 
@@ -78,6 +78,13 @@ def add_commands(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     p.add_argument("--data-root", help="override [data] root")
     p.add_argument("--out", help="override [train] out_dir")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one key of the config, e.g. --set train.lr=1e-3 --set train.epochs=3 (repeatable)",
+    )
     p.add_argument(
         "--archive", help="read the config's sources from this crop archive (`pipnet pack`), not their folders"
     )

@@ -151,14 +151,32 @@ class Config:
         return cls(**sections)
 
     @classmethod
-    def load(cls, path: str | Path) -> Config:
+    def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+        """The file's config, with each ``section.key=value`` of overrides set over it (the value
+        in TOML syntax, or a bare string) and checked like the file's own keys."""
         try:
             raw = tomllib.loads(Path(path).read_text())
         except OSError as exc:
             raise PipnetError(f"{path}: cannot read config ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise PipnetError(f"{path}: invalid TOML ({exc})") from None
-        return cls.from_dict(raw, str(path))
+        for override in overrides:
+            name, equals, value = override.partition("=")
+            section, dot, key = name.strip().partition(".")
+            if not (equals and dot and section and key):
+                raise PipnetError(f"--set {override}: give SECTION.KEY=VALUE, e.g. train.lr=1e-3")
+            if not isinstance(raw.setdefault(section, {}), dict):
+                raise PipnetError(f"{path}: [{section}] must be a table")
+            raw[section][key] = _override_value(value.strip())
+        return cls.from_dict(raw, f"{path} with --set {' '.join(overrides)}" if overrides else str(path))
+
+
+def _override_value(text: str) -> Any:
+    """A TOML value (1e-3, 40, [30, 50], true, "x"); anything else is the string itself (a path)."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def _build_section(section_type: type, values: dict[str, Any], where: str):
