@@ -97,16 +97,22 @@ def test_set_overrides_a_key_over_the_file_and_is_checked_like_it(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[train]\nlr = 0.001\nepochs = 2\nlr_milestones = [30, 50]\n")
     cfg = Config.load(
-        path, ["train.lr=3e-4", "train.lr_milestones=[1, 2]", "train.out_dir=/tmp/a run", "model.width=0.5"]
+        path, ["train.lr=3e-4", "train.lr_milestones=[1, 2]", "train.out_dir=runs/2026-12-04", "model.width=1"]
     )
     assert (cfg.train.lr, cfg.train.epochs, cfg.train.lr_milestones) == (3e-4, 2, [1, 2])
-    assert cfg.train.out_dir == "/tmp/a run" and cfg.model.width == 0.5  # a bare string; a section not in the file
-    with pytest.raises(PipnetError, match="unknown key 'lrr'"):
+    assert cfg.train.out_dir == "runs/2026-12-04" and cfg.model.width == 1.0  # text as typed; an int for a float
+    assert Config.load(path, ["train.init=a=b.pt", "train.freeze_batchnorm = true"]).train.init == "a=b.pt"
+    with pytest.raises(PipnetError, match=r"^--set train.lrr=1: unknown key 'lrr' in \[train\]"):
         Config.load(path, ["train.lrr=1"])
-    with pytest.raises(PipnetError, match="epochs = 'ten': expected int"):
+    with pytest.raises(PipnetError, match=r"^--set train.epochs=ten: 'ten' is not a TOML value"):
         Config.load(path, ["train.epochs=ten"])
+    with pytest.raises(PipnetError, match=r"^--set train.epochs=2.5: \[train\] epochs = 2.5: expected int"):
+        Config.load(path, ["train.epochs=2.5"])
     with pytest.raises(PipnetError, match="give SECTION.KEY=VALUE"):
         Config.load(path, ["lr=1e-3"])
+    for split in ("data.val_fraction=0.1", "train.seed=1"):  # eval --validation-of rebuilds it from the file
+        with pytest.raises(PipnetError, match="the held-out split comes from the config file"):
+            Config.load(path, [split])
 
 
 @needs(SHARED_DATA)

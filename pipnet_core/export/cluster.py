@@ -324,7 +324,7 @@ def _client(scheduler: str):
                 finally:
                     _close(client)
             finally:
-                cluster.close()
+                _quietly(cluster.close)
             return
         try:
             client = Client(scheduler, timeout="20s")
@@ -339,11 +339,21 @@ def _client(scheduler: str):
 
 
 def _close(client) -> None:
-    """Close the client without letting a failing close replace how the run ended. Right after a
-    Ctrl-C, Dask's client can be mid-reconnect, and its close then fails an assertion of its own
-    (distributed 2026.8 did, in CI): the interrupt, or the results, are what the user must get."""
-    with suppress(Exception):
+    """Close the client without letting a failing close replace how the run ended (the interrupt,
+    or the results): right after a Ctrl-C, Dask's client can be mid-reconnect, and its close then
+    fails an assertion of its own (distributed 2026.8 did, in CI)."""
+    try:
         client.close()
+    except Exception:
+        # Left "closing", the client would close again when collected and print that traceback.
+        client.status = "closed"
+
+
+def _quietly(cleanup, *args, **kwargs) -> None:
+    """One step of stopping a run whose failure must not replace how the run ended: a cancel or an
+    unsubscribe that finds the client closed by a lost scheduler, a local cluster slow to stop."""
+    with suppress(Exception):
+        cleanup(*args, **kwargs)
 
 
 def annotate_on_cluster(inputs: list[str], options: AnnotateOptions, cluster: ClusterOptions) -> list[FileResult]:
@@ -388,10 +398,11 @@ def annotate_on_cluster(inputs: list[str], options: AnnotateOptions, cluster: Cl
                 futures[plan.path] = client.submit(_merge_video, planned, options, *chunks, retries=RETRIES, pure=False)
             results = [_result(path, futures[path]) for path in files]
         except BaseException:
-            client.cancel([f for f in [*plans, *futures.values()] if not isinstance(f, FileResult)], force=True)
+            running = [f for f in [*plans, *futures.values()] if not isinstance(f, FileResult)]
+            _quietly(client.cancel, running, force=True)
             raise
         finally:
-            client.unsubscribe_topic(topic)
+            _quietly(client.unsubscribe_topic, topic)
             bar.close()
     return results
 

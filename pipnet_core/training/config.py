@@ -152,31 +152,46 @@ class Config:
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-        """The file's config, with each ``section.key=value`` of overrides set over it (the value
-        in TOML syntax, or a bare string) and checked like the file's own keys."""
+        """The file's config, each ``section.key=value`` of overrides then set over it and checked
+        like the file's own keys (the value in TOML syntax; a text key takes the text as typed)."""
         try:
             raw = tomllib.loads(Path(path).read_text())
         except OSError as exc:
             raise PipnetError(f"{path}: cannot read config ({exc.strerror})") from None
         except tomllib.TOMLDecodeError as exc:
             raise PipnetError(f"{path}: invalid TOML ({exc})") from None
+        cfg = cls.from_dict(raw, str(path))
         for override in overrides:
-            name, equals, value = override.partition("=")
-            section, dot, key = name.strip().partition(".")
-            if not (equals and dot and section and key):
-                raise PipnetError(f"--set {override}: give SECTION.KEY=VALUE, e.g. train.lr=1e-3")
-            if not isinstance(raw.setdefault(section, {}), dict):
-                raise PipnetError(f"{path}: [{section}] must be a table")
-            raw[section][key] = _override_value(value.strip())
-        return cls.from_dict(raw, f"{path} with --set {' '.join(overrides)}" if overrides else str(path))
+            cfg = cfg._overridden(override)
+        return cfg
+
+    def _overridden(self, override: str) -> Config:
+        where = f"--set {override}:"
+        name, equals, text = override.partition("=")
+        section, dot, key = (part.strip() for part in name.partition("."))
+        if not (equals and dot and section and key):
+            raise PipnetError(f"{where} give SECTION.KEY=VALUE, e.g. train.lr=1e-3")
+        if section == "data" or (section, key) == ("train", "seed"):
+            # `eval --validation-of`, `quantize` and `pack` rebuild the held-out faces from the file.
+            raise PipnetError(f"{where} the held-out split comes from the config file: change it there")
+        hints = get_type_hints(type(self))
+        if section not in hints:
+            raise PipnetError(f"{where} unknown section [{section}] (known: {', '.join(hints)})")
+        section_type = hints[section]
+        values = dataclasses.asdict(getattr(self, section))
+        if key not in values:
+            raise PipnetError(f"{where} unknown key {key!r} in [{section}] (known: {', '.join(values)})")
+        values[key] = _override_value(text.strip(), get_type_hints(section_type)[key], where)
+        return dataclasses.replace(self, **{section: _build_section(section_type, values, f"{where} [{section}]")})
 
 
-def _override_value(text: str) -> Any:
-    """A TOML value (1e-3, 40, [30, 50], true, "x"); anything else is the string itself (a path)."""
+def _override_value(text: str, hint: Any, where: str) -> Any:
+    if hint is str and not text.startswith(('"', "'")):
+        return text  # a path or a name, as typed
     try:
         return tomllib.loads(f"value = {text}")["value"]
     except tomllib.TOMLDecodeError:
-        return text
+        raise PipnetError(f"{where} {text!r} is not a TOML value (e.g. 0.5, 40, true, [30, 50])") from None
 
 
 def _build_section(section_type: type, values: dict[str, Any], where: str):
