@@ -29,3 +29,6 @@ $P quantize --model build/student/pipnet_student_68.onnx --config $HERE/student_
 test -f build/archive/student_160.npz ||
     $P pack --config $HERE/student_w075_160.toml --teacher build/student/teacher_1.2.1.onnx --out build/archive/student_160.npz
 $P train --config $HERE/student_w075_160.toml --archive build/archive/student_160.npz --resume
+$P export --checkpoint $RUNS/student_w075_160/last.pt --out build/student/pipnet_student_160.onnx \
+    --name pipnet_student_68 --version 0.3.0 --licence "$LICENCE"
+$P quantize --model build/student/pipnet_student_160.onnx --config $HERE/student_w075_160.toml
